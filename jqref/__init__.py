@@ -1,0 +1,21 @@
+"""jqref: Dask clusters whose workers run in batch jobs (SLURM, ...)."""
+
+from .batch import BatchQueue, JobCancelError
+from .cluster import JobQueueCluster
+from .job import Job, JobState
+from .runners import CommandError, CommandResult, LocalRunner, Runner
+from .slurm import SLURMCluster, SLURMJob
+
+__all__ = [
+    "BatchQueue",
+    "CommandError",
+    "CommandResult",
+    "Job",
+    "JobCancelError",
+    "JobQueueCluster",
+    "JobState",
+    "LocalRunner",
+    "Runner",
+    "SLURMCluster",
+    "SLURMJob",
+]

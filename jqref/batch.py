@@ -1,0 +1,146 @@
+"""The jobs one cluster has in a batch system: submitted, polled, cancelled.
+
+All jobs of a cluster are polled with one batched status command per
+interval. A job the batch system reports as over (failed, cancelled from
+outside, or simply gone from the queue) is handed to `on_ended` so the
+cluster can replace it. A poll that fails says nothing about the jobs and
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+import time
+import weakref
+from collections.abc import Callable
+
+from .job import Job, JobState
+from .runners import CommandError, Runner
+
+logger = logging.getLogger(__name__)
+
+
+class JobCancelError(RuntimeError):
+    """Some jobs could not be cancelled, or are still in the queue after cancelling."""
+
+
+class BatchQueue:
+    _instances: weakref.WeakSet[BatchQueue] = weakref.WeakSet()
+
+    def __init__(
+        self,
+        job_cls: type[Job],
+        runner: Runner,
+        on_ended: Callable[[Job, str], None] = lambda job, detail: None,
+    ):
+        self.job_cls = job_cls
+        self.runner = runner
+        self.on_ended = on_ended
+        #: Jobs submitted and not known to be over, by job id.
+        self.active: dict[str, Job] = {}
+        #: Jobs we asked the batch system to cancel and have not yet seen leave.
+        self.cancelled: dict[str, Job] = {}
+        self.cancel_errors: list[str] = []
+        self.polls = 0
+        BatchQueue._instances.add(self)
+
+    async def submit(self, job: Job) -> str:
+        script = job.job_script()
+        argv = job.submit_argv()
+        if job.submit_reads_stdin:
+            result = await self.runner.run(argv, stdin=script)
+        else:
+            result = await self._submit_file(argv, script)
+        job_id = self.job_cls.parse_job_id(result.check().stdout)
+        self.active[job_id] = job
+        logger.info("submitted %s as job %s", job.name, job_id)
+        return job_id
+
+    async def _submit_file(self, argv, script):
+        # Local runner only for now: a script file the submit command reads.
+        fd, path = tempfile.mkstemp(prefix="jqref-", suffix=".sh")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(script)
+            return await self.runner.run([*argv, path])
+        finally:
+            os.unlink(path)
+
+    async def cancel(self, job: Job) -> None:
+        """Cancel one job; a failure is recorded and logged, not raised, so that
+        closing a cluster goes on to cancel the rest and then reports them all."""
+        if job.job_id is None or job.job_id not in self.active:
+            return
+        result = await self.runner.run(job.cancel_argv([job.job_id]))
+        if result.ok:
+            self.cancelled[job.job_id] = self.active.pop(job.job_id)
+            return
+        message = str(CommandError(result))
+        self.cancel_errors.append(message)
+        logger.error("could not cancel job %s (%s): %s", job.job_id, job.name, message)
+
+    async def poll(self) -> None:
+        """Ask the batch system about every job once; report the ones that ended."""
+        ids = [*self.active, *self.cancelled]
+        if not ids:
+            return
+        result = await self.runner.run(self.job_cls.status_command(ids))
+        states = self.job_cls.parse_states(result, ids)
+        self.polls += 1
+        for job_id in ids:
+            state, detail = states.get(job_id, (JobState.ENDED, "left the queue"))
+            if job_id in self.cancelled:
+                if not state.active:
+                    self.cancelled.pop(job_id).ended(state)
+            elif job_id in self.active:  # not cancelled while we were polling
+                job = self.active[job_id]
+                job.state = state
+                if not state.active:
+                    del self.active[job_id]
+                    job.ended(state)
+                    self.on_ended(job, detail)
+
+    async def watch(self, interval: float) -> None:
+        """Poll forever; meant to run as a task that the owner cancels."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                logger.warning("polling the batch system failed; will retry: %s", e)
+
+    async def cancel_all(self, timeout: float = 120.0, interval: float = 1.0) -> None:
+        """Cancel every job still active, wait until the batch system shows none
+        of them, and raise `JobCancelError` if that did not happen."""
+        await asyncio.gather(*(self.cancel(job) for job in list(self.active.values())))
+        deadline = time.monotonic() + timeout
+        while self.cancelled and time.monotonic() < deadline:
+            with contextlib.suppress(CommandError):
+                await self.poll()
+            if self.cancelled:
+                await asyncio.sleep(interval)
+        problems = list(self.cancel_errors)
+        if self.cancelled:
+            problems.append(
+                f"still in the queue {timeout:g} s after cancelling: {', '.join(sorted(self.cancelled))}"
+            )
+        if problems:
+            raise JobCancelError("; ".join(problems))
+
+    def cancel_all_blocking(self) -> None:
+        """Last resort at interpreter exit, when no event loop is left."""
+        if not self.active:
+            return
+        jobs = list(self.active.values())
+        result = self.runner.run_blocking(jobs[0].cancel_argv(list(self.active)))
+        if result.ok:
+            self.cancelled.update(self.active)
+            self.active.clear()
+        else:
+            logger.error("could not cancel jobs at exit: %s", CommandError(result))

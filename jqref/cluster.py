@@ -1,0 +1,238 @@
+"""`JobQueueCluster`: a Dask SpecCluster whose workers live in batch jobs.
+
+The spec maps a name to one job; with `processes > 1` the job's workers form
+a group (`<name>-0`, `<name>-1`, ...), which is how SpecCluster and Adaptive
+match scheduler workers to jobs. So `scale(n)` counts workers and is turned
+into jobs here, and adapt retires whole jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import functools
+import logging
+import math
+import weakref
+from contextlib import suppress
+from typing import Any, ClassVar
+
+from dask.utils import parse_bytes, parse_timedelta
+from distributed.core import Status
+from distributed.deploy.spec import SpecCluster
+from distributed.scheduler import Scheduler
+
+from .batch import BatchQueue
+from .config import lookup
+from .job import Job
+from .runners import LocalRunner, Runner
+
+logger = logging.getLogger(__name__)
+
+
+def job_of_worker(processes: int, worker_state) -> str:
+    """The spec name (job) a scheduler worker belongs to: strips the group suffix."""
+    name = str(worker_state.name)
+    return name.rsplit("-", 1)[0] if processes > 1 else name
+
+
+def job_counts(job: Job, n=None, cores=None, memory=None) -> list[float]:
+    """How many jobs like `job` hold `n` workers, `cores` cores, `memory` bytes (for each one given)."""
+    counts = []
+    if n is not None:
+        counts.append(n / job.processes)
+    if cores is not None:
+        counts.append(cores / job.cores)
+    if memory is not None:
+        counts.append(parse_bytes(memory) / job.memory_bytes)
+    return counts
+
+
+def adaptive_bounds(job: Job, minimum=None, maximum=None, minimum_jobs=None, maximum_jobs=None,
+                    minimum_cores=None, maximum_cores=None, minimum_memory=None, maximum_memory=None) -> dict:
+    """Adaptive's `minimum`/`maximum` (it counts workers) from bounds in workers,
+    jobs, cores or memory: the tightest of each, as whole jobs' worth of workers."""
+    lows = job_counts(job, minimum, minimum_cores, minimum_memory)
+    highs = job_counts(job, maximum, maximum_cores, maximum_memory)
+    lows += [minimum_jobs] if minimum_jobs is not None else []
+    highs += [maximum_jobs] if maximum_jobs is not None else []
+    bounds = {}
+    if lows:
+        bounds["minimum"] = math.ceil(max(lows)) * job.processes
+    if highs:
+        top = min(highs)
+        bounds["maximum"] = top if top == math.inf else math.floor(top) * job.processes
+    return bounds
+
+
+class JobQueueCluster(SpecCluster):
+    """Dask workers started in batch jobs.
+
+    Keyword arguments not listed here describe the jobs (``cores``,
+    ``memory``, ``processes``, ``queue``, ``walltime``, ...) and fall back to
+    the ``jqref.<scheduler>`` (or dask-jobqueue's ``jobqueue.<scheduler>``)
+    section of the dask config. ``runner`` says where batch commands run
+    (default: this machine).
+    """
+
+    job_cls: ClassVar[type[Job]]
+    _live: ClassVar[weakref.WeakSet[JobQueueCluster]] = weakref.WeakSet()
+
+    def __init__(
+        self,
+        n_workers: int = 0,
+        *,
+        job_cls: type[Job] | None = None,
+        runner: Runner | None = None,
+        loop=None,
+        security=None,
+        silence_logs: str | bool = "error",
+        name: str | None = None,
+        asynchronous: bool = False,
+        dashboard_address: str | None = None,
+        host: str | None = None,
+        scheduler_options: dict[str, Any] | None = None,
+        scheduler_cls: type = Scheduler,
+        interface: str | None = None,
+        protocol: str | None = None,
+        poll_interval: str | float | None = None,
+        **job_kwargs: Any,
+    ):
+        if job_cls is not None:
+            self.job_cls = job_cls
+        section = self.job_cls.config_name
+        if security is not None:
+            raise NotImplementedError("TLS (security=) is not supported yet")
+        job_kwargs.setdefault("job_name", name)
+        job_kwargs.update(interface=interface, protocol=protocol)
+        self.runner = runner or LocalRunner()
+        self.batch = BatchQueue(self.job_cls, self.runner, on_ended=self._job_ended)
+        self.poll_interval = parse_timedelta(lookup(section, "poll_interval", poll_interval))
+        # A job rendered from these options now, so that bad options fail here
+        # and processes/cores/memory are known however they were given.
+        self._template = self.job_cls(batch=self.batch, **job_kwargs)
+        self._job_kwargs = job_kwargs
+
+        options = dict(lookup(section, "scheduler_options", None))
+        options.update(scheduler_options or {})
+        options.setdefault("dashboard_address", dashboard_address or ":8787")
+        if host is not None:
+            options.setdefault("host", host)
+        elif interface is not None:
+            options.setdefault("interface", interface)
+        if protocol is not None:
+            options.setdefault("protocol", protocol)
+
+        worker = {
+            "cls": self.job_cls,
+            "options": {
+                **job_kwargs,
+                "batch": self.batch,
+                # Read by SpecCluster for scale(cores=/memory=): per job.
+                "cores": self._template.cores,
+                "memory": self._template.memory,
+                "processes": self._template.processes,
+            },
+        }
+        if self._template.processes > 1:
+            worker["group"] = [f"-{i}" for i in range(self._template.processes)]
+        self._watch: asyncio.Task | None = None
+        JobQueueCluster._live.add(self)
+        super().__init__(
+            scheduler={"cls": scheduler_cls, "options": options},
+            worker=worker,
+            loop=loop,
+            silence_logs=silence_logs,
+            asynchronous=asynchronous,
+            name=name,
+        )
+        if n_workers:
+            self.scale(n_workers)
+
+    # ---- naming and rendering -------------------------------------------
+
+    @property
+    def processes(self) -> int:
+        return self._template.processes
+
+    def _new_worker_name(self, worker_number: int) -> str:
+        return f"{self._template.job_name}-{worker_number}"
+
+    def job_script(self) -> str:
+        """The script the next job would run."""
+        address = self.scheduler.address if self.scheduler else None
+        job = self.job_cls(address, self._new_worker_name(self._i), batch=self.batch, **self._job_kwargs)
+        return job.job_script()
+
+    # ---- scaling ----------------------------------------------------------
+
+    def scale(self, n=None, jobs=0, memory=None, cores=None):
+        """Scale to `n` workers, or `jobs` jobs, or enough jobs for `cores` or
+        `memory` in total; with several given, the largest wins."""
+        return super().scale(max([jobs, *map(math.ceil, job_counts(self._template, n, cores, memory))]))
+
+    def adapt(
+        self,
+        *,
+        minimum: int | None = None,
+        maximum: float | None = None,
+        minimum_jobs: int | None = None,
+        maximum_jobs: int | None = None,
+        minimum_cores: int | None = None,
+        maximum_cores: int | None = None,
+        minimum_memory: str | None = None,
+        maximum_memory: str | None = None,
+        **kwargs,
+    ):
+        """Like `SpecCluster.adapt`, with bounds also in jobs, cores or memory.
+        Adaptive counts workers, so every bound becomes whole jobs' worth of
+        workers, and it retires whole jobs."""
+        kwargs.update(adaptive_bounds(
+            self._template, minimum, maximum, minimum_jobs, maximum_jobs,
+            minimum_cores, maximum_cores, minimum_memory, maximum_memory,
+        ))
+        if self.processes > 1:
+            kwargs.setdefault("worker_key", functools.partial(job_of_worker, self.processes))
+        return super().adapt(**kwargs)
+
+    # ---- job-state tracking -----------------------------------------------
+
+    def _job_ended(self, job: Job, detail: str) -> None:
+        """A job the batch system reports as over: drop it from the spec and
+        submit a replacement so the requested size is kept."""
+        if self.status != Status.running or self.worker_spec.get(job.name) is None:
+            return
+        logger.warning("job %s (%s) ended: %s; submitting a replacement", job.job_id, job.name, detail)
+        wanted = len(self.worker_spec)
+        del self.worker_spec[job.name]
+        self.workers.pop(job.name, None)
+        super().scale(wanted)
+
+    async def _start(self):
+        await super()._start()
+        if self._watch is None:
+            self._watch = asyncio.create_task(self.batch.watch(self.poll_interval))
+
+    async def _close(self):
+        if self._watch is not None:
+            self._watch.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._watch
+        try:
+            await super()._close()
+        finally:
+            # Jobs scale-down could not cancel, and any the spec no longer knows.
+            await self.batch.cancel_all()
+            await self.runner.close()
+
+
+@atexit.register
+def _cancel_jobs_at_exit():
+    """Close clusters still open at exit; cancel directly whatever that leaves."""
+    for cluster in list(JobQueueCluster._live):
+        if cluster.status not in (Status.closed, Status.failed) and not cluster.asynchronous:
+            with suppress(Exception):
+                cluster.close(timeout=30)
+    for batch in list(BatchQueue._instances):
+        with suppress(Exception):
+            batch.cancel_all_blocking()

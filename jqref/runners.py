@@ -1,0 +1,122 @@
+"""Run scheduler commands: an argv list in, exit code and output out.
+
+Scheduler modules only build argv lists; a runner decides where they run.
+`LocalRunner` runs them on this machine; the SSH runner runs them on a login
+node. Neither ever goes through a shell, so no value can be injected into one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+DEFAULT_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def check(self) -> CommandResult:
+        """Return self, or raise `CommandError` if the command failed."""
+        if not self.ok:
+            raise CommandError(self)
+        return self
+
+
+class CommandError(RuntimeError):
+    """A scheduler command failed; the message carries its stderr."""
+
+    def __init__(self, result: CommandResult, what: str = "failed"):
+        self.result = result
+        output = (result.stderr.strip() or result.stdout.strip() or "(no output)")
+        super().__init__(
+            f"{shlex.join(result.argv)} {what} (exit {result.returncode}): {output}"
+        )
+
+
+class CommandTimeout(CommandError):
+    def __init__(self, argv: Sequence[str], timeout: float):
+        super().__init__(
+            CommandResult(tuple(argv), -1, "", f"no answer within {timeout:g} s"),
+            what="timed out",
+        )
+
+
+class Runner(Protocol):
+    """Where scheduler commands run."""
+
+    async def run(
+        self, argv: Sequence[str], *, stdin: str | None = None, timeout: float | None = None
+    ) -> CommandResult: ...
+
+    def run_blocking(
+        self, argv: Sequence[str], *, timeout: float | None = None
+    ) -> CommandResult:
+        """For interpreter exit, when no event loop is left to run `run`."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def _checked_argv(argv: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(argv, str) or not argv:
+        raise TypeError(f"a command must be a non-empty list of arguments, got {argv!r}")
+    return tuple(str(arg) for arg in argv)
+
+
+class LocalRunner:
+    """Run commands on this machine with asyncio subprocesses (no shell)."""
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT):
+        self.timeout = timeout
+
+    async def run(self, argv, *, stdin=None, timeout=None):
+        argv = _checked_argv(argv)
+        timeout = timeout or self.timeout
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except OSError as e:
+            return CommandResult(argv, 127, "", f"cannot run {argv[0]}: {e.strerror}")
+        try:
+            out, err = await asyncio.wait_for(
+                proc.communicate(stdin.encode() if stdin is not None else None), timeout
+            )
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise CommandTimeout(argv, timeout) from None
+        return CommandResult(argv, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    def run_blocking(self, argv, *, timeout=None):
+        argv = _checked_argv(argv)
+        timeout = timeout or self.timeout
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise CommandTimeout(argv, timeout) from None
+        except OSError as e:
+            return CommandResult(argv, 127, "", f"cannot run {argv[0]}: {e.strerror}")
+        return CommandResult(argv, proc.returncode, proc.stdout, proc.stderr)
+
+    async def close(self):
+        pass
+
+    def __repr__(self):
+        return "LocalRunner()"

@@ -1,0 +1,80 @@
+"""SLURM: sbatch, scancel, squeue."""
+
+from __future__ import annotations
+
+from dask.utils import parse_bytes
+
+from .cluster import JobQueueCluster
+from .job import Job, JobState, memory_in_units
+from .runners import CommandError
+
+_PENDING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING"}
+_ENDED = {
+    "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
+    "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "SPECIAL_EXIT", "TIMEOUT",
+}
+
+
+class SLURMJob(Job):
+    config_name = "slurm"
+    directive_prefix = "#SBATCH"
+    submit_command = ("sbatch", "--parsable")
+    cancel_command = ("scancel",)
+
+    def configure(self, job_cpu=None, job_mem=None, **options):
+        super().configure(**options)
+        self.job_cpu = int(self._option("job_cpu", job_cpu) or self.cores)
+        self.job_mem = self._option("job_mem", job_mem) or self.memory
+
+    def directives(self):
+        yield "--job-name", self.job_name
+        if self.log_directory:
+            yield "--output", f"{self.log_directory}/{self.job_name}-%j.out"
+            yield "--error", f"{self.log_directory}/{self.job_name}-%j.err"
+        if self.queue:
+            yield "--partition", self.queue
+        if self.account:
+            yield "--account", self.account
+        yield "--ntasks", "1"
+        yield "--cpus-per-task", str(self.job_cpu)
+        yield "--mem", f"{memory_in_units(parse_bytes(self.job_mem), 'MiB')}M"
+        if self.walltime:
+            yield "--time", self.walltime
+
+    @classmethod
+    def parse_job_id(cls, stdout):
+        # --parsable prints "<id>" or "<id>;<cluster>".
+        job_id = stdout.strip().split(";")[0]
+        if not job_id.isdigit():
+            raise ValueError(f"sbatch printed no job id: {stdout!r}")
+        return job_id
+
+    @classmethod
+    def status_command(cls, job_ids):
+        return ["squeue", "--noheader", "--states=all", "--format=%i %T", "--jobs=" + ",".join(job_ids)]
+
+    @classmethod
+    def parse_states(cls, result, job_ids):
+        if not result.ok:
+            if "Invalid job id" in result.stderr:
+                return {}  # none of them is known any more
+            raise CommandError(result)
+        states = {}
+        for line in result.stdout.splitlines():
+            fields = line.split()
+            if len(fields) != 2:
+                continue
+            job_id, word = fields
+            if word in _ENDED:
+                states[job_id] = (JobState.ENDED, word)
+            elif word in _PENDING:
+                states[job_id] = (JobState.PENDING, word)
+            else:
+                states[job_id] = (JobState.RUNNING, word)
+        return states
+
+
+class SLURMCluster(JobQueueCluster):
+    """Dask workers in SLURM jobs. See `JobQueueCluster` for the options."""
+
+    job_cls = SLURMJob

@@ -1,0 +1,111 @@
+"""The job tracking logic of BatchQueue, driven by scripted command results.
+
+The runner here replays canned scheduler output: it tests only the state
+machine (which job counts as ended, what a failed poll changes); talking to
+real schedulers is the integration suite's job.
+"""
+
+import asyncio
+
+import pytest
+
+from jqref import BatchQueue, CommandResult, JobCancelError, JobState
+from jqref.slurm import SLURMJob
+
+
+class ScriptedRunner:
+    def __init__(self, *results):
+        self.results = list(results)
+        self.calls = []
+
+    async def run(self, argv, *, stdin=None, timeout=None):
+        self.calls.append(list(argv))
+        rc, out, err = self.results.pop(0)
+        return CommandResult(tuple(argv), rc, out, err)
+
+    async def close(self):
+        pass
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def job(batch, name="w-0"):
+    return SLURMJob("tcp://a:1", name, batch=batch, cores=1, memory="1GiB")
+
+
+def test_submit_passes_the_script_on_stdin_and_records_the_id():
+    runner = ScriptedRunner((0, "17\n", ""))
+    batch = BatchQueue(SLURMJob, runner)
+    j = job(batch)
+    assert run(batch.submit(j)) == "17"
+    assert batch.active == {"17": j}
+    assert runner.calls == [["sbatch", "--parsable"]]
+
+
+def test_failed_submit_raises_with_stderr():
+    runner = ScriptedRunner((1, "", "sbatch: error: invalid partition specified: nope\n"))
+    batch = BatchQueue(SLURMJob, runner)
+    with pytest.raises(Exception, match="invalid partition specified: nope"):
+        run(batch.submit(job(batch)))
+    assert batch.active == {}
+
+
+def test_poll_reports_ended_and_vanished_jobs_once():
+    ended = []
+    runner = ScriptedRunner((0, "1\n", ""), (0, "2\n", ""), (0, "3\n", ""), (0, "1 RUNNING\n2 CANCELLED\n", ""))
+    batch = BatchQueue(SLURMJob, runner, on_ended=lambda j, detail: ended.append((j.job_id, detail)))
+    jobs = [job(batch, f"w-{i}") for i in range(3)]
+
+    async def scenario():
+        for j in jobs:
+            j.job_id = await batch.submit(j)
+        await batch.poll()
+
+    run(scenario())
+    assert sorted(ended) == [("2", "CANCELLED"), ("3", "left the queue")]
+    assert list(batch.active) == ["1"] and jobs[0].state is JobState.RUNNING
+    assert len(runner.calls[-1]) == len(SLURMJob.status_command(["1"]))  # one call for all
+
+
+def test_failed_poll_changes_nothing():
+    ended = []
+    runner = ScriptedRunner((0, "1\n", ""), (1, "", "Unable to contact slurm controller"))
+    batch = BatchQueue(SLURMJob, runner, on_ended=lambda j, d: ended.append(j))
+    j = job(batch)
+
+    async def scenario():
+        j.job_id = await batch.submit(j)
+        with pytest.raises(Exception):
+            await batch.poll()
+
+    run(scenario())
+    assert ended == [] and list(batch.active) == ["1"]
+
+
+def test_cancel_all_confirms_through_the_queue():
+    runner = ScriptedRunner((0, "1\n", ""), (0, "", ""), (0, "1 COMPLETING\n", ""), (0, "1 CANCELLED\n", ""))
+    batch = BatchQueue(SLURMJob, runner)
+    j = job(batch)
+
+    async def scenario():
+        j.job_id = await batch.submit(j)
+        await batch.cancel_all(timeout=10, interval=0.01)
+
+    run(scenario())
+    assert batch.active == {} and batch.cancelled == {}
+    assert runner.calls[1] == ["scancel", "1"]
+
+
+def test_cancel_failure_is_reported():
+    runner = ScriptedRunner((0, "1\n", ""), (1, "", "scancel: error: Access/permission denied"))
+    batch = BatchQueue(SLURMJob, runner)
+    j = job(batch)
+
+    async def scenario():
+        j.job_id = await batch.submit(j)
+        await batch.cancel_all(timeout=1, interval=0.01)
+
+    with pytest.raises(JobCancelError, match="permission denied"):
+        run(scenario())

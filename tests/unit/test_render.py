@@ -1,0 +1,143 @@
+"""Job script rendering: directives, worker command, quoting, validation."""
+
+import shlex
+import subprocess
+
+import dask.config
+import pytest
+
+from jqref.slurm import SLURMJob
+
+HOSTILE = [
+    "two words",
+    "it's \"quoted\"",
+    "$(touch /tmp/jqref-pwned)",
+    "`touch /tmp/jqref-pwned`",
+    "a;b&&c|d>e",
+    "${HOME}*?",
+]
+
+
+def make_job(**kwargs):
+    kwargs.setdefault("cores", 2)
+    kwargs.setdefault("memory", "2 GiB")
+    return SLURMJob("tcp://10.0.0.1:8786", "dask-worker-0", **kwargs)
+
+
+def directive_args(script):
+    """Each #SBATCH line split back into arguments as a shell would."""
+    return [shlex.split(line[len("#SBATCH "):]) for line in script.splitlines() if line.startswith("#SBATCH ")]
+
+
+def command_line(script):
+    (line,) = [line for line in script.splitlines() if line.startswith("exec ")]
+    return shlex.split(line)[1:]
+
+
+def test_directives_for_every_option():
+    job = make_job(queue="debug", account="proj", walltime="01:00:00", log_directory="/logs", job_name="jn")
+    assert directive_args(job.job_script()) == [
+        ["--job-name", "jn"],
+        ["--output", "/logs/jn-%j.out"],
+        ["--error", "/logs/jn-%j.err"],
+        ["--partition", "debug"],
+        ["--account", "proj"],
+        ["--ntasks", "1"],
+        ["--cpus-per-task", "2"],
+        ["--mem", "2048M"],
+        ["--time", "01:00:00"],
+    ]
+
+
+def test_memory_is_rounded_up_to_whole_mebibytes():
+    assert ["--mem", "954M"] in directive_args(make_job(memory="1GB").job_script())
+
+
+def test_job_cpu_and_job_mem_override_directives_only():
+    job = make_job(job_cpu=4, job_mem="8GiB")
+    args = directive_args(job.job_script())
+    assert ["--cpus-per-task", "4"] in args and ["--mem", "8192M"] in args
+    assert "--nthreads" in command_line(job.job_script())
+
+
+def test_extra_directives_and_skip():
+    job = make_job(job_extra_directives=["--exclusive", "--gres=gpu:1"], job_directives_skip=["--time", "gres"])
+    lines = job.job_script().splitlines()
+    assert "#SBATCH --exclusive" in lines
+    assert not any("--time" in line or "gres" in line for line in lines)
+
+
+def test_prologue_comes_before_the_worker():
+    script = make_job(job_script_prologue=["module load python", "source env/bin/activate"]).job_script()
+    lines = script.splitlines()
+    assert lines.index("module load python") < lines.index("source env/bin/activate")
+    assert lines.index("source env/bin/activate") < [i for i, l in enumerate(lines) if l.startswith("exec ")][0]
+
+
+def test_worker_command():
+    job = make_job(cores=4, memory="8GiB", processes=2, death_timeout=30, local_directory="/tmp/x",
+                   interface="eth0", worker_extra_args=["--resources", "GPU=1"], python="/opt/py/bin/python")
+    assert command_line(job.job_script()) == [
+        "/opt/py/bin/python", "-m", "distributed.cli.dask_worker", "tcp://10.0.0.1:8786",
+        "--name", "dask-worker-0", "--nthreads", "2", "--memory-limit", str(4 * 2**30),
+        "--nworkers", "2", "--nanny", "--death-timeout", "30",
+        "--local-directory", "/tmp/x", "--interface", "eth0", "--resources", "GPU=1",
+    ]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_values_come_back_unchanged(value):
+    job = make_job(job_name=value, log_directory=value, local_directory=value, queue=value, python=value)
+    script = job.job_script()
+    args = directive_args(script)
+    assert ["--job-name", value] in args and ["--partition", value] in args
+    argv = command_line(script)
+    assert argv[0] == value and argv[argv.index("--local-directory") + 1] == value
+
+
+def test_hostile_script_runs_nothing_injected(tmp_path):
+    marker = tmp_path / "pwned"
+    value = f"$(touch {marker})`touch {marker}`"
+    job = make_job(job_name=value, local_directory=value, python="/bin/echo")
+    # bash runs the whole script: the version check echoes, exec echoes the command.
+    out = subprocess.run(["bash", "-c", job.job_script()], capture_output=True, text=True, check=True).stdout
+    assert not marker.exists()
+    assert value in out
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"memory": "lots"}, "not a size"),
+        ({"memory": None}, "how many cores and how much memory"),
+        ({"cores": 0}, "at least 1"),
+        ({"cores": 2, "processes": 3}, "between 1 and cores"),
+        ({"job_name": "a\nrm -rf /"}, "single line"),
+        ({"job_extra_directives": ["--x\nrm -rf /"]}, "single line"),
+        ({"worker_extra_args": "--foo"}, "list of strings"),
+        ({"no_such_option": 1}, "unexpected keyword"),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_message(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        make_job(**kwargs)
+
+
+def test_processes_default_balances_workers_and_threads():
+    assert [make_job(cores=c).processes for c in (1, 2, 4, 6, 8, 9, 12)] == [1, 2, 2, 3, 4, 3, 4]
+
+
+def test_config_precedence_kwarg_then_jqref_then_jobqueue_then_default():
+    assert make_job().walltime == "00:30:00"
+    with dask.config.set({"jobqueue.slurm.walltime": "02:00:00"}):
+        assert make_job().walltime == "02:00:00"
+        with dask.config.set({"jqref.slurm.walltime": "03:00:00"}):
+            assert make_job().walltime == "03:00:00"
+            assert make_job(walltime="04:00:00").walltime == "04:00:00"
+
+
+def test_cores_and_memory_from_config():
+    with dask.config.set({"jqref.slurm.cores": 3, "jqref.slurm.memory": "3GiB", "jqref.slurm.job-extra-directives": ["--x"]}):
+        job = SLURMJob("tcp://a:1", "w")
+        assert (job.cores, job.memory_bytes, job.processes) == (3, 3 * 2**30, 3)
+        assert "#SBATCH --x" in job.job_script()
