@@ -46,6 +46,7 @@ class BatchQueue:
         self.cancelled: dict[str, Job] = {}
         self.cancel_errors: list[str] = []
         self.polls = 0
+        self.submitted = 0
         BatchQueue._instances.add(self)
 
     async def submit(self, job: Job) -> str:
@@ -57,6 +58,7 @@ class BatchQueue:
             result = await self._submit_file(argv, script)
         job_id = self.job_cls.parse_job_id(result.check().stdout)
         self.active[job_id] = job
+        self.submitted += 1
         logger.info("submitted %s as job %s", job.name, job_id)
         return job_id
 
@@ -76,7 +78,7 @@ class BatchQueue:
         if job.job_id is None or job.job_id not in self.active:
             return
         result = await self.runner.run(job.cancel_argv([job.job_id]))
-        if result.ok:
+        if result.ok or self.job_cls.already_gone(result):
             self.cancelled[job.job_id] = self.active.pop(job.job_id)
             return
         message = str(CommandError(result))
@@ -94,13 +96,15 @@ class BatchQueue:
         for job_id in ids:
             state, detail = states.get(job_id, (JobState.ENDED, "left the queue"))
             if job_id in self.cancelled:
-                if not state.active:
+                if state is JobState.ENDED:
                     self.cancelled.pop(job_id).ended(state)
             elif job_id in self.active:  # not cancelled while we were polling
                 job = self.active[job_id]
                 job.state = state
+                if state is JobState.HELD:
+                    await self.cancel(job)  # it would sit in the queue for ever
                 if not state.active:
-                    del self.active[job_id]
+                    self.active.pop(job_id, None)
                     job.ended(state)
                     self.on_ended(job, detail)
 

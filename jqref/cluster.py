@@ -30,9 +30,9 @@ from .runners import LocalRunner, Runner
 logger = logging.getLogger(__name__)
 
 
-def job_of_worker(processes: int, worker_state) -> str:
-    """The spec name (job) a scheduler worker belongs to: strips the group suffix."""
-    name = str(worker_state.name)
+def job_of_worker(processes: int, worker) -> str:
+    """The spec name (job) a worker (a WorkerState or a worker name) belongs to."""
+    name = str(getattr(worker, "name", worker))
     return name.rsplit("-", 1)[0] if processes > 1 else name
 
 
@@ -76,6 +76,9 @@ class JobQueueCluster(SpecCluster):
     """
 
     job_cls: ClassVar[type[Job]]
+    #: Jobs in a row that may end before any of their workers connected and
+    #: still be replaced; past that the options are wrong, not the luck.
+    max_failed_starts: ClassVar[int] = 3
     _live: ClassVar[weakref.WeakSet[JobQueueCluster]] = weakref.WeakSet()
 
     def __init__(
@@ -137,17 +140,20 @@ class JobQueueCluster(SpecCluster):
         if self._template.processes > 1:
             worker["group"] = [f"-{i}" for i in range(self._template.processes)]
         self._watch: asyncio.Task | None = None
+        self._connected_jobs: set[str] = set()
+        self._failed_starts = 0
         JobQueueCluster._live.add(self)
+        # Initial jobs are part of the spec, so a failing submission raises here.
+        initial_jobs = math.ceil(n_workers / self._template.processes)
         super().__init__(
             scheduler={"cls": scheduler_cls, "options": options},
+            workers={self._new_worker_name(i): worker for i in range(initial_jobs)},
             worker=worker,
             loop=loop,
             silence_logs=silence_logs,
             asynchronous=asynchronous,
             name=name,
         )
-        if n_workers:
-            self.scale(n_workers)
 
     # ---- naming and rendering -------------------------------------------
 
@@ -202,11 +208,26 @@ class JobQueueCluster(SpecCluster):
         submit a replacement so the requested size is kept."""
         if self.status != Status.running or self.worker_spec.get(job.name) is None:
             return
-        logger.warning("job %s (%s) ended: %s; submitting a replacement", job.job_id, job.name, detail)
         wanted = len(self.worker_spec)
         del self.worker_spec[job.name]
         self.workers.pop(job.name, None)
+        self._failed_starts = 0 if job.name in self._connected_jobs else self._failed_starts + 1
+        if self._failed_starts >= self.max_failed_starts:
+            logger.error(
+                "job %s (%s) ended (%s) before its workers connected, the %d. in a row: not replacing "
+                "it and stopping adapt. Check the job's output and the cluster's options, then scale again.",
+                job.job_id, job.name, detail, self._failed_starts,
+            )
+            if getattr(self, "_adaptive", None) is not None:
+                self._adaptive.stop(reason="jobs keep failing to start")
+            return
+        logger.warning("job %s (%s) ended: %s; submitting a replacement", job.job_id, job.name, detail)
         super().scale(wanted)
+
+    def _update_worker_status(self, op, msg):
+        if op == "add":
+            self._connected_jobs.update(job_of_worker(self.processes, w["name"]) for w in msg["workers"].values())
+        super()._update_worker_status(op, msg)
 
     async def _start(self):
         await super()._start()

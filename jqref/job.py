@@ -30,11 +30,15 @@ if TYPE_CHECKING:
 class JobState(enum.Enum):
     PENDING = "pending"
     RUNNING = "running"
+    #: In the queue but never going to run without an administrator (SGE
+    #: Eqw, HTCondor held): replaced like an ended job, and cancelled.
+    HELD = "held"
     ENDED = "ended"  # completed, failed, cancelled or gone: never coming back
 
     @property
     def active(self) -> bool:
-        return self is not JobState.ENDED
+        """Whether the job is, or will be, running workers."""
+        return self in (JobState.PENDING, JobState.RUNNING)
 
 
 def default_processes(cores: int) -> int:
@@ -186,6 +190,11 @@ class Job(ProcessInterface):
     @classmethod
     def parse_job_id(cls, stdout: str) -> str:
         raise NotImplementedError
+
+    @classmethod
+    def already_gone(cls, result: CommandResult) -> bool:
+        """Whether a failed cancel only says the job had already left the queue."""
+        return False
 
     @classmethod
     def status_command(cls, job_ids: Sequence[str]) -> list[str]:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Drive one testbed: testbed.sh up|down|logs|shell|ready|exec SCHEDULER [args]
+# Drive one testbed: testbed.sh up|down|test|logs|shell|ready|exec SCHEDULER [args]
 #
 # Everything common to the testbeds lives here; a testbed is a folder
 # docker/<scheduler>/ with a compose.yaml whose submit host is the service
@@ -9,7 +9,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-action=${1:?usage: testbed.sh up|down|logs|shell|ready|exec SCHEDULER [args]}
+action=${1:?usage: testbed.sh up|down|test|logs|shell|ready|exec SCHEDULER [args]}
 sched=${2:?usage: testbed.sh ACTION SCHEDULER}
 shift 2
 dir="$here/docker/$sched"
@@ -49,6 +49,24 @@ case "$action" in
         wait_ready
         ;;
     down) "${compose[@]}" down --volumes --remove-orphans --timeout 5 ;;
+    test)
+        # Bring up, run the suite on the login node as the test user, tear
+        # down (unless KEEP=1) whatever the outcome.
+        status=0
+        "$0" up "$sched" || status=$?
+        if [ "$status" = 0 ]; then
+            # From the shared home, as users do: jobs start in the submit directory.
+            "${compose[@]}" exec -T -u dask -w /home/dask -e PYTHONPATH=/src login \
+                python -m pytest /src/tests/integration --scheduler "$sched" \
+                -v --timeout 900 "$@" || status=$?
+        fi
+        if [ "${KEEP:-0}" = 1 ]; then
+            log "KEEP=1: leaving the testbed up (make down-$sched removes it)"
+        else
+            "$0" down "$sched" >/dev/null 2>&1 || true
+        fi
+        exit "$status"
+        ;;
     logs) "${compose[@]}" logs "$@" ;;
     shell) "${compose[@]}" exec login bash "$@" ;;
     ready) ready ;;

@@ -1,0 +1,53 @@
+# jqref: make help lists the targets.
+SCHEDULERS := slurm sge
+SHELL := bash
+.DEFAULT_GOAL := help
+
+# Host-side Python: the images' minor version (trixie: 3.13), since client and
+# workers must match. Override with PYTHON=/path/to/python3.13.
+PYTHON ?= $(firstword $(foreach p,python3.13 $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) /usr/bin/python3.13,\
+            $(if $(shell $(p) -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && echo ok),$(p))))
+VENV := .venv
+PYTEST_ARGS ?=
+
+.PHONY: help install unit test lock provision
+
+help: ## Show this help
+	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+
+$(VENV)/.installed: pyproject.toml requirements/lock.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.13 not found; set PYTHON=/path/to/python3.13" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c requirements/lock.txt -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed ## Create the development environment (.venv, Python 3.13, locked versions)
+
+unit: install ## Unit tests: no Docker, seconds
+	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
+
+test: unit $(addprefix test-,$(SCHEDULERS)) ## Everything: unit tests, then the end-to-end suite on every testbed
+
+provision: ## Install and start a Docker engine and the compose plugin if missing (Debian/Ubuntu, root)
+	scripts/docker-engine.sh
+
+up-%: ## Bring a testbed up and wait until it runs jobs (e.g. make up-slurm)
+	scripts/testbed.sh up $*
+
+down-%: ## Remove a testbed, its containers and volumes
+	scripts/testbed.sh down $*
+
+test-%: ## Bring a testbed up, run the end-to-end suite on it, tear it down (KEEP=1 keeps it)
+	scripts/testbed.sh test $* $(PYTEST_ARGS)
+
+logs-%: ## Show a testbed's daemon logs
+	scripts/testbed.sh logs $*
+
+shell-%: ## Open a shell on a testbed's login node
+	scripts/testbed.sh shell $*
+
+lock: install ## Re-pin requirements/lock.txt from a fresh resolve of pyproject.toml's dependencies
+	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/pip install --quiet '.[test]' && build/lock-venv/bin/pip uninstall -y -q jqref
+	{ sed -n '/^#/p' requirements/lock.txt; build/lock-venv/bin/pip freeze; } > requirements/lock.txt.new
+	mv requirements/lock.txt.new requirements/lock.txt

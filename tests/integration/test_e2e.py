@@ -1,0 +1,135 @@
+"""End to end against a real batch system: what the Dask scheduler and the
+batch system observe, polled with deadlines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from jqref import JobState
+
+from .conftest import PATIENCE, wait_for, worker_count, worker_names
+
+pytestmark = pytest.mark.integration
+
+
+def test_scale_up_computes_on_two_nodes_then_down(make_cluster, client_for, testbed, job_name):
+    cluster = make_cluster(cores=2, memory="1GiB", processes=1)
+    client = client_for(cluster)
+    cluster.scale(jobs=2)
+    wait_for(lambda: worker_count(client) == 2, "2 workers")
+    hosts = {w["host"] for w in client.scheduler_info()["workers"].values()}
+    assert len(hosts) == 2, f"both workers on one node: {hosts}"
+    assert client.submit(lambda x: x + 1, 41).result(timeout=PATIENCE) == 42
+    assert sum(client.gather(client.map(lambda x: x * x, range(100)))) == 328350
+    assert len(testbed.active_jobs(job_name)) == 2
+
+    cluster.scale(jobs=1)
+    wait_for(lambda: len(testbed.active_jobs(job_name)) == 1, "one job left in the queue")
+    wait_for(lambda: worker_count(client) == 1, "1 worker")
+
+    cluster.scale(0)
+    wait_for(lambda: not testbed.active_jobs(job_name), "no jobs in the queue")
+    wait_for(lambda: worker_count(client) == 0, "no workers")
+
+
+def test_scale_by_cores_and_memory(make_cluster, testbed, job_name):
+    cluster = make_cluster(cores=1, memory="512MiB")
+    cluster.scale(cores=3)
+    wait_for(lambda: len(testbed.active_jobs(job_name)) == 3, "3 one-core jobs for cores=3")
+    cluster.scale(memory="1GiB")
+    wait_for(lambda: len(testbed.active_jobs(job_name)) == 2, "2 half-GiB jobs for memory=1GiB")
+
+
+def test_two_processes_per_job_have_the_names_the_spec_expects(make_cluster, client_for):
+    cluster = make_cluster(cores=2, memory="1GiB", processes=2)
+    client = client_for(cluster)
+    cluster.scale(jobs=1)
+    wait_for(lambda: worker_count(client) == 2, "2 workers from one job")
+    (job,) = cluster.worker_spec
+    assert worker_names(client) == {f"{job}-0", f"{job}-1"} == cluster.plan
+    cluster.scale(1)  # one worker still needs a whole job
+    assert len(cluster.worker_spec) == 1
+
+
+def test_adapt_follows_the_load_without_oscillating(make_cluster, client_for, testbed, job_name):
+    cluster = make_cluster(cores=1, memory="512MiB")
+    client = client_for(cluster)
+    cluster.adapt(minimum_jobs=0, maximum_jobs=2, interval="1s", wait_count=3)
+    assert worker_count(client) == 0
+
+    def slow_square(x):
+        import time
+        time.sleep(0.5)
+        return x * x
+
+    futures = client.map(slow_square, range(40))
+    wait_for(lambda: worker_count(client) >= 1, "adapt to start workers for pending work")
+    assert sum(client.gather(futures)) == sum(x * x for x in range(40))
+    del futures  # results held in worker memory would keep the workers alive
+    wait_for(lambda: not testbed.active_jobs(job_name) and worker_count(client) == 0,
+             "adapt to retire idle jobs down to the minimum")
+    submitted = cluster.batch.submitted
+    assert 1 <= submitted <= 3, f"adapt submitted {submitted} jobs for a maximum of 2: it oscillates"
+
+
+def test_death_timeout_ends_jobs_of_a_killed_client(testbed, job_name):
+    logs = os.path.expanduser("~/jqref-logs")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.client_to_kill", testbed.name, job_name, testbed.queue, logs],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": repo},
+    )
+    try:
+        job_ids = set(json.loads(proc.stdout.readline()))
+        assert len(job_ids) == 2 and testbed.active_jobs(job_name) == job_ids
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    # death_timeout is 15 s; the rest of the deadline is margin for a busy machine.
+    wait_for(lambda: not testbed.active_jobs(job_name), "the killed client's jobs to end", timeout=15 + 90)
+
+
+def test_close_cancels_running_and_pending_jobs(make_cluster, testbed, job_name):
+    cluster = make_cluster(cores=2, memory="1GiB")
+    cluster.scale(jobs=4)  # the testbed fits two such jobs: two stay pending
+    wait_for(lambda: len(testbed.active_jobs(job_name)) == 4, "4 jobs in the queue")
+    wait_for(lambda: sum(j.state is JobState.RUNNING for j in cluster.workers.values()) == 2, "2 jobs running")
+    cluster.close()
+    assert testbed.active_jobs(job_name) == set()
+
+
+def test_job_cancelled_from_outside_is_replaced(make_cluster, client_for, testbed, job_name):
+    cluster = make_cluster()
+    client = client_for(cluster)
+    cluster.scale(jobs=1)
+    wait_for(lambda: worker_count(client) == 1, "1 worker")
+    (first,) = testbed.active_jobs(job_name)
+    testbed.cancel(first)
+    replacement = wait_for(lambda: testbed.active_jobs(job_name) - {first}, "a replacement job")
+    wait_for(lambda: worker_count(client) == 1 and testbed.active_jobs(job_name) == replacement,
+             "exactly one job, with its worker connected")
+    assert len(replacement) == 1 and len(cluster.worker_spec) == 1
+
+
+def test_directives_take_effect(make_cluster, testbed, job_name):
+    name = job_name + testbed.hostile_name_suffix
+    cluster = make_cluster(cores=2, memory="1GiB", walltime="00:07:00", job_name=name)
+    cluster.scale(jobs=1)
+    (job_id,) = wait_for(lambda: testbed.active_jobs(name), "the job in the queue")
+    granted = testbed.resources(job_id)
+    assert granted == {"name": name, "cores": 2, "memory_mib": 1024, "queue": testbed.queue, "walltime_s": 420}
+
+
+def test_bad_input_is_refused_and_leaves_nothing(make_cluster, testbed, job_name):
+    with pytest.raises(ValueError, match="not a size"):
+        make_cluster(memory="plenty")
+    with pytest.raises(Exception, match=testbed.unknown_queue_error) as error:
+        make_cluster(queue="no-such-queue", n_workers=1)
+    assert "no-such-queue" in str(error.value)
+    assert testbed.active_jobs(job_name) == set()
