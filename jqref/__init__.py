@@ -1,9 +1,10 @@
-"""jqref: Dask clusters whose workers run in batch jobs (SLURM, ...)."""
+"""jqref: Dask clusters whose workers run in batch jobs (SLURM, SGE, ...)."""
 
 from .batch import BatchQueue, JobCancelError
 from .cluster import JobQueueCluster
 from .job import Job, JobState
 from .runners import CommandError, CommandResult, LocalRunner, Runner
+from .sge import SGECluster, SGEJob
 from .slurm import SLURMCluster, SLURMJob
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "JobState",
     "LocalRunner",
     "Runner",
+    "SGECluster",
+    "SGEJob",
     "SLURMCluster",
     "SLURMJob",
 ]

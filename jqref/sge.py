@@ -1,0 +1,104 @@
+"""Grid Engine (SGE, Son of Grid Engine, Univa/Altair GE): qsub, qdel, qstat.
+
+Unlike dask-jobqueue, the job asks for what its workers use: `cores` slots
+through a parallel environment and memory through a per-slot resource.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ElementTree
+
+from .cluster import JobQueueCluster
+from .job import Job, JobState, memory_in_units
+from .runners import CommandError
+
+# Characters Grid Engine refuses in job names (it answers with an obscure
+# "Error reading answer list from qmaster" for whitespace).
+_BAD_NAME = re.compile(r"[\s/:@\\*?]")
+# Its #$ parser drops quote characters instead of reading shell quoting, so a
+# value holding one cannot be carried through a directive exactly.
+_QUOTE = re.compile("['\"]")
+
+
+class SGEJob(Job):
+    config_name = "sge"
+    directive_prefix = "#$"
+    submit_command = ("qsub", "-terse")
+    cancel_command = ("qdel",)
+
+    def configure(self, pe=None, memory_resource=None, resource_spec=None, **options):
+        super().configure(**options)
+        if _BAD_NAME.search(self.job_name):
+            raise ValueError(f"Grid Engine job names cannot contain whitespace or any of /:@\\*?: {self.job_name!r}")
+        self.pe = self._option("pe", pe)
+        self.memory_resource = self._option("memory_resource", memory_resource)
+        self.resource_spec = self._option("resource_spec", resource_spec)
+        for tokens in self.directives():
+            for value in tokens:
+                if _QUOTE.search(value):
+                    raise ValueError(f"Grid Engine directives cannot carry quote characters: {value!r}")
+
+    def directives(self):
+        yield "-N", self.job_name
+        yield ("-cwd",)
+        if self.log_directory:
+            yield "-o", self.log_directory
+            yield "-e", self.log_directory
+        if self.queue:
+            yield "-q", self.queue
+        if self.account:
+            yield "-P", self.account
+        if self.pe:
+            yield "-pe", self.pe, str(self.cores)
+        if self.memory_resource:
+            # Per slot: the job gets `cores` slots, so this much each.
+            per_slot = memory_in_units(self.memory_bytes // self.cores, "MiB")
+            yield "-l", f"{self.memory_resource}={per_slot}M"
+        if self.walltime:
+            yield "-l", f"h_rt={self.walltime}"
+        if self.resource_spec:
+            yield "-l", self.resource_spec
+
+    @classmethod
+    def parse_job_id(cls, stdout):
+        # -terse prints "<id>" (or "<id>.<tasks>" for arrays).
+        job_id = stdout.strip().split(".")[0]
+        if not job_id.isdigit():
+            raise ValueError(f"qsub printed no job id: {stdout!r}")
+        return job_id
+
+    @classmethod
+    def already_gone(cls, result):
+        return "does not exist" in result.stdout + result.stderr
+
+    @classmethod
+    def status_command(cls, job_ids):
+        # Lists all of this user's jobs: one call whatever the number of jobs.
+        return ["qstat", "-xml"]
+
+    @classmethod
+    def parse_states(cls, result, job_ids):
+        result.check()
+        try:
+            root = ElementTree.fromstring(result.stdout)
+        except ElementTree.ParseError as e:
+            raise CommandError(result, what=f"printed unreadable XML ({e})") from None
+        states = {}
+        for entry in root.iter("job_list"):
+            job_id = entry.findtext("JB_job_number")
+            code = entry.findtext("state") or ""
+            if "E" in code:
+                states[job_id] = (JobState.HELD, code)  # Eqw: it will never start
+            elif "q" in code:
+                states[job_id] = (JobState.PENDING, code)
+            else:
+                states[job_id] = (JobState.RUNNING, code)  # r, t, s, dr, ...
+        return states
+
+
+class SGECluster(JobQueueCluster):
+    """Dask workers in Grid Engine jobs. See `JobQueueCluster` for the options;
+    `pe`, `memory_resource` and `resource_spec` say how cores and memory are requested."""
+
+    job_cls = SGEJob

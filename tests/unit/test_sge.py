@@ -1,0 +1,83 @@
+"""Grid Engine: directives, job ids, qstat -xml states, name rules."""
+
+import shlex
+
+import pytest
+
+from jqref import CommandError, CommandResult, JobState
+from jqref.sge import SGEJob
+
+QSTAT_XML = """<?xml version='1.0'?>
+<job_info xmlns:xsd="http://arc.liv.ac.uk/repos/darcs/sge/source/dist/util/resources/schemas/qstat/qstat.xsd">
+  <queue_info>
+    <job_list state="running"><JB_job_number>2</JB_job_number><JB_name>a</JB_name><state>r</state></job_list>
+    <job_list state="running"><JB_job_number>3</JB_job_number><JB_name>a</JB_name><state>dr</state></job_list>
+  </queue_info>
+  <job_info>
+    <job_list state="pending"><JB_job_number>4</JB_job_number><JB_name>a</JB_name><state>qw</state></job_list>
+    <job_list state="pending"><JB_job_number>5</JB_job_number><JB_name>a</JB_name><state>Eqw</state></job_list>
+    <job_list state="pending"><JB_job_number>6</JB_job_number><JB_name>a</JB_name><state>hqw</state></job_list>
+  </job_info>
+</job_info>
+"""
+
+
+def job(**kwargs):
+    kwargs.setdefault("cores", 4)
+    kwargs.setdefault("memory", "8GiB")
+    return SGEJob("tcp://10.0.0.1:8786", "w-0", **kwargs)
+
+
+def directives(j):
+    return [shlex.split(line[3:]) for line in j.job_script().splitlines() if line.startswith("#$ ")]
+
+
+def test_directives_request_slots_memory_per_slot_and_walltime():
+    assert directives(job(queue="all.q", account="proj", walltime="01:00:00", log_directory="/logs", job_name="jn")) == [
+        ["-N", "jn"], ["-cwd"], ["-o", "/logs"], ["-e", "/logs"], ["-q", "all.q"], ["-P", "proj"],
+        ["-pe", "smp", "4"], ["-l", "mem_free=2048M"], ["-l", "h_rt=01:00:00"],
+    ]
+
+
+def test_pe_and_memory_resource_are_configurable():
+    args = directives(job(pe="mpi", memory_resource="h_vmem", resource_spec="gpu=1"))
+    assert ["-pe", "mpi", "4"] in args and ["-l", "h_vmem=2048M"] in args and ["-l", "gpu=1"] in args
+    assert not any(a[0] == "-l" and "mem" in a[1] for a in directives(job(memory_resource="")))
+
+
+@pytest.mark.parametrize("name", ["two words", "a/b", "a:b", "a@b", "a*", "a?"])
+def test_names_grid_engine_refuses_are_refused_here_with_a_reason(name):
+    with pytest.raises(ValueError, match="Grid Engine job names"):
+        job(job_name=name)
+
+
+def test_values_with_quotes_are_refused():
+    with pytest.raises(ValueError, match="quote"):
+        job(log_directory="/it's")
+
+
+def test_job_id_from_terse_output():
+    assert SGEJob.parse_job_id("123\n") == "123"
+    assert SGEJob.parse_job_id("124.1-3:1\n") == "124"
+    with pytest.raises(ValueError):
+        SGEJob.parse_job_id("Your job 1 (\"x\") has been submitted\n")
+
+
+def test_states_from_qstat_xml():
+    states = SGEJob.parse_states(CommandResult(("qstat",), 0, QSTAT_XML, ""), ["2", "3", "4", "5", "6", "7"])
+    assert {k: v[0] for k, v in states.items()} == {
+        "2": JobState.RUNNING, "3": JobState.RUNNING, "4": JobState.PENDING,
+        "5": JobState.HELD, "6": JobState.PENDING,
+    }
+
+
+def test_failed_qstat_is_an_error():
+    with pytest.raises(CommandError, match="unable to contact qmaster"):
+        SGEJob.parse_states(CommandResult(("qstat",), 1, "", "error: unable to contact qmaster"), ["1"])
+    with pytest.raises(CommandError, match="unreadable XML"):
+        SGEJob.parse_states(CommandResult(("qstat",), 0, "<job_info", ""), ["1"])
+
+
+def test_qdel_of_a_job_that_is_gone_counts_as_cancelled():
+    assert SGEJob.already_gone(CommandResult(("qdel",), 1, "", 'denied: job "9" does not exist'))
+    assert not SGEJob.already_gone(CommandResult(("qdel",), 1, "", "denied: permission"))
