@@ -1,5 +1,5 @@
 # jqref: make help lists the targets.
-SCHEDULERS := slurm sge
+SCHEDULERS := slurm sge htcondor
 SHELL := bash
 .DEFAULT_GOAL := help
 

@@ -1,7 +1,8 @@
-"""jqref: Dask clusters whose workers run in batch jobs (SLURM, SGE, ...)."""
+"""jqref: Dask clusters whose workers run in batch jobs (SLURM, SGE, HTCondor, ...)."""
 
 from .batch import BatchQueue, JobCancelError
 from .cluster import JobQueueCluster
+from .htcondor import HTCondorCluster, HTCondorJob
 from .job import Job, JobState
 from .runners import CommandError, CommandResult, LocalRunner, Runner
 from .sge import SGECluster, SGEJob
@@ -11,6 +12,8 @@ __all__ = [
     "BatchQueue",
     "CommandError",
     "CommandResult",
+    "HTCondorCluster",
+    "HTCondorJob",
     "Job",
     "JobCancelError",
     "JobQueueCluster",

@@ -163,15 +163,13 @@ class Job(ProcessInterface):
         self.log_directory = opt("log_directory", log_directory)
         self.shebang = _single_line("shebang", opt("shebang", shebang))
         self.worker_extra_args = _as_list("worker_extra_args", opt("worker_extra_args", worker_extra_args))
-        self.job_extra_directives = [
-            _single_line("job_extra_directives", d)
-            for d in _as_list("job_extra_directives", opt("job_extra_directives", job_extra_directives))
-        ]
+        self.job_extra_directives = opt("job_extra_directives", job_extra_directives)
         self.job_directives_skip = _as_list("job_directives_skip", opt("job_directives_skip", job_directives_skip))
         self.job_script_prologue = _as_list("job_script_prologue", opt("job_script_prologue", job_script_prologue))
         self.submit_command_extra = _as_list("submit_command_extra", opt("submit_command_extra", submit_command_extra))
         self.cancel_command_extra = _as_list("cancel_command_extra", opt("cancel_command_extra", cancel_command_extra))
         self.configure(**scheduler_specific)
+        self.job_script()  # so that options no script can carry fail here, not at submission
 
     def _option(self, key: str, value: Any) -> Any:
         return lookup(self.config_name, key, value)
@@ -236,17 +234,26 @@ class Job(ProcessInterface):
                 argv += [flag, str(value)]
         return argv + self.worker_extra_args
 
-    def directive_lines(self) -> list[str]:
-        lines = [f"{self.directive_prefix} {shlex.join(tokens)}" for tokens in self.directives()]
-        lines += [f"{self.directive_prefix} {extra}" for extra in self.job_extra_directives]
+    def skip_directives(self, lines: Iterable[str]) -> list[str]:
+        """Drop the lines that contain any of `job_directives_skip`."""
         return [line for line in lines if not any(skip in line for skip in self.job_directives_skip)]
 
+    def directive_lines(self) -> list[str]:
+        lines = [f"{self.directive_prefix} {shlex.join(tokens)}" for tokens in self.directives()]
+        extras = _as_list("job_extra_directives", self.job_extra_directives)
+        lines += [f"{self.directive_prefix} {_single_line('job_extra_directives', extra)}" for extra in extras]
+        return self.skip_directives(lines)
+
+    def shell_commands(self) -> list[str]:
+        """What the job runs: the prologue, the version check, then the workers."""
+        return [
+            *self.job_script_prologue,
+            _worker_versions_check(self.python),
+            "exec " + shlex.join(self.worker_command()),
+        ]
+
     def job_script(self) -> str:
-        parts = [self.shebang, "", *self.directive_lines(), ""]
-        parts += self.job_script_prologue
-        parts.append(_worker_versions_check(self.python))
-        parts.append("exec " + shlex.join(self.worker_command()))
-        return "\n".join(parts) + "\n"
+        return "\n".join([self.shebang, "", *self.directive_lines(), "", *self.shell_commands()]) + "\n"
 
     def submit_argv(self) -> list[str]:
         return [*self.submit_command, *self.submit_command_extra]

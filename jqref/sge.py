@@ -34,10 +34,13 @@ class SGEJob(Job):
         self.pe = self._option("pe", pe)
         self.memory_resource = self._option("memory_resource", memory_resource)
         self.resource_spec = self._option("resource_spec", resource_spec)
+
+    def directive_lines(self):
         for tokens in self.directives():
             for value in tokens:
                 if _QUOTE.search(value):
                     raise ValueError(f"Grid Engine directives cannot carry quote characters: {value!r}")
+        return super().directive_lines()
 
     def directives(self):
         yield "-N", self.job_name

@@ -11,7 +11,7 @@ from tests.integration.testbeds import TESTBEDS
 
 scheduler, job_name, queue, logs = sys.argv[1:5]
 cluster = TESTBEDS[scheduler].cluster_cls(
-    cores=1, memory="512MiB", queue=queue, job_name=job_name, death_timeout=15,
+    cores=1, memory="512MiB", queue=queue or None, job_name=job_name, death_timeout=15,
     poll_interval="1s", log_directory=logs, dashboard_address=":0",
 )
 cluster.scale(jobs=2)

@@ -82,7 +82,7 @@ def test_death_timeout_ends_jobs_of_a_killed_client(testbed, job_name):
     logs = os.path.expanduser("~/jqref-logs")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.client_to_kill", testbed.name, job_name, testbed.queue, logs],
+        [sys.executable, "-m", "tests.integration.client_to_kill", testbed.name, job_name, testbed.queue or "", logs],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": repo},
     )
     try:
@@ -117,13 +117,16 @@ def test_job_cancelled_from_outside_is_replaced(make_cluster, client_for, testbe
     assert len(replacement) == 1 and len(cluster.worker_spec) == 1
 
 
-def test_directives_take_effect(make_cluster, testbed, job_name):
+def test_directives_take_effect_and_hostile_names_arrive_intact(make_cluster, client_for, testbed, job_name):
     name = job_name + testbed.hostile_name_suffix
-    cluster = make_cluster(cores=2, memory="1GiB", walltime="00:07:00", job_name=name)
+    cluster = make_cluster(cores=2, memory="1GiB", processes=1, walltime="00:07:00", job_name=name)
+    client = client_for(cluster)
     cluster.scale(jobs=1)
     (job_id,) = wait_for(lambda: testbed.active_jobs(name), "the job in the queue")
     granted = testbed.resources(job_id)
     assert granted == {"name": name, "cores": 2, "memory_mib": 1024, "queue": testbed.queue, "walltime_s": 420}
+    # The worker command carried the name through the script unchanged.
+    wait_for(lambda: worker_names(client) == cluster.plan == {f"{name}-0"}, "the worker, named as in the spec")
 
 
 def test_bad_input_is_refused_and_leaves_nothing(make_cluster, testbed, job_name):
