@@ -37,7 +37,7 @@ up-%: ## Bring a testbed up and wait until it runs jobs (e.g. make up-slurm)
 down-%: ## Remove a testbed, its containers and volumes
 	scripts/testbed.sh down $*
 
-test-%: ## Bring a testbed up, run the end-to-end suite on it, tear it down (KEEP=1 keeps it)
+test-%: install ## Bring a testbed up, run the suite on it (MODE=local|ssh, default both), tear it down (KEEP=1 keeps it)
 	scripts/testbed.sh test $* $(PYTEST_ARGS)
 
 logs-%: ## Show a testbed's daemon logs

@@ -4,14 +4,16 @@ from .batch import BatchQueue, JobCancelError
 from .cluster import JobQueueCluster
 from .htcondor import HTCondorCluster, HTCondorJob
 from .job import Job, JobState
-from .runners import CommandError, CommandResult, LocalRunner, Runner
+from .runners import CommandError, CommandResult, ConnectionLost, LocalRunner, Runner
 from .sge import SGECluster, SGEJob
 from .slurm import SLURMCluster, SLURMJob
+from .ssh import SSHRunner
 
 __all__ = [
     "BatchQueue",
     "CommandError",
     "CommandResult",
+    "ConnectionLost",
     "HTCondorCluster",
     "HTCondorJob",
     "Job",
@@ -24,4 +26,5 @@ __all__ = [
     "SGEJob",
     "SLURMCluster",
     "SLURMJob",
+    "SSHRunner",
 ]

@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import tempfile
 import time
 import weakref
 from collections.abc import Callable
 
 from .job import Job, JobState
-from .runners import CommandError, Runner
+from .runners import CommandError, ConnectionLost, Runner
 
 logger = logging.getLogger(__name__)
 
@@ -50,34 +48,54 @@ class BatchQueue:
         BatchQueue._instances.add(self)
 
     async def submit(self, job: Job) -> str:
-        script = job.job_script()
-        argv = job.submit_argv()
-        if job.submit_reads_stdin:
-            result = await self.runner.run(argv, stdin=script)
-        else:
-            result = await self._submit_file(argv, script)
-        job_id = self.job_cls.parse_job_id(result.check().stdout)
+        try:
+            job_id = await self._submit_once(job)
+        except ConnectionLost:
+            # The submission may or may not have reached the batch system:
+            # ask the queue for the job's tag rather than submit it twice.
+            job_id = await self._find(job)
+            if job_id is None:
+                logger.warning("submission of %s was interrupted before it reached the queue; submitting again", job.name)
+                job_id = await self._submit_once(job)
+            else:
+                logger.warning("submission of %s was interrupted but reached the queue as job %s", job.name, job_id)
         self.active[job_id] = job
         self.submitted += 1
         logger.info("submitted %s as job %s", job.name, job_id)
         return job_id
 
-    async def _submit_file(self, argv, script):
-        # Local runner only for now: a script file the submit command reads.
-        fd, path = tempfile.mkstemp(prefix="jqref-", suffix=".sh")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(script)
-            return await self.runner.run([*argv, path])
-        finally:
-            os.unlink(path)
+    async def _submit_once(self, job: Job) -> str:
+        script = job.job_script()
+        argv = job.submit_argv()
+        if job.submit_reads_stdin:
+            result = await self.runner.run(argv, stdin=script)
+        else:
+            async with self.runner.script_file(script) as path:
+                result = await self.runner.run([*argv, path])
+        return self.job_cls.parse_job_id(result.check().stdout)
+
+    async def _find(self, job: Job, attempts: int = 3) -> str | None:
+        """The id of the queued job carrying `job`'s tag, if any."""
+        argv = job.find_command()
+        if argv is None:
+            raise JobCancelError(f"the submission of {job.name} was interrupted and "
+                                 f"{self.job_cls.__name__} cannot look jobs up by tag: check the queue")
+        for attempt in range(attempts):
+            try:
+                return self.job_cls.parse_found(await self.runner.run(argv), job.tag)
+            except ConnectionLost:
+                if attempt + 1 == attempts:
+                    raise
 
     async def cancel(self, job: Job) -> None:
         """Cancel one job; a failure is recorded and logged, not raised, so that
         closing a cluster goes on to cancel the rest and then reports them all."""
         if job.job_id is None or job.job_id not in self.active:
             return
-        result = await self.runner.run(job.cancel_argv([job.job_id]))
+        try:
+            result = await self.runner.run(job.cancel_argv([job.job_id]))
+        except ConnectionLost:  # cancelling twice is harmless
+            result = await self.runner.run(job.cancel_argv([job.job_id]))
         if result.ok or self.job_cls.already_gone(result):
             self.cancelled[job.job_id] = self.active.pop(job.job_id)
             return

@@ -26,6 +26,7 @@ from .batch import BatchQueue
 from .config import lookup
 from .job import Job
 from .runners import LocalRunner, Runner
+from .ssh import SSHRunner
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +72,13 @@ class JobQueueCluster(SpecCluster):
     Keyword arguments not listed here describe the jobs (``cores``,
     ``memory``, ``processes``, ``queue``, ``walltime``, ...) and fall back to
     the ``jqref.<scheduler>`` (or dask-jobqueue's ``jobqueue.<scheduler>``)
-    section of the dask config. ``runner`` says where batch commands run
-    (default: this machine).
+    section of the dask config. Batch commands run on this machine, or on a
+    login node over SSH with ``ssh="[user@]host"`` (an alias from
+    ``~/.ssh/config`` works, ProxyJump included) or an explicit
+    ``runner=SSHRunner(...)``. Over SSH the scheduler still runs here, so
+    compute nodes must reach it: set ``scheduler_options={"host": ...}`` (or
+    ``interface``) to an address they can connect to, and ``python`` to the
+    compute nodes' interpreter.
     """
 
     job_cls: ClassVar[type[Job]]
@@ -86,10 +92,11 @@ class JobQueueCluster(SpecCluster):
         n_workers: int = 0,
         *,
         job_cls: type[Job] | None = None,
+        ssh: str | None = None,
         runner: Runner | None = None,
         loop=None,
         security=None,
-        silence_logs: str | bool = "error",
+        silence_logs: str | bool = "warning",
         name: str | None = None,
         asynchronous: bool = False,
         dashboard_address: str | None = None,
@@ -108,6 +115,14 @@ class JobQueueCluster(SpecCluster):
             raise NotImplementedError("TLS (security=) is not supported yet")
         job_kwargs.setdefault("job_name", name)
         job_kwargs.update(interface=interface, protocol=protocol)
+        if ssh is not None and runner is not None:
+            raise ValueError("give ssh= (a destination) or runner=, not both")
+        if ssh is not None:
+            runner = SSHRunner(ssh)
+            if lookup(section, "python", job_kwargs.get("python")) is None:
+                raise ValueError("over SSH, say which Python the compute nodes run: python='/path/to/python' "
+                                 "(an environment with the same Python and distributed versions as this one)")
+        self._owns_runner = runner is None or ssh is not None
         self.runner = runner or LocalRunner()
         self.batch = BatchQueue(self.job_cls, self.runner, on_ended=self._job_ended)
         self.poll_interval = parse_timedelta(lookup(section, "poll_interval", poll_interval))
@@ -244,7 +259,8 @@ class JobQueueCluster(SpecCluster):
         finally:
             # Jobs scale-down could not cancel, and any the spec no longer knows.
             await self.batch.cancel_all()
-            await self.runner.close()
+            if self._owns_runner:
+                await self.runner.close()
 
 
 @atexit.register

@@ -76,6 +76,7 @@ class HTCondorJob(Job):
             "batch_name": _condor_value(self.job_name),
             "request_cpus": str(self.cores),
             "request_memory": str(memory_in_units(self.memory_bytes, "MiB")),
+            "+JqrefTag": f'"{self.tag}"',
         }
         if self.environment:
             description["environment"] = _condor_words([f"{k}={v}" for k, v in self.environment.items()])
@@ -119,6 +120,17 @@ class HTCondorJob(Job):
     def already_gone(cls, result):
         output = result.stdout + result.stderr
         return "not found" in output or "Couldn't find" in output
+
+    def find_command(self):
+        return ["condor_q", "-constraint", f'JqrefTag == "{self.tag}"', "-af", "ClusterId", "ProcId"]
+
+    @classmethod
+    def parse_found(cls, result, tag):
+        for line in result.check().stdout.splitlines():
+            fields = line.split()
+            if len(fields) == 2:
+                return ".".join(fields)
+        return None
 
     @classmethod
     def status_command(cls, job_ids):

@@ -12,6 +12,7 @@ import enum
 import math
 import shlex
 import sys
+import uuid
 from collections.abc import Iterable, Sequence
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -126,6 +127,9 @@ class Job(ProcessInterface):
         self.name = name
         self.batch = batch
         self.job_id: str | None = None
+        #: Unique to this job and visible in the queue, to find it again when a
+        #: submission's answer was lost with the connection.
+        self.tag = f"jqref-{uuid.uuid4().hex[:16]}"
         self.state = JobState.PENDING
 
         self.cores = opt("cores", cores)
@@ -193,6 +197,15 @@ class Job(ProcessInterface):
     def already_gone(cls, result: CommandResult) -> bool:
         """Whether a failed cancel only says the job had already left the queue."""
         return False
+
+    def find_command(self) -> list[str] | None:
+        """A command listing queued jobs with this job's tag (None: cannot)."""
+        return None
+
+    @classmethod
+    def parse_found(cls, result: CommandResult, tag: str) -> str | None:
+        """The job id `find_command` reported for `tag`, if any."""
+        raise NotImplementedError
 
     @classmethod
     def status_command(cls, job_ids: Sequence[str]) -> list[str]:

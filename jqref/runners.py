@@ -8,8 +8,11 @@ node. Neither ever goes through a shell, so no value can be injected into one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shlex
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -54,6 +57,14 @@ class CommandTimeout(CommandError):
         )
 
 
+class ConnectionLost(CommandError):
+    """The connection to the login node dropped while a command ran: it may or
+    may not have taken effect."""
+
+    def __init__(self, argv: Sequence[str], reason: str):
+        super().__init__(CommandResult(tuple(argv), -1, "", reason), what="was interrupted by a lost connection")
+
+
 class Runner(Protocol):
     """Where scheduler commands run."""
 
@@ -65,6 +76,10 @@ class Runner(Protocol):
         self, argv: Sequence[str], *, timeout: float | None = None
     ) -> CommandResult:
         """For interpreter exit, when no event loop is left to run `run`."""
+        ...
+
+    def script_file(self, text: str) -> contextlib.AbstractAsyncContextManager[str]:
+        """A private file holding `text` where the commands run, removed afterwards."""
         ...
 
     async def close(self) -> None: ...
@@ -114,6 +129,16 @@ class LocalRunner:
         except OSError as e:
             return CommandResult(argv, 127, "", f"cannot run {argv[0]}: {e.strerror}")
         return CommandResult(argv, proc.returncode, proc.stdout, proc.stderr)
+
+    @contextlib.asynccontextmanager
+    async def script_file(self, text):
+        fd, path = tempfile.mkstemp(prefix="jqref-", suffix=".sh")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            yield path
+        finally:
+            os.unlink(path)
 
     async def close(self):
         pass

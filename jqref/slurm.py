@@ -40,6 +40,7 @@ class SLURMJob(Job):
         yield "--mem", f"{memory_in_units(parse_bytes(self.job_mem), 'MiB')}M"
         if self.walltime:
             yield "--time", self.walltime
+        yield "--comment", self.tag
 
     @classmethod
     def parse_job_id(cls, stdout):
@@ -48,6 +49,17 @@ class SLURMJob(Job):
         if not job_id.isdigit():
             raise ValueError(f"sbatch printed no job id: {stdout!r}")
         return job_id
+
+    def find_command(self):
+        return ["squeue", "--noheader", "--states=all", "--format=%i %k", f"--name={self.job_name}"]
+
+    @classmethod
+    def parse_found(cls, result, tag):
+        for line in result.check().stdout.splitlines():
+            job_id, _, comment = line.partition(" ")
+            if comment.strip() == tag:
+                return job_id
+        return None
 
     @classmethod
     def status_command(cls, job_ids):

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Drive one testbed: testbed.sh up|down|test|logs|shell|ready|exec SCHEDULER [args]
 #
+# `test` runs the end-to-end suite in both modes: local (pytest on the login
+# node) and ssh (pytest here, submitting over SSH); MODE=local|ssh picks one.
+#
 # Everything common to the testbeds lives here; a testbed is a folder
 # docker/<scheduler>/ with a compose.yaml whose submit host is the service
 # `login`, and optionally:
@@ -24,6 +27,63 @@ log() { printf 'testbed[%s]: %s\n' "$sched" "$*" >&2; }
 
 ready() { "${compose[@]}" exec -T login bash /src/docker/"$sched"/ready.sh; }
 
+# SSH access for the suite's SSH mode: one client key and one host key for
+# all testbeds, generated here (build/ is ignored by git), then sshd on the
+# login node and on a bastion if the testbed has one. The host gets an ssh
+# config and known_hosts for them in build/ssh/<scheduler>.{config,known_hosts}.
+ssh_dir="$here/build/ssh"
+ssh_keys() {
+    mkdir -p "$ssh_dir/keys" && chmod 700 "$ssh_dir"
+    [ -f "$ssh_dir/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C jqref-testbed -f "$ssh_dir/id_ed25519"
+    [ -f "$ssh_dir/keys/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C jqref-testbed-host -f "$ssh_dir/keys/ssh_host_ed25519_key"
+    cp "$ssh_dir/id_ed25519.pub" "$ssh_dir/keys/authorized_keys"
+}
+
+address_of() {
+    docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$("${compose[@]}" ps -q "$1")"
+}
+
+start_sshd() {
+    local services host_key config known
+    services=$("${compose[@]}" config --services)
+    host_key=$(cut -d' ' -f1,2 "$ssh_dir/keys/ssh_host_ed25519_key.pub")
+    config="$ssh_dir/$sched.config"
+    known="$ssh_dir/$sched.known_hosts"
+    : >"$config"
+    echo "login $host_key" >"$known"
+    for service in login bastion; do
+        grep -qx "$service" <<<"$services" || continue
+        "${compose[@]}" cp "$ssh_dir/keys/." "$service:/etc/jqref-ssh" >/dev/null
+        "${compose[@]}" exec -T "$service" /usr/local/sbin/jqref-sshd
+        echo "$(address_of "$service") $host_key" >>"$known"
+        printf 'Host jqref-%s-%s\n  HostName %s\n' "$sched" "$service" "$(address_of "$service")" >>"$config"
+        printf '  User dask\n  IdentityFile %s\n  UserKnownHostsFile %s\n' "$ssh_dir/id_ed25519" "$known" >>"$config"
+    done
+    if grep -qx bastion <<<"$services"; then
+        printf 'Host jqref-%s-via-bastion\n  HostName login\n  ProxyJump jqref-%s-bastion\n' "$sched" "$sched" >>"$config"
+        printf '  User dask\n  IdentityFile %s\n  UserKnownHostsFile %s\n' "$ssh_dir/id_ed25519" "$known" >>"$config"
+    fi
+}
+
+# The address the compute nodes reach this machine at: the compose network's gateway.
+gateway() {
+    docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' "jqref-${sched}_default"
+}
+
+suite_local() {
+    # From the shared home, as users do: jobs start in the submit directory.
+    "${compose[@]}" exec -T -u dask -w /home/dask -e PYTHONPATH=/src login \
+        python -m pytest /src/tests/integration --scheduler "$sched" --mode local -v --timeout 900 "$@"
+}
+
+suite_ssh() {
+    local destination="jqref-$sched-login"
+    grep -q "^Host jqref-$sched-via-bastion" "$ssh_dir/$sched.config" && destination="jqref-$sched-via-bastion"
+    JQREF_SSH_CONFIG="$ssh_dir/$sched.config" JQREF_SSH_DESTINATION="$destination" \
+    JQREF_SCHEDULER_HOST="$(gateway)" \
+        "$here/.venv/bin/python" -m pytest "$here/tests/integration" --scheduler "$sched" --mode ssh -v --timeout 900 "$@"
+}
+
 wait_ready() {
     [ -f "$dir/ready.sh" ] || return 0
     local deadline=$((SECONDS + READY_TIMEOUT)) out
@@ -45,8 +105,10 @@ case "$action" in
         "$here/scripts/docker-engine.sh"
         "$here/scripts/node-image.sh"
         [ -x "$dir/prepare.sh" ] && "$dir/prepare.sh"
+        ssh_keys
         "${compose[@]}" up --detach --build --quiet-pull
         wait_ready
+        start_sshd
         ;;
     down) "${compose[@]}" down --volumes --remove-orphans --timeout 5 ;;
     test)
@@ -54,11 +116,12 @@ case "$action" in
         # down (unless KEEP=1) whatever the outcome.
         status=0
         "$0" up "$sched" || status=$?
-        if [ "$status" = 0 ]; then
-            # From the shared home, as users do: jobs start in the submit directory.
-            "${compose[@]}" exec -T -u dask -w /home/dask -e PYTHONPATH=/src login \
-                python -m pytest /src/tests/integration --scheduler "$sched" \
-                -v --timeout 900 "$@" || status=$?
+        mode=${MODE:-both}
+        if [ "$status" = 0 ] && [ "$mode" != ssh ]; then
+            suite_local "$@" || status=$?
+        fi
+        if [ "$status" = 0 ] && [ "$mode" != local ]; then
+            suite_ssh "$@" || status=$?
         fi
         if [ "${KEEP:-0}" = 1 ]; then
             log "KEEP=1: leaving the testbed up (make down-$sched removes it)"
@@ -71,5 +134,7 @@ case "$action" in
     shell) "${compose[@]}" exec login bash "$@" ;;
     ready) ready ;;
     exec) "${compose[@]}" exec -T "$@" ;;
+    suite-local) suite_local "$@" ;;
+    suite-ssh) suite_ssh "$@" ;;
     *) echo "testbed: unknown action '$action'" >&2; exit 2 ;;
 esac

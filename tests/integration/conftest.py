@@ -1,11 +1,15 @@
 """The end-to-end suite: real batch systems in the docker testbeds.
 
 Run it through `make test-<scheduler>`, which brings a testbed up and runs
-pytest on its login node (`--scheduler` names the batch system).
+the suite twice: on its login node (`--mode local`), and from this machine
+submitting over SSH through the login node (`--mode ssh`; the testbed script
+passes the ssh config, destination and the address compute nodes reach this
+machine at in JQREF_SSH_CONFIG, JQREF_SSH_DESTINATION, JQREF_SCHEDULER_HOST).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -13,7 +17,7 @@ import uuid
 import pytest
 from distributed import Client
 
-from jqref import LocalRunner
+from jqref import LocalRunner, SSHRunner
 
 from .testbeds import TESTBEDS
 
@@ -21,9 +25,29 @@ from .testbeds import TESTBEDS
 PATIENCE = float(os.environ.get("JQREF_TEST_PATIENCE", 180))
 
 
+#: Where job output goes: the shared home on every testbed node.
+LOGS = "/home/dask/jqref-logs"
+
+
 def pytest_addoption(parser):
     parser.addoption("--scheduler", default=os.environ.get("JQREF_SCHEDULER"), choices=sorted(TESTBEDS),
                      help="batch system of the testbed this suite runs against")
+    parser.addoption("--mode", default="local", choices=["local", "ssh"],
+                     help="local: run on the login node; ssh: submit over SSH from this machine")
+
+
+def ssh_runner() -> SSHRunner:
+    return SSHRunner(os.environ["JQREF_SSH_DESTINATION"], config_file=os.environ["JQREF_SSH_CONFIG"])
+
+
+def mode_options(mode: str) -> dict:
+    """Cluster options that differ between the modes."""
+    if mode == "local":
+        return {}
+    return {
+        "python": "/opt/jqref/bin/python3",  # the compute nodes' environment, not this machine's
+        "scheduler_options": {"host": os.environ["JQREF_SCHEDULER_HOST"]},
+    }
 
 
 def pytest_collection_modifyitems(config, items):
@@ -46,8 +70,22 @@ def wait_for(condition, what: str, timeout: float = PATIENCE, interval: float = 
 
 
 @pytest.fixture(scope="session")
-def testbed(request):
-    return TESTBEDS[request.config.getoption("--scheduler")](LocalRunner())
+def mode(request):
+    return request.config.getoption("--mode")
+
+
+@pytest.fixture(scope="session")
+def runner(mode):
+    """Where batch commands run, shared by the clusters and the testbed's checks."""
+    runner = LocalRunner() if mode == "local" else ssh_runner()
+    runner.run_blocking(["mkdir", "-p", LOGS]).check()
+    yield runner
+    asyncio.run(runner.close())
+
+
+@pytest.fixture(scope="session")
+def testbed(request, runner):
+    return TESTBEDS[request.config.getoption("--scheduler")](runner)
 
 
 @pytest.fixture
@@ -57,18 +95,20 @@ def job_name(request):
 
 
 @pytest.fixture
-def make_cluster(testbed, job_name, tmp_path_factory):
+def cluster_options(testbed, job_name, mode):
+    """The suite's defaults for clusters."""
+    return dict(cores=1, memory="512MiB", queue=testbed.queue, job_name=job_name, death_timeout=30,
+                poll_interval="1s", log_directory=LOGS, dashboard_address=":0", **mode_options(mode))
+
+
+@pytest.fixture
+def make_cluster(testbed, job_name, cluster_options, runner):
     """Clusters with the suite's defaults; closed after the test, and the
     queue must then hold none of their jobs."""
     clusters = []
-    logs = os.path.expanduser("~/jqref-logs")
-    os.makedirs(logs, exist_ok=True)
 
     def make(**kwargs):
-        options = dict(cores=1, memory="512MiB", queue=testbed.queue, job_name=job_name,
-                       death_timeout=30, poll_interval="1s", log_directory=logs, dashboard_address=":0")
-        options.update(kwargs)
-        cluster = testbed.cluster_cls(**options)
+        cluster = testbed.cluster_cls(**{"runner": runner, **cluster_options, **kwargs})
         clusters.append(cluster)
         return cluster
 

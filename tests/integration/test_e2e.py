@@ -78,11 +78,11 @@ def test_adapt_follows_the_load_without_oscillating(make_cluster, client_for, te
     assert 1 <= submitted <= 3, f"adapt submitted {submitted} jobs for a maximum of 2: it oscillates"
 
 
-def test_death_timeout_ends_jobs_of_a_killed_client(testbed, job_name):
-    logs = os.path.expanduser("~/jqref-logs")
+def test_death_timeout_ends_jobs_of_a_killed_client(testbed, job_name, cluster_options, mode):
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    options = json.dumps({**cluster_options, "death_timeout": 15})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.client_to_kill", testbed.name, job_name, testbed.queue or "", logs],
+        [sys.executable, "-m", "tests.integration.client_to_kill", testbed.name, mode, options],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": repo},
     )
     try:

@@ -109,3 +109,40 @@ def test_cancel_failure_is_reported():
 
     with pytest.raises(JobCancelError, match="permission denied"):
         run(scenario())
+
+
+class DroppingRunner(ScriptedRunner):
+    """Replays results; a result of None stands for a connection lost mid-command."""
+
+    async def run(self, argv, *, stdin=None, timeout=None):
+        from jqref import ConnectionLost
+
+        self.calls.append(list(argv))
+        step = self.results.pop(0)
+        if step is None:
+            raise ConnectionLost(argv, "dropped")
+        rc, out, err = step
+        return CommandResult(tuple(argv), rc, out, err)
+
+
+def test_interrupted_submission_that_reached_the_queue_is_adopted_not_repeated():
+    j = None
+
+    def results():
+        # sbatch dropped; squeue by name shows the job with this job's tag.
+        return [None, (0, f"41 {j.tag}\n", "")]
+
+    runner = DroppingRunner()
+    batch = BatchQueue(SLURMJob, runner)
+    j = job(batch)
+    runner.results = results()
+    assert run(batch.submit(j)) == "41"
+    assert [c[0] for c in runner.calls] == ["sbatch", "squeue"]
+    assert batch.submitted == 1
+
+
+def test_interrupted_submission_that_never_arrived_is_submitted_again():
+    runner = DroppingRunner(None, (0, "40 jqref-someone-else\n", ""), (0, "42\n", ""))
+    batch = BatchQueue(SLURMJob, runner)
+    assert run(batch.submit(job(batch))) == "42"
+    assert [c[0] for c in runner.calls] == ["sbatch", "squeue", "sbatch"]

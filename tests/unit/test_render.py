@@ -36,7 +36,7 @@ def command_line(script):
 
 def test_directives_for_every_option():
     job = make_job(queue="debug", account="proj", walltime="01:00:00", log_directory="/logs", job_name="jn")
-    assert directive_args(job.job_script()) == [
+    assert directive_args(job.job_script())[:-1] == [
         ["--job-name", "jn"],
         ["--output", "/logs/jn-%j.out"],
         ["--error", "/logs/jn-%j.err"],
@@ -47,6 +47,7 @@ def test_directives_for_every_option():
         ["--mem", "2048M"],
         ["--time", "01:00:00"],
     ]
+    assert directive_args(job.job_script())[-1] == ["--comment", job.tag]
 
 
 def test_memory_is_rounded_up_to_whole_mebibytes():

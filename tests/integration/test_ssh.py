@@ -1,0 +1,122 @@
+"""What the SSH mode promises beyond the common suite: host keys checked on
+every hop, argv arriving intact, and a dropped connection during scale()
+ending with exactly the requested jobs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import paramiko
+import pytest
+
+from jqref import SSHRunner
+
+from .conftest import wait_for, worker_count
+
+pytestmark = pytest.mark.integration
+
+HOSTILE = ["two words", "it's \"quoted\"", "$(touch /tmp/pwned)", "`id`", "a;b|c&&d", "${HOME}*", "\\n"]
+
+
+@pytest.fixture(autouse=True)
+def ssh_only(mode):
+    if mode != "ssh":
+        pytest.skip("SSH mode only")
+
+
+@pytest.fixture
+def ssh_files(tmp_path):
+    """A copy of the testbed's ssh config whose known_hosts the test controls."""
+    config = tmp_path / "config"
+    known = tmp_path / "known_hosts"
+    text = open(os.environ["JQREF_SSH_CONFIG"]).read()
+    config.write_text("\n".join(
+        f"  UserKnownHostsFile {known}" if line.strip().startswith("UserKnownHostsFile") else line
+        for line in text.splitlines()
+    ) + "\n")
+    real_known = next(line.split()[1] for line in text.splitlines() if line.strip().startswith("UserKnownHostsFile"))
+    return config, known, real_known
+
+
+def destination():
+    return os.environ["JQREF_SSH_DESTINATION"]
+
+
+def test_unknown_host_is_refused(ssh_files):
+    config, known, _ = ssh_files
+    known.write_text("")
+    with pytest.raises(paramiko.SSHException, match="not found in known_hosts"):
+        SSHRunner(destination(), config_file=str(config)).run_blocking(["true"])
+
+
+def test_changed_host_key_is_refused_on_every_hop(ssh_files, tmp_path):
+    config, known, real_known = ssh_files
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    wrong = open(f"{other}.pub").read().split()[:2]
+    lines = open(real_known).read().splitlines()
+    hops = [hop.hostname for hop in SSHRunner(destination(), config_file=str(config)).hops]
+    for hop in hops:  # one hop at a time gets a different key
+        changed = [f"{hop} {' '.join(wrong)}" if line.split()[0] == hop else line for line in lines]
+        known.write_text("\n".join(changed) + "\n")
+        with pytest.raises(paramiko.BadHostKeyException):
+            SSHRunner(destination(), config_file=str(config)).run_blocking(["true"])
+
+
+def test_new_hosts_are_trusted_only_on_request(ssh_files):
+    config, known, _ = ssh_files
+    known.write_text("")
+    runner = SSHRunner(destination(), config_file=str(config), trust_unknown_hosts=True)
+    assert runner.run_blocking(["echo", "ok"]).stdout == "ok\n"
+    assert "ssh-ed25519" in known.read_text()
+    assert SSHRunner(destination(), config_file=str(config)).run_blocking(["true"]).ok  # recorded: now known
+
+
+def test_arguments_arrive_unchanged_and_nothing_runs_in_a_shell(runner):
+    for value in HOSTILE:
+        assert runner.run_blocking(["printf", "%s", value]).check().stdout == value
+    assert not runner.run_blocking(["test", "-e", "/tmp/pwned"]).ok
+
+
+def test_login_shell_output_noise_does_not_reach_the_parser(runner):
+    profile = "/home/dask/.bash_profile"
+    runner.run_blocking(["cp", "/dev/null", profile]).check()
+    runner.run_blocking(["sh", "-c", f"echo 'echo noise from the profile' > {profile}"]).check()
+    try:
+        noisy = SSHRunner(destination(), config_file=os.environ["JQREF_SSH_CONFIG"], login_shell=True)
+        assert noisy.run_blocking(["echo", "clean"]).stdout == "clean\n"
+    finally:
+        runner.run_blocking(["rm", "-f", profile])
+
+
+def in_container(testbed_name: str, service: str, *argv: str) -> subprocess.CompletedProcess:
+    """Act on a node from outside any SSH connection (as the network would)."""
+    return subprocess.run(["docker", "exec", f"jqref-{testbed_name}-{service}-1", *argv], capture_output=True, text=True)
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="needs docker to cut the connection")
+def test_connection_killed_during_scale_ends_with_exactly_the_requested_jobs(
+    make_cluster, client_for, testbed, job_name, runner, caplog
+):
+    # A login profile that takes a while, so the cut lands while the
+    # submissions are in flight.
+    profile = "/home/dask/.bash_profile"
+    runner.run_blocking(["sh", "-c", f"echo 'sleep 2' > {profile}"]).check()
+    slow = SSHRunner(destination(), config_file=os.environ["JQREF_SSH_CONFIG"], login_shell=True)
+    try:
+        cluster = make_cluster(runner=slow)
+        client = client_for(cluster)
+        cluster.scale(jobs=4)
+        wait_for(lambda: in_container(testbed.name, "login", "pgrep", "-u", "dask", "-x", "sleep").stdout,
+                 "the submissions to be under way")
+        for service in ("login", "bastion"):
+            in_container(testbed.name, service, "pkill", "-KILL", "-u", "dask", "-x", "sshd-session")
+        wait_for(lambda: worker_count(client) == 4, "4 workers after the connection came back")
+        assert len(testbed.active_jobs(job_name)) == 4 == len(cluster.batch.active)
+        assert "was interrupted" in caplog.text
+    finally:
+        runner.run_blocking(["rm", "-f", profile])
