@@ -21,6 +21,13 @@ _BAD_NAME = re.compile(r"[\s/:@\\*?]")
 _QUOTE = re.compile("['\"]")
 
 
+def _xml(result) -> ElementTree.Element:
+    try:
+        return ElementTree.fromstring(result.check().stdout)
+    except ElementTree.ParseError as e:
+        raise CommandError(result, what=f"printed unreadable XML ({e})") from None
+
+
 class SGEJob(Job):
     config_name = "sge"
     directive_prefix = "#$"
@@ -62,6 +69,7 @@ class SGEJob(Job):
             yield "-l", f"h_rt={self.walltime}"
         if self.resource_spec:
             yield "-l", self.resource_spec
+        yield "-ac", f"jqref_tag={self.tag}"
 
     @classmethod
     def parse_job_id(cls, stdout):
@@ -75,6 +83,17 @@ class SGEJob(Job):
     def already_gone(cls, result):
         return "does not exist" in result.stdout + result.stderr
 
+    def find_command(self):
+        return ["qstat", "-xml", "-j", self.job_name]
+
+    @classmethod
+    def parse_found(cls, result, tag):
+        for job in _xml(result).iter("element"):
+            context = {v.findtext("VA_variable"): v.findtext("VA_value") for v in job.iter("context_list")}
+            if context.get("jqref_tag") == tag:
+                return job.findtext("JB_job_number")
+        return None
+
     @classmethod
     def status_command(cls, job_ids):
         # Lists all of this user's jobs: one call whatever the number of jobs.
@@ -82,13 +101,8 @@ class SGEJob(Job):
 
     @classmethod
     def parse_states(cls, result, job_ids):
-        result.check()
-        try:
-            root = ElementTree.fromstring(result.stdout)
-        except ElementTree.ParseError as e:
-            raise CommandError(result, what=f"printed unreadable XML ({e})") from None
         states = {}
-        for entry in root.iter("job_list"):
+        for entry in _xml(result).iter("job_list"):
             job_id = entry.findtext("JB_job_number")
             code = entry.findtext("state") or ""
             if "E" in code:

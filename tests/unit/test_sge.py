@@ -33,9 +33,10 @@ def directives(j):
 
 
 def test_directives_request_slots_memory_per_slot_and_walltime():
-    assert directives(job(queue="all.q", account="proj", walltime="01:00:00", log_directory="/logs", job_name="jn")) == [
+    j = job(queue="all.q", account="proj", walltime="01:00:00", log_directory="/logs", job_name="jn")
+    assert directives(j) == [
         ["-N", "jn"], ["-cwd"], ["-o", "/logs"], ["-e", "/logs"], ["-q", "all.q"], ["-P", "proj"],
-        ["-pe", "smp", "4"], ["-l", "mem_free=2048M"], ["-l", "h_rt=01:00:00"],
+        ["-pe", "smp", "4"], ["-l", "mem_free=2048M"], ["-l", "h_rt=01:00:00"], ["-ac", f"jqref_tag={j.tag}"],
     ]
 
 
@@ -81,3 +82,14 @@ def test_failed_qstat_is_an_error():
 def test_qdel_of_a_job_that_is_gone_counts_as_cancelled():
     assert SGEJob.already_gone(CommandResult(("qdel",), 1, "", 'denied: job "9" does not exist'))
     assert not SGEJob.already_gone(CommandResult(("qdel",), 1, "", "denied: permission"))
+
+
+def test_found_by_tag_in_the_job_context():
+    xml = """<detailed_job_info><djob_info>
+      <element><JB_job_number>7</JB_job_number><JB_context><context_list>
+        <VA_variable>jqref_tag</VA_variable><VA_value>jqref-other</VA_value></context_list></JB_context></element>
+      <element><JB_job_number>8</JB_job_number><JB_context><context_list>
+        <VA_variable>jqref_tag</VA_variable><VA_value>jqref-mine</VA_value></context_list></JB_context></element>
+    </djob_info></detailed_job_info>"""
+    assert SGEJob.parse_found(CommandResult(("qstat",), 0, xml, ""), "jqref-mine") == "8"
+    assert SGEJob.parse_found(CommandResult(("qstat",), 0, "<unknown_jobs/>", ""), "jqref-mine") is None
