@@ -1,0 +1,62 @@
+"""Run a Dask computation on an HPC cluster from a laptop, submitting over SSH.
+
+    python examples/laptop_ssh.py LOGIN --python /path/to/env/bin/python \
+        --scheduler-host ADDRESS [--batch slurm|sge|htcondor|pbs]
+
+LOGIN is anything `ssh LOGIN` accepts, an alias from ~/.ssh/config included
+(ProxyJump through a bastion works; the login node's host key must already be
+in known_hosts). The Dask scheduler runs in this process, so ADDRESS must be
+an address of this machine that the compute nodes can connect to; --python is
+the compute nodes' interpreter, with the same Python and distributed versions
+as this one.
+
+Against the testbed (after `KEEP=1 make test-slurm` or `make up-slurm`):
+
+    .venv/bin/python examples/laptop_ssh.py jqref-slurm-via-bastion \
+        --ssh-config build/ssh/slurm.config --python /opt/jqref/bin/python3 \
+        --scheduler-host "$(docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' jqref-slurm_default)"
+"""
+
+import argparse
+
+from dask.distributed import Client
+
+import jqref
+
+CLUSTERS = {
+    "slurm": jqref.SLURMCluster,
+    "sge": jqref.SGECluster,
+    "htcondor": jqref.HTCondorCluster,
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("login")
+    parser.add_argument("--python", required=True, help="interpreter on the compute nodes")
+    parser.add_argument("--scheduler-host", required=True, help="this machine's address as the compute nodes see it")
+    parser.add_argument("--batch", choices=sorted(CLUSTERS), default="slurm")
+    parser.add_argument("--ssh-config", default="~/.ssh/config")
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+
+    runner = jqref.SSHRunner(args.login, config_file=args.ssh_config)
+    cluster = CLUSTERS[args.batch](
+        runner=runner,
+        cores=1,
+        memory="1 GiB",
+        python=args.python,
+        scheduler_options={"host": args.scheduler_host},
+        walltime="00:10:00",
+    )
+    with cluster, Client(cluster) as client:
+        print(cluster.job_script())
+        cluster.scale(jobs=args.jobs)
+        client.wait_for_workers(args.jobs, timeout=300)
+        total = client.submit(sum, client.map(lambda x: x * x, range(1000))).result()
+        print(f"sum of squares below 1000, computed on {args.jobs} batch jobs: {total}")
+    # Leaving the `with` block closed the cluster: every job was cancelled.
+
+
+if __name__ == "__main__":
+    main()
