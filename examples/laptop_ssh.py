@@ -13,7 +13,7 @@ as this one.
 Against the testbed (after `KEEP=1 make test-slurm` or `make up-slurm`):
 
     .venv/bin/python examples/laptop_ssh.py jqref-slurm-via-bastion \
-        --ssh-config build/ssh/slurm.config --python /opt/jqref/bin/python3 \
+        --ssh-config build/ssh/jqref-slurm.config --python /opt/jqref/bin/python3 \
         --scheduler-host "$(docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' jqref-slurm_default)"
 """
 

@@ -21,7 +21,9 @@ dir="$here/docker/$sched"
 export NODE_IMAGE=${NODE_IMAGE:-jqref/node:trixie}
 export JQREF_SRC="$here"
 READY_TIMEOUT=${READY_TIMEOUT:-300}
-compose=(docker compose --project-name "jqref-$sched" --project-directory "$dir" -f "$dir/compose.yaml")
+# TESTBED_PROJECT runs a second instance of a testbed beside the first (e.g. for benchmarks).
+project=${TESTBED_PROJECT:-jqref-$sched}
+compose=(docker compose --project-name "$project" --project-directory "$dir" -f "$dir/compose.yaml")
 
 log() { printf 'testbed[%s]: %s\n' "$sched" "$*" >&2; }
 
@@ -30,7 +32,8 @@ ready() { "${compose[@]}" exec -T login bash /src/docker/"$sched"/ready.sh; }
 # SSH access for the suite's SSH mode: one client key and one host key for
 # all testbeds, generated here (build/ is ignored by git), then sshd on the
 # login node and on a bastion if the testbed has one. The host gets an ssh
-# config and known_hosts for them in build/ssh/<scheduler>.{config,known_hosts}.
+# config and known_hosts for them in build/ssh/<project>.{config,known_hosts},
+# with host aliases <project>-login, <project>-bastion, <project>-via-bastion.
 ssh_dir="$here/build/ssh"
 ssh_keys() {
     mkdir -p "$ssh_dir/keys" && chmod 700 "$ssh_dir"
@@ -47,8 +50,8 @@ start_sshd() {
     local services host_key config known
     services=$("${compose[@]}" config --services)
     host_key=$(cut -d' ' -f1,2 "$ssh_dir/keys/ssh_host_ed25519_key.pub")
-    config="$ssh_dir/$sched.config"
-    known="$ssh_dir/$sched.known_hosts"
+    config="$ssh_dir/$project.config"
+    known="$ssh_dir/$project.known_hosts"
     : >"$config"
     echo "login $host_key" >"$known"
     for service in login bastion; do
@@ -56,18 +59,18 @@ start_sshd() {
         "${compose[@]}" cp "$ssh_dir/keys/." "$service:/etc/jqref-ssh" >/dev/null
         "${compose[@]}" exec -T "$service" /usr/local/sbin/jqref-sshd
         echo "$(address_of "$service") $host_key" >>"$known"
-        printf 'Host jqref-%s-%s\n  HostName %s\n' "$sched" "$service" "$(address_of "$service")" >>"$config"
+        printf 'Host %s-%s\n  HostName %s\n' "$project" "$service" "$(address_of "$service")" >>"$config"
         printf '  User dask\n  IdentityFile %s\n  UserKnownHostsFile %s\n' "$ssh_dir/id_ed25519" "$known" >>"$config"
     done
     if grep -qx bastion <<<"$services"; then
-        printf 'Host jqref-%s-via-bastion\n  HostName login\n  ProxyJump jqref-%s-bastion\n' "$sched" "$sched" >>"$config"
+        printf 'Host %s-via-bastion\n  HostName login\n  ProxyJump %s-bastion\n' "$project" "$project" >>"$config"
         printf '  User dask\n  IdentityFile %s\n  UserKnownHostsFile %s\n' "$ssh_dir/id_ed25519" "$known" >>"$config"
     fi
 }
 
 # The address the compute nodes reach this machine at: the compose network's gateway.
 gateway() {
-    docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' "jqref-${sched}_default"
+    docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' "${project}_default"
 }
 
 suite_local() {
@@ -77,9 +80,9 @@ suite_local() {
 }
 
 suite_ssh() {
-    local destination="jqref-$sched-login"
-    grep -q "^Host jqref-$sched-via-bastion" "$ssh_dir/$sched.config" && destination="jqref-$sched-via-bastion"
-    JQREF_SSH_CONFIG="$ssh_dir/$sched.config" JQREF_SSH_DESTINATION="$destination" \
+    local destination="$project-login"
+    grep -q "^Host $project-via-bastion" "$ssh_dir/$project.config" && destination="$project-via-bastion"
+    JQREF_SSH_CONFIG="$ssh_dir/$project.config" JQREF_SSH_DESTINATION="$destination" JQREF_TESTBED_PROJECT="$project" \
     JQREF_SCHEDULER_HOST="$(gateway)" \
         "$here/.venv/bin/python" -m pytest "$here/tests/integration" --scheduler "$sched" --mode ssh -v --timeout 900 "$@"
 }

@@ -93,9 +93,10 @@ def test_login_shell_output_noise_does_not_reach_the_parser(runner):
         runner.run_blocking(["rm", "-f", profile])
 
 
-def in_container(testbed_name: str, service: str, *argv: str) -> subprocess.CompletedProcess:
-    """Act on a node from outside any SSH connection (as the network would)."""
-    return subprocess.run(["docker", "exec", f"jqref-{testbed_name}-{service}-1", *argv], capture_output=True, text=True)
+def in_container(service: str, *argv: str) -> subprocess.CompletedProcess:
+    """Act on a testbed node from outside any SSH connection (as the network would)."""
+    container = f"{os.environ['JQREF_TESTBED_PROJECT']}-{service}-1"
+    return subprocess.run(["docker", "exec", container, *argv], capture_output=True, text=True)
 
 
 @pytest.mark.skipif(shutil.which("docker") is None, reason="needs docker to cut the connection")
@@ -111,10 +112,10 @@ def test_connection_killed_during_scale_ends_with_exactly_the_requested_jobs(
         cluster = make_cluster(runner=slow)
         client = client_for(cluster)
         cluster.scale(jobs=4)
-        wait_for(lambda: in_container(testbed.name, "login", "pgrep", "-u", "dask", "-x", "sleep").stdout,
+        wait_for(lambda: in_container("login", "pgrep", "-u", "dask", "-x", "sleep").stdout,
                  "the submissions to be under way")
         for service in ("login", "bastion"):
-            in_container(testbed.name, service, "pkill", "-KILL", "-u", "dask", "-x", "sshd-session")
+            in_container(service, "pkill", "-KILL", "-u", "dask", "-x", "sshd-session")
         wait_for(lambda: worker_count(client) == 4, "4 workers after the connection came back")
         assert len(testbed.active_jobs(job_name)) == 4 == len(cluster.batch.active)
         assert "was interrupted" in caplog.text
