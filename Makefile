@@ -1,5 +1,5 @@
 # jqref: make help lists the targets.
-SCHEDULERS := slurm sge htcondor
+SCHEDULERS := slurm sge htcondor pbs
 SHELL := bash
 .DEFAULT_GOAL := help
 
@@ -27,6 +27,8 @@ unit: install ## Unit tests: no Docker, seconds
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
 
 test: unit $(addprefix test-,$(SCHEDULERS)) ## Everything: unit tests, then the end-to-end suite on every testbed
+# PBS in `make test` is the offline flavour (OpenPBS needs internet): make test-pbs PBS_FLAVOR=openpbs for the real one.
+test: export PBS_FLAVOR := compat
 
 provision: ## Install and start a Docker engine and the compose plugin if missing (Debian/Ubuntu, root)
 	scripts/docker-engine.sh

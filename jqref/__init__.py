@@ -1,9 +1,10 @@
-"""jqref: Dask clusters whose workers run in batch jobs (SLURM, SGE, HTCondor, ...)."""
+"""jqref: Dask clusters whose workers run in batch jobs (SLURM, SGE, HTCondor, PBS)."""
 
 from .batch import BatchQueue, JobCancelError
 from .cluster import JobQueueCluster
 from .htcondor import HTCondorCluster, HTCondorJob
 from .job import Job, JobState
+from .pbs import PBSCluster, PBSJob
 from .runners import CommandError, CommandResult, ConnectionLost, LocalRunner, Runner
 from .sge import SGECluster, SGEJob
 from .slurm import SLURMCluster, SLURMJob
@@ -21,6 +22,8 @@ __all__ = [
     "JobQueueCluster",
     "JobState",
     "LocalRunner",
+    "PBSCluster",
+    "PBSJob",
     "Runner",
     "SGECluster",
     "SGEJob",

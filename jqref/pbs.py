@@ -1,0 +1,219 @@
+"""PBS (OpenPBS, PBS Professional, Torque): qsub, qdel, qstat -f.
+
+One module for the PBS family: the directives and `qstat -f` text they share.
+Cores and memory are one `-l select=1:ncpus=..:mem=..` chunk (PBS
+Professional/OpenPBS), or Torque's `-l nodes=1:ppn=..` and `-l mem=..` with
+``resource_type="nodes"``; ``resource_spec`` replaces either. Memory is
+written in whole ``mb``, which PBS counts in units of 1024 bytes (so
+``mem=1024mb`` is 1 GiB).
+
+Job ids are kept as qsub prints them (``123.server``, or a bare ``123``) and
+matched by their sequence number when qstat spells them differently.
+
+Job states (``job_state`` in ``qstat -f``):
+
+- Q queued, W waiting for its start time, T in transit: pending.
+- R running, E exiting, S/U suspended, B array begun: running.
+- F finished, C completed (Torque), X subjob done, M moved to another
+  server: ended, as is a job qstat no longer knows.
+- H held: pending for user and operator holds (``Hold_Types`` u, o), which
+  someone placed on purpose and may release; held (cancelled and replaced)
+  for system and bad-password holds (s, p), which PBS places on a job that
+  failed to start and which never clear on their own.
+
+Names and values must survive every qsub that reads them. Job names follow
+PBS's own rule (letters, digits and ``. _ + -``, at most 230 characters);
+directive values are shell-quoted, which both PBS's directive parser and
+Slurm's (behind the Torque-compatible wrappers) read back exactly, except
+for backslashes: those are refused.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .cluster import JobQueueCluster
+from .job import Job, JobState, memory_in_units
+from .runners import CommandError
+
+#: PBS's job name rule (the client library refuses anything else).
+_JOB_NAME = re.compile(r"[A-Za-z0-9._+-]+")
+_MAX_JOB_NAME = 230
+#: A destination, queue[@server]. It is also passed on the qsub command line,
+#: which the Torque-compatible wrappers paste into a shell command.
+_DESTINATION = re.compile(r"[A-Za-z0-9_.-]+(@[A-Za-z0-9_.-]+)?")
+#: [[hours:]minutes:]seconds[.fraction]: anything else could smuggle another
+#: resource into the comma-separated -l list.
+_WALLTIME = re.compile(r"\d+(:\d+){0,2}(\.\d+)?")
+_JOB_ID = re.compile(r"\d+(\[\d*\])?(\.[A-Za-z0-9_.-]+)?")
+#: What qstat and qdel say about jobs that left the queue (OpenPBS/PBS Pro,
+#: with and without job history; Torque).
+_GONE = re.compile(r"Unknown Job Id|Job has finished|Invalid state for job - COMPLETE", re.IGNORECASE)
+#: qstat's exit status for an unknown job id (PBSE_UNKJOBID 15001 % 256).
+_UNKNOWN_JOB_EXIT = 153
+_ATTRIBUTE = re.compile(r"([A-Za-z_][\w.]*) = (.*)")
+
+_PENDING = {"Q", "W", "T"}
+_ENDED = {"F", "C", "X", "M"}
+#: Holds PBS itself places on a job that cannot start (system, bad password).
+_ERROR_HOLDS = set("sp")
+
+
+def parse_qstat_full(text: str) -> dict[str, dict[str, str]]:
+    """Job id to attributes from ``qstat -f`` text.
+
+    A job is a ``Job Id: <id>`` line followed by indented ``name = value``
+    lines. PBS Professional and Torque indent attributes by four spaces and
+    wrap long values onto lines indented by a tab; the Slurm-backed wrapper
+    indents attributes by a tab and never wraps. So the first line of a job
+    sets the attribute indent, and other indented lines continue the value
+    before them.
+    """
+    jobs: dict[str, dict[str, str]] = {}
+    attributes: dict[str, str] | None = None
+    indent = last = None
+    for line in text.splitlines():
+        if line.startswith("Job Id:"):
+            attributes = jobs.setdefault(line[len("Job Id:"):].strip(), {})
+            indent = last = None
+            continue
+        body = line.lstrip(" \t")
+        lead = line[: len(line) - len(body)]
+        if attributes is None or not body or not lead:
+            continue
+        indent = indent or lead
+        match = _ATTRIBUTE.fullmatch(body) if lead == indent else None
+        if match:
+            last = match.group(1)
+            attributes[last] = match.group(2)
+        elif last is not None:
+            attributes[last] += body
+    return jobs
+
+
+def sequence_number(job_id: str) -> str:
+    """'123' of '123.server' (and of '123')."""
+    return job_id.split(".", 1)[0]
+
+
+def job_state(attributes: dict[str, str]) -> tuple[JobState, str]:
+    word = attributes["job_state"].strip()
+    if word in _ENDED:
+        return JobState.ENDED, word
+    if word == "H":
+        holds = attributes.get("Hold_Types", "").strip()
+        state = JobState.HELD if _ERROR_HOLDS & set(holds) else JobState.PENDING
+        return state, f"H (Hold_Types={holds or '?'})"
+    if word in _PENDING:
+        return JobState.PENDING, word
+    return JobState.RUNNING, word  # R, E, S, U, B, and anything newer
+
+
+class PBSJob(Job):
+    config_name = "pbs"
+    directive_prefix = "#PBS"
+    submit_command = ("qsub",)
+    cancel_command = ("qdel",)
+    # The Slurm-backed qsub cannot read a script from stdin.
+    submit_reads_stdin = False
+
+    def configure(self, resource_type=None, resource_spec=None, **options):
+        super().configure(**options)
+        self.resource_type = self._option("resource_type", resource_type)
+        if self.resource_type not in ("select", "nodes"):
+            raise ValueError(f"resource_type must be 'select' (PBS Pro/OpenPBS) or 'nodes' (Torque), "
+                             f"got {self.resource_type!r}")
+        self.resource_spec = self._option("resource_spec", resource_spec)
+        if not _JOB_NAME.fullmatch(self.job_name) or len(self.job_name) > _MAX_JOB_NAME:
+            raise ValueError(f"PBS job names are 1 to {_MAX_JOB_NAME} letters, digits and . _ + - "
+                             f"(PBS refuses anything else): {self.job_name!r}")
+        if self.queue is not None and not _DESTINATION.fullmatch(str(self.queue)):
+            raise ValueError(f"queue must be a PBS destination, queue[@server], "
+                             f"of letters, digits and . _ -: {self.queue!r}")
+        if self.log_directory and ":" in str(self.log_directory):
+            raise ValueError(f"PBS reads a ':' in an output path as host:path; "
+                             f"log_directory cannot contain one: {self.log_directory!r}")
+        if self.walltime is not None and not _WALLTIME.fullmatch(str(self.walltime)):
+            raise ValueError(f"walltime must be [[hours:]minutes:]seconds, e.g. '01:30:00': {self.walltime!r}")
+        for tokens in self.directives():
+            for value in tokens:
+                if "\\" in value or "\n" in value or "\r" in value:
+                    raise ValueError(f"PBS directives cannot carry backslashes or line breaks: {value!r}")
+
+    def resource_directives(self):
+        if self.resource_spec:
+            yield "-l", str(self.resource_spec)
+            return
+        mb = memory_in_units(self.memory_bytes, "MiB")
+        if self.resource_type == "select":
+            yield "-l", f"select=1:ncpus={self.cores}:mem={mb}mb"
+        else:
+            yield "-l", f"nodes=1:ppn={self.cores}"
+            yield "-l", f"mem={mb}mb"
+
+    def directives(self):
+        yield "-N", self.job_name
+        if self.log_directory:
+            # A directory (trailing slash): PBS names the files after the job id.
+            directory = str(self.log_directory).rstrip("/") + "/"
+            yield "-o", directory
+            yield "-e", directory
+        if self.queue:
+            yield "-q", str(self.queue)
+        if self.account:
+            yield "-A", str(self.account)
+        yield from self.resource_directives()
+        if self.walltime:
+            yield "-l", f"walltime={self.walltime}"
+
+    def submit_argv(self):
+        # The destination on the command line as well as in the script: qsub's
+        # "Unknown queue" does not say which, the failed command line does.
+        queue = ["-q", str(self.queue)] if self.queue else []
+        return [*self.submit_command, *queue, *self.submit_command_extra]
+
+    @classmethod
+    def parse_job_id(cls, stdout):
+        job_id = stdout.strip()
+        if not _JOB_ID.fullmatch(job_id):
+            raise ValueError(f"qsub printed no job id: {stdout!r}")
+        return job_id
+
+    @classmethod
+    def already_gone(cls, result):
+        output = result.stdout + result.stderr
+        # The Slurm-backed qdel exits non-zero without a word for a job that
+        # has already ended or that it does not know.
+        return bool(_GONE.search(output)) or not output.strip()
+
+    @classmethod
+    def status_command(cls, job_ids):
+        return ["qstat", "-f", *job_ids]
+
+    @classmethod
+    def parse_states(cls, result, job_ids):
+        if not result.ok:
+            # qstat reports the ids it knows and complains about the others;
+            # any other complaint means the poll itself failed.
+            complaints = [line for line in result.stderr.splitlines() if line.strip() and not _GONE.search(line)]
+            silent_unknown = not result.stderr.strip() and result.returncode == _UNKNOWN_JOB_EXIT
+            if complaints or not (result.stderr.strip() or silent_unknown):
+                raise CommandError(result)
+        by_sequence = {sequence_number(job_id): job_id for job_id in job_ids}
+        states = {}
+        for shown, attributes in parse_qstat_full(result.stdout).items():
+            job_id = shown if shown in job_ids else by_sequence.get(sequence_number(shown))
+            if job_id is None:
+                continue
+            if "job_state" not in attributes:
+                raise CommandError(result, what=f"printed job {shown} without a job_state")
+            states[job_id] = job_state(attributes)
+        return states
+
+
+class PBSCluster(JobQueueCluster):
+    """Dask workers in PBS jobs (OpenPBS, PBS Professional, Torque). See
+    `JobQueueCluster` for the options; `resource_type` ('select' or 'nodes')
+    and `resource_spec` say how cores and memory are requested."""
+
+    job_cls = PBSJob
