@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Callable
 
 from .job import Job, JobState
+from .records import JobRecord
 from .runners import CommandError, ConnectionLost, Runner
 
 logger = logging.getLogger(__name__)
@@ -34,10 +35,12 @@ class BatchQueue:
         job_cls: type[Job],
         runner: Runner,
         on_ended: Callable[[Job, str], None] = lambda job, detail: None,
+        record: JobRecord | None = None,
     ):
         self.job_cls = job_cls
         self.runner = runner
         self.on_ended = on_ended
+        self.record = record
         #: Jobs submitted and not known to be over, by job id.
         self.active: dict[str, Job] = {}
         #: Jobs we asked the batch system to cancel and have not yet seen leave.
@@ -60,6 +63,7 @@ class BatchQueue:
             else:
                 logger.warning("submission of %s was interrupted but reached the queue as job %s", job.name, job_id)
         self.active[job_id] = job
+        self._save_record()
         self.submitted += 1
         logger.info("submitted %s as job %s", job.name, job_id)
         return job_id
@@ -97,11 +101,17 @@ class BatchQueue:
         except ConnectionLost:  # cancelling twice is harmless
             result = await self.runner.run(job.cancel_argv([job.job_id]))
         if result.ok or self.job_cls.already_gone(result):
-            self.cancelled[job.job_id] = self.active.pop(job.job_id)
+            # A poll may have seen it end while we were cancelling.
+            self.active.pop(job.job_id, None)
+            self.cancelled[job.job_id] = job
             return
         message = str(CommandError(result))
         self.cancel_errors.append(message)
         logger.error("could not cancel job %s (%s): %s", job.job_id, job.name, message)
+
+    def _save_record(self) -> None:
+        if self.record is not None:
+            self.record.save([*self.active, *self.cancelled])
 
     async def poll(self) -> None:
         """Ask the batch system about every job once; report the ones that ended."""
@@ -111,11 +121,13 @@ class BatchQueue:
         result = await self.runner.run(self.job_cls.status_command(ids))
         states = self.job_cls.parse_states(result, ids)
         self.polls += 1
+        changed = False
         for job_id in ids:
             state, detail = states.get(job_id, (JobState.ENDED, "left the queue"))
             if job_id in self.cancelled:
                 if state is JobState.ENDED:
                     self.cancelled.pop(job_id).ended(state)
+                    changed = True
             elif job_id in self.active:  # not cancelled while we were polling
                 job = self.active[job_id]
                 job.state = state
@@ -125,6 +137,9 @@ class BatchQueue:
                     self.active.pop(job_id, None)
                     job.ended(state)
                     self.on_ended(job, detail)
+                    changed = True
+        if changed:
+            self._save_record()
 
     async def watch(self, interval: float) -> None:
         """Poll forever; meant to run as a task that the owner cancels."""

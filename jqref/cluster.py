@@ -25,6 +25,7 @@ from distributed.scheduler import Scheduler
 from .batch import BatchQueue
 from .config import lookup
 from .job import Job
+from .records import JobRecord, describe_runner
 from .runners import LocalRunner, Runner
 from .ssh import SSHRunner
 
@@ -106,6 +107,7 @@ class JobQueueCluster(SpecCluster):
         interface: str | None = None,
         protocol: str | None = None,
         poll_interval: str | float | None = None,
+        max_jobs: int | None = None,
         **job_kwargs: Any,
     ):
         if job_cls is not None:
@@ -126,10 +128,16 @@ class JobQueueCluster(SpecCluster):
         self.runner = runner or LocalRunner()
         self.batch = BatchQueue(self.job_cls, self.runner, on_ended=self._job_ended)
         self.poll_interval = parse_timedelta(lookup(section, "poll_interval", poll_interval))
+        self.max_jobs = lookup(section, "max_jobs", max_jobs)
         # A job rendered from these options now, so that bad options fail here
         # and processes/cores/memory are known however they were given.
         self._template = self.job_cls(batch=self.batch, **job_kwargs)
         self._job_kwargs = job_kwargs
+        self.batch.record = JobRecord(
+            job_class=f"{self.job_cls.__module__}.{self.job_cls.__qualname__}",
+            cancel_command=self._template.cancel_argv([]),
+            runner=describe_runner(self.runner),
+        )
 
         options = dict(lookup(section, "scheduler_options", None))
         options.update(scheduler_options or {})
@@ -189,8 +197,13 @@ class JobQueueCluster(SpecCluster):
 
     def scale(self, n=None, jobs=0, memory=None, cores=None):
         """Scale to `n` workers, or `jobs` jobs, or enough jobs for `cores` or
-        `memory` in total; with several given, the largest wins."""
-        return super().scale(max([jobs, *map(math.ceil, job_counts(self._template, n, cores, memory))]))
+        `memory` in total; with several given, the largest wins. Never more
+        than `max_jobs`."""
+        jobs = max([jobs, *map(math.ceil, job_counts(self._template, n, cores, memory))])
+        if self.max_jobs is not None and jobs > self.max_jobs:
+            logger.warning("asked for %d jobs; max_jobs=%d caps it", jobs, self.max_jobs)
+            jobs = self.max_jobs
+        return super().scale(jobs)
 
     def adapt(
         self,
@@ -208,6 +221,8 @@ class JobQueueCluster(SpecCluster):
         """Like `SpecCluster.adapt`, with bounds also in jobs, cores or memory.
         Adaptive counts workers, so every bound becomes whole jobs' worth of
         workers, and it retires whole jobs."""
+        if self.max_jobs is not None:
+            maximum_jobs = min(maximum_jobs if maximum_jobs is not None else math.inf, self.max_jobs)
         kwargs.update(adaptive_bounds(
             self._template, minimum, maximum, minimum_jobs, maximum_jobs,
             minimum_cores, maximum_cores, minimum_memory, maximum_memory,
@@ -259,6 +274,7 @@ class JobQueueCluster(SpecCluster):
         finally:
             # Jobs scale-down could not cancel, and any the spec no longer knows.
             await self.batch.cancel_all()
+            self.batch.record.remove()  # kept if cancelling failed: `jqref cleanup` can retry
             if self._owns_runner:
                 await self.runner.close()
 

@@ -127,6 +127,10 @@ class SSHRunner:
         reconnect_attempts: int = 5,
         timeout: float = DEFAULT_TIMEOUT,
     ):
+        self._description = {
+            "kind": "ssh", "destination": destination, "config_file": config_file, "known_hosts": known_hosts,
+            "identity_file": identity_file, "login_shell": login_shell,
+        }
         config = paramiko.SSHConfig()
         if config_file and os.path.exists(os.path.expanduser(config_file)):
             config = paramiko.SSHConfig.from_path(os.path.expanduser(config_file))
@@ -150,6 +154,10 @@ class SSHRunner:
 
     def __repr__(self):
         return f"SSHRunner({self.destination!r})"
+
+    def describe(self) -> dict:
+        """How to connect again from another process (for `jqref cleanup`)."""
+        return dict(self._description)
 
     # ---- connection --------------------------------------------------------
 

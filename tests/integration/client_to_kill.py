@@ -1,7 +1,8 @@
 """A client process for the death-timeout test: it starts a cluster, prints
 its job ids once the workers are up, and waits to be killed with SIGKILL.
 
-Arguments: scheduler, mode, and the cluster options as JSON."""
+Arguments: scheduler, mode, the cluster options as JSON, the number of jobs
+to ask for and the number of workers to wait for."""
 
 import json
 import sys
@@ -13,11 +14,12 @@ from tests.integration.conftest import ssh_runner
 from tests.integration.testbeds import TESTBEDS
 
 scheduler, mode, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+jobs, workers = int(sys.argv[4]), int(sys.argv[5])
 if mode == "ssh":
     options["runner"] = ssh_runner()
 cluster = TESTBEDS[scheduler].cluster_cls(**options)
-cluster.scale(jobs=2)
-Client(cluster).wait_for_workers(2, timeout=300)
+cluster.scale(jobs=jobs)
+Client(cluster).wait_for_workers(workers, timeout=300)
 print(json.dumps(sorted(cluster.batch.active)), flush=True)
 while True:
     time.sleep(60)

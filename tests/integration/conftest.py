@@ -10,7 +10,11 @@ machine at in JQREF_SSH_CONFIG, JQREF_SSH_DESTINATION, JQREF_SCHEDULER_HOST).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 
@@ -137,3 +141,29 @@ def worker_count(client) -> int:
 
 def worker_names(client) -> set[str]:
     return {w["name"] for w in client.scheduler_info(n_workers=-1)["workers"].values()}
+
+
+def start_and_kill_client(scheduler: str, mode: str, options: dict, jobs: int, workers: int) -> set[str]:
+    """Run a client in its own process until `workers` workers are up, then
+    SIGKILL it (nothing gets to cancel anything). Returns its job ids."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.client_to_kill", scheduler, mode, json.dumps(options),
+         str(jobs), str(workers)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": repo},
+    )
+    try:
+        return set(json.loads(proc.stdout.readline()))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def container(service: str) -> str:
+    return f"{os.environ['JQREF_TESTBED_PROJECT']}-{service}-1"
+
+
+def in_container(service: str, *argv: str) -> subprocess.CompletedProcess:
+    """Act on a testbed node from outside any SSH connection (as the network
+    would): needs docker, so only where the suite runs on the host (SSH mode)."""
+    return subprocess.run(["docker", "exec", container(service), *argv], capture_output=True, text=True)

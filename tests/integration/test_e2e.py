@@ -3,17 +3,11 @@ batch system observe, polled with deadlines."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-
 import pytest
 
 from jqref import JobState
 
-from .conftest import PATIENCE, wait_for, worker_count, worker_names
+from .conftest import PATIENCE, start_and_kill_client, wait_for, worker_count, worker_names
 
 pytestmark = pytest.mark.integration
 
@@ -79,18 +73,8 @@ def test_adapt_follows_the_load_without_oscillating(make_cluster, client_for, te
 
 
 def test_death_timeout_ends_jobs_of_a_killed_client(testbed, job_name, cluster_options, mode):
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    options = json.dumps({**cluster_options, "death_timeout": 15})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.client_to_kill", testbed.name, mode, options],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": repo},
-    )
-    try:
-        job_ids = set(json.loads(proc.stdout.readline()))
-        assert len(job_ids) == 2 and testbed.active_jobs(job_name) == job_ids
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    job_ids = start_and_kill_client(testbed.name, mode, {**cluster_options, "death_timeout": 15}, jobs=2, workers=2)
+    assert len(job_ids) == 2
     # death_timeout is 15 s; the rest of the deadline is margin for a busy machine.
     wait_for(lambda: not testbed.active_jobs(job_name), "the killed client's jobs to end", timeout=15 + 90)
 

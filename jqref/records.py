@@ -1,0 +1,103 @@
+"""A record of each live cluster's jobs on disk, so a crashed client's jobs can be found and cancelled.
+
+Every cluster writes ``$XDG_STATE_HOME/jqref/<id>.json`` (default
+``~/.local/state/jqref``) whenever its set of jobs changes, and removes it
+when it closes cleanly. A record whose process is gone belongs to a client
+that crashed or was killed: ``jqref list`` shows them, ``jqref cleanup``
+cancels their jobs with the same batch system and runner the cluster used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import pathlib
+import socket
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass, field
+
+from .runners import LocalRunner, Runner
+
+
+def records_dir() -> pathlib.Path:
+    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return pathlib.Path(state) / "jqref"
+
+
+def describe_runner(runner: Runner) -> dict:
+    """Enough to rebuild the runner in another process."""
+    describe = getattr(runner, "describe", None)
+    return describe() if describe else {"kind": "local"}
+
+
+def runner_from(description: dict) -> Runner:
+    if description.get("kind") == "ssh":
+        from .ssh import SSHRunner
+
+        options = {k: v for k, v in description.items() if k not in ("kind", "destination")}
+        return SSHRunner(description["destination"], **options)
+    return LocalRunner()
+
+
+@dataclass
+class JobRecord:
+    job_class: str  # e.g. "jqref.slurm.SLURMJob"
+    cancel_command: list[str]
+    runner: dict
+    jobs: list[str] = field(default_factory=list)
+    pid: int = field(default_factory=os.getpid)
+    host: str = field(default_factory=socket.gethostname)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    @property
+    def path(self) -> pathlib.Path:
+        return records_dir() / f"{self.id}.json"
+
+    def save(self, jobs) -> None:
+        """Write atomically, so a crash never leaves half a record."""
+        self.jobs = sorted(jobs)
+        directory = records_dir()
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(self), f)
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    @property
+    def orphaned(self) -> bool:
+        """Whether the process that owned the cluster is gone (only knowable on its host)."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def cancel_jobs(self) -> list[str]:
+        """Cancel the recorded jobs; returns the errors (empty when all went)."""
+        if not self.jobs:
+            return []
+        module, _, name = self.job_class.rpartition(".")
+        job_cls = getattr(importlib.import_module(module), name)
+        result = runner_from(self.runner).run_blocking([*self.cancel_command, *self.jobs])
+        if result.ok or job_cls.already_gone(result):
+            return []
+        return [f"{' '.join(result.argv)} failed (exit {result.returncode}): {result.stderr.strip()}"]
+
+
+def load_records() -> list[JobRecord]:
+    records = []
+    for path in sorted(records_dir().glob("*.json")):
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            records.append(JobRecord(**json.loads(path.read_text())))
+    return records
