@@ -14,15 +14,11 @@ case "$flavor" in
     compat)
         echo "pbs prepare: PBS_FLAVOR=compat: PBS commands from Debian's slurm-wlm-torque over Slurm." >&2
         echo "pbs prepare: this tests jqref's PBS job class (directives, qsub/qstat/qdel handling), not a PBS server." >&2
+        # The compat image builds on the SLURM testbed's image.
+        docker build --quiet --build-arg "NODE_IMAGE=${NODE_IMAGE:-jqref/node:trixie}" \
+            --tag jqref/slurm:trixie "$dir/../slurm" >/dev/null
         ;;
     *) echo "pbs prepare: unknown PBS_FLAVOR '$flavor' (openpbs or compat)" >&2; exit 2 ;;
 esac
 
-key="$dir/secrets/munge.key"
-mkdir -p "$dir/secrets"
-if [ ! -s "$key" ]; then
-    (umask 077 && head -c 1024 /dev/urandom >"$key.tmp")
-    chmod 0600 "$key.tmp"
-    mv "$key.tmp" "$key"
-    echo "pbs prepare: generated $key" >&2
-fi
+"$dir/../../scripts/munge-key.sh" "$dir"
