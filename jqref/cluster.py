@@ -154,7 +154,8 @@ class JobQueueCluster(SpecCluster):
             "options": {
                 **job_kwargs,
                 "batch": self.batch,
-                # Read by SpecCluster for scale(cores=/memory=): per job.
+                # As resolved for the template: every job matches it, and the
+                # group below, whatever the config says later.
                 "cores": self._template.cores,
                 "memory": self._template.memory,
                 "processes": self._template.processes,
@@ -168,6 +169,8 @@ class JobQueueCluster(SpecCluster):
         JobQueueCluster._live.add(self)
         # Initial jobs are part of the spec, so a failing submission raises here.
         initial_jobs = math.ceil(n_workers / self._template.processes)
+        if self.max_jobs is not None:
+            initial_jobs = min(initial_jobs, self.max_jobs)
         super().__init__(
             scheduler={"cls": scheduler_cls, "options": options},
             workers={self._new_worker_name(i): worker for i in range(initial_jobs)},
