@@ -1,0 +1,65 @@
+"""Job records and the jqref command that cleans up after crashed clients."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from jqref.__main__ import main
+from jqref.records import JobRecord, load_records, runner_from
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    return tmp_path / "jqref"
+
+
+def dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def record(cancel_command, pid):
+    return JobRecord(job_class="jqref.slurm.SLURMJob", cancel_command=cancel_command, runner={"kind": "local"}, pid=pid)
+
+
+def test_saved_atomically_private_and_removed(state_dir):
+    r = record(["scancel"], pid=dead_pid())
+    r.save({"2", "1"})
+    assert json.loads(r.path.read_text())["jobs"] == ["1", "2"]
+    assert state_dir.stat().st_mode & 0o077 == 0
+    assert [x.id for x in load_records()] == [r.id] and load_records()[0].orphaned
+    r.remove()
+    assert load_records() == []
+
+
+def test_a_live_process_is_not_orphaned():
+    assert not record(["scancel"], pid=subprocess.os.getpid()).orphaned
+
+
+def test_cleanup_cancels_orphans_only_and_forgets_them(capsys):
+    orphan = record(["echo", "cancel"], pid=dead_pid())
+    orphan.save({"7", "8"})
+    alive = record(["echo", "cancel"], pid=subprocess.os.getpid())
+    alive.save({"9"})
+    assert main(["cleanup"]) == 0
+    assert "cancelled 2 job(s): 7 8" in capsys.readouterr().out
+    assert [r.id for r in load_records()] == [alive.id]
+
+
+def test_cleanup_reports_a_failed_cancel_and_keeps_the_record(capsys):
+    r = record(["false"], pid=dead_pid())
+    r.save({"7"})
+    assert main(["cleanup", r.id]) == 1
+    assert "could not cancel" in capsys.readouterr().err
+    assert [x.id for x in load_records()] == [r.id]
+
+
+def test_ssh_runner_is_rebuilt_from_its_description(tmp_path):
+    config = tmp_path / "config"
+    config.write_text("Host login\n  HostName 10.0.0.9\n  User dask\n  Port 2222\n")
+    runner = runner_from({"kind": "ssh", "destination": "login", "config_file": str(config)})
+    assert (runner.hops[-1].hostname, runner.hops[-1].port, runner.hops[-1].user) == ("10.0.0.9", 2222, "dask")
