@@ -10,7 +10,7 @@ PYTHON ?= $(firstword $(foreach p,python3.13 $(wildcard $(HOME)/.pyenv/versions/
 VENV := .venv
 PYTEST_ARGS ?=
 
-.PHONY: help install unit test lock provision
+.PHONY: help install unit test lock provision bench-slurm
 
 help: ## Show this help
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -47,6 +47,9 @@ logs-%: ## Show a testbed's daemon logs
 
 shell-%: ## Open a shell on a testbed's login node
 	scripts/testbed.sh shell $*
+
+bench-slurm: install ## Benchmark on the SLURM testbed: time to workers vs dask-jobqueue, SSH round trips, bring-up (COLD=1 adds a cold build)
+	$(VENV)/bin/python benchmarks/bench_slurm.py $(if $(filter 1,$(COLD)),--cold) $(BENCH_ARGS)
 
 lock: install ## Re-pin requirements/lock.txt from a fresh resolve of pyproject.toml's dependencies
 	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv
