@@ -96,10 +96,14 @@ class BatchQueue:
         closing a cluster goes on to cancel the rest and then reports them all."""
         if job.job_id is None or job.job_id not in self.active:
             return
+        argv = job.cancel_argv([job.job_id])
         try:
-            result = await self.runner.run(job.cancel_argv([job.job_id]))
-        except ConnectionLost:  # cancelling twice is harmless
-            result = await self.runner.run(job.cancel_argv([job.job_id]))
+            try:
+                result = await self.runner.run(argv)
+            except ConnectionLost:  # cancelling twice is harmless
+                result = await self.runner.run(argv)
+        except CommandError as e:  # no answer: the job is still ours to cancel
+            result = e.result
         if result.ok or self.job_cls.already_gone(result):
             # A poll may have seen it end while we were cancelling.
             self.active.pop(job.job_id, None)
@@ -157,11 +161,13 @@ class BatchQueue:
         of them, and raise `JobCancelError` if that did not happen."""
         await asyncio.gather(*(self.cancel(job) for job in list(self.active.values())))
         deadline = time.monotonic() + timeout
+        wait = min(0.1, interval)
         while self.cancelled and time.monotonic() < deadline:
             with contextlib.suppress(CommandError):
                 await self.poll()
             if self.cancelled:
-                await asyncio.sleep(interval)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, interval)
         problems = list(self.cancel_errors)
         if self.cancelled:
             problems.append(

@@ -9,6 +9,7 @@ read a job id and job states from their output.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import shlex
 import sys
@@ -60,11 +61,16 @@ def _as_list(what: str, value: Any) -> list[str]:
     return [str(v) for v in (value or [])]
 
 
+@functools.cache
+def _client_versions() -> tuple[str, str]:
+    return "%d.%d" % sys.version_info[:2], version("distributed")
+
+
 def _worker_versions_check(python: str) -> str:
     """A script line that stops the job with a clear message when the worker
     environment's Python or distributed differs from the client's: a mismatch
     otherwise surfaces as crashed workers on the first task."""
-    want = ["%d.%d" % sys.version_info[:2], version("distributed")]
+    want = list(_client_versions())
     code = (
         'import sys, importlib.metadata as m; '
         'have = ["%d.%d" % sys.version_info[:2], m.version("distributed")]; '

@@ -22,6 +22,7 @@ import os
 import posixpath
 import select
 import shlex
+import socket
 import threading
 import time
 import uuid
@@ -121,7 +122,7 @@ class SSHRunner:
         identity_file: str | None = None,
         trust_unknown_hosts: bool = False,
         login_shell: bool = False,
-        max_sessions: int = 8,
+        max_sessions: int = 4,
         keepalive: float = 15,
         connect_timeout: float = 30,
         reconnect_attempts: int = 5,
@@ -194,6 +195,8 @@ class SSHRunner:
             for client in reversed(clients):
                 client.close()
             raise
+        # paramiko leaves Nagle on: every small command would wait ~40 ms.
+        clients[0].get_transport().sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         clients[-1].get_transport().set_keepalive(int(self.keepalive))
         self._clients = clients
 
@@ -234,21 +237,39 @@ class SSHRunner:
             return shlex.join(["bash", "-l", "-c", inner])
         return inner
 
+    def _open_channel(self) -> paramiko.Channel:
+        """A new channel on the live connection. sshd refuses channels for a
+        moment when many just closed (they still count against MaxSessions):
+        that is retried on the same connection, which is dropped only if it
+        is really dead. Nothing has run yet, so retrying is safe."""
+        for attempt in range(5):
+            transport = self._transport()
+            try:
+                return transport.open_session(timeout=self.connect_timeout)
+            except (paramiko.SSHException, EOFError, OSError):
+                if not transport.is_active():
+                    self._drop()
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
+
     def _exec(self, argv: tuple[str, ...], stdin: str | None, timeout: float) -> CommandResult:
         marker = f"jqref-{uuid.uuid4().hex}"
         with self._sessions:
-            try:
-                channel = self._transport().open_session(timeout=self.connect_timeout)
-            except (paramiko.SSHException, EOFError, OSError):
-                # The connection died between commands: this one never started.
-                self._drop()
-                channel = self._transport().open_session(timeout=self.connect_timeout)
+            channel = self._open_channel()
             with channel:
-                channel.exec_command(self._command_line(argv, marker))
-                if stdin is not None:
-                    channel.sendall(stdin.encode())
-                channel.shutdown_write()
-                out, err = self._collect(channel, argv, timeout)
+                try:
+                    channel.exec_command(self._command_line(argv, marker))
+                    if stdin is not None:
+                        channel.sendall(stdin.encode())
+                    channel.shutdown_write()
+                    out, err = self._collect(channel, argv, timeout)
+                except (paramiko.SSHException, EOFError, OSError) as e:
+                    # Sent, perhaps run: the caller decides whether to look before retrying.
+                    if not channel.get_transport().is_active():
+                        self._drop()
+                    raise ConnectionLost(argv, f"the SSH channel failed: {e}") from e
         head, found, body = out.partition(marker + "\n")
         return CommandResult(argv, channel.recv_exit_status(), body if found else head, err)
 
@@ -266,6 +287,11 @@ class SSHRunner:
                 if channel.recv_exit_status() == -1:  # closed without an exit status: the link dropped
                     self._drop()
                     raise ConnectionLost(argv, "the SSH connection closed before the command finished")
+                # Output sent before the exit status is buffered by now: take all of it.
+                while channel.recv_ready():
+                    out += channel.recv(65536)
+                while channel.recv_stderr_ready():
+                    err += channel.recv_stderr(65536)
                 break
             elif channel.closed or not channel.get_transport().is_active():
                 self._drop()
