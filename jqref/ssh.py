@@ -109,7 +109,7 @@ class SSHRunner:
 
     ``trust_unknown_hosts=True`` accepts and records a host key seen for the
     first time; by default such hosts are refused, like ``StrictHostKeyChecking
-    yes``. ``login_shell=True`` runs commands through ``bash -l`` so that site
+    yes``. With ``login_shell`` set, commands run through ``bash -l`` so that site
     profiles (``module``, PATH) apply.
     """
 
