@@ -73,6 +73,14 @@ def wait_for(condition, what: str, timeout: float = PATIENCE, interval: float = 
         time.sleep(interval)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def job_records(tmp_path_factory):
+    """Keep this run's job records (and those of the clients it kills) apart
+    from earlier runs': a testbed brought up afresh hands out the same job ids
+    again, and `jqref list` must show only what this run left."""
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+
+
 @pytest.fixture(scope="session")
 def mode(request):
     return request.config.getoption("--mode")
