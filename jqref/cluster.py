@@ -17,6 +17,7 @@ import weakref
 from contextlib import suppress
 from typing import Any, ClassVar
 
+import dask.config
 from dask.utils import parse_bytes, parse_timedelta
 from distributed.core import Status
 from distributed.deploy.spec import SpecCluster
@@ -260,7 +261,23 @@ class JobQueueCluster(SpecCluster):
     def _update_worker_status(self, op, msg):
         if op == "add":
             self._connected_jobs.update(job_of_worker(self.processes, w["name"]) for w in msg["workers"].values())
+        if op == "remove" and msg in self.scheduler_info["workers"]:
+            # SpecCluster closes (cancels) the job of a worker that stays lost
+            # for `lost-worker-timeout` but keeps it in the spec, so nothing
+            # would replace it. Look right after it did.
+            name = self.scheduler_info["workers"][msg]["name"]
+            delay = parse_timedelta(dask.config.get("distributed.deploy.lost-worker-timeout"))
+            asyncio.get_running_loop().call_later(delay + 0.5, self._replace_if_closed, name)
         super()._update_worker_status(op, msg)
+
+    def _replace_if_closed(self, name) -> None:
+        """Replace job `name` if SpecCluster closed it for its lost worker."""
+        if self.status != Status.running or name not in self.worker_spec or name in self.workers:
+            return
+        logger.warning("the worker of %s was lost and its job cancelled; submitting a replacement", name)
+        wanted = len(self.worker_spec)
+        del self.worker_spec[name]
+        super().scale(wanted)
 
     async def _start(self):
         await super()._start()

@@ -175,3 +175,19 @@ def in_container(service: str, *argv: str) -> subprocess.CompletedProcess:
     """Act on a testbed node from outside any SSH connection (as the network
     would): needs docker, so only where the suite runs on the host (SSH mode)."""
     return subprocess.run(["docker", "exec", container(service), *argv], capture_output=True, text=True)
+
+
+def docker(*argv: str) -> str:
+    """Run a docker command on this machine (SSH mode only); fail with its stderr."""
+    done = subprocess.run(["docker", *argv], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"docker {' '.join(argv)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def needs_docker(mode: str, fault: str) -> None:
+    """Skip in local mode: the suite runs as an unprivileged user inside the
+    login container there, with no docker and no root (no sudo) to cause `fault`."""
+    if mode != "ssh":
+        pytest.skip(f"{fault} needs docker on the host (root on the nodes): SSH mode only; "
+                    "local mode runs as the unprivileged user dask in the login container")
