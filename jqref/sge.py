@@ -2,6 +2,12 @@
 
 Unlike dask-jobqueue, the job asks for what its workers use: `cores` slots
 through a parallel environment and memory through a per-slot resource.
+
+qdel kills a job with SIGKILL, which gives workers no chance to close. Jobs
+are therefore submitted with `-notify`: qdel then first sends SIGUSR2 and
+SIGKILL only after the queue's `notify` time. Dask does not handle SIGUSR2
+(by default it would end the worker as abruptly), so the job script starts
+the workers with SIGUSR2 ignored and turns it into the SIGTERM they close on.
 """
 
 from __future__ import annotations
@@ -70,6 +76,21 @@ class SGEJob(Job):
         if self.resource_spec:
             yield "-l", self.resource_spec
         yield "-ac", f"jqref_tag={self.tag}"
+        yield ("-notify",)
+
+    def shell_commands(self):
+        *before, run = super().shell_commands()
+        return [
+            *before,
+            "trap '' USR2",  # ignored by the workers, who inherit this
+            run.removeprefix("exec ") + " &",
+            "worker=$!",
+            "trap 'kill -TERM \"$worker\"' USR2",  # qdel's notice: close gracefully
+            # wait returns early when the trap runs: wait again until the workers are gone.
+            'wait "$worker"; status=$?',
+            'while kill -0 "$worker" 2>/dev/null; do wait "$worker"; status=$?; done',
+            'exit "$status"',
+        ]
 
     @classmethod
     def parse_job_id(cls, stdout):

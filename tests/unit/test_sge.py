@@ -37,6 +37,7 @@ def test_directives_request_slots_memory_per_slot_and_walltime():
     assert directives(j) == [
         ["-N", "jn"], ["-cwd"], ["-o", "/logs"], ["-e", "/logs"], ["-q", "all.q"], ["-P", "proj"],
         ["-pe", "smp", "4"], ["-l", "mem_free=2048M"], ["-l", "h_rt=01:00:00"], ["-ac", f"jqref_tag={j.tag}"],
+        ["-notify"],
     ]
 
 
@@ -93,3 +94,24 @@ def test_found_by_tag_in_the_job_context():
     </djob_info></detailed_job_info>"""
     assert SGEJob.parse_found(CommandResult(("qstat",), 0, xml, ""), "jqref-mine") == "8"
     assert SGEJob.parse_found(CommandResult(("qstat",), 0, "<unknown_jobs/>", ""), "jqref-mine") is None
+
+
+def test_jobs_get_a_notice_before_qdel_kills_them_and_turn_it_into_sigterm():
+    j = job(worker_extra_args=["--lifetime", "1 h"])
+    assert ["-notify"] in directives(j)
+    body = j.job_script().split("\n\n", 2)[2].splitlines()
+    worker = shlex.join(j.worker_command())
+    assert body[-7:] == [
+        "trap '' USR2",
+        worker + " &",
+        "worker=$!",
+        "trap 'kill -TERM \"$worker\"' USR2",
+        'wait "$worker"; status=$?',
+        'while kill -0 "$worker" 2>/dev/null; do wait "$worker"; status=$?; done',
+        'exit "$status"',
+    ]
+    assert not any(line.startswith("exec ") for line in body)
+
+
+def test_the_notice_can_be_skipped_like_any_directive():
+    assert ["-notify"] not in directives(job(job_directives_skip=["-notify"]))
