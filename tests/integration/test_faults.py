@@ -6,12 +6,13 @@ deadlines.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 
 import pytest
 
-from .conftest import start_and_kill_client, wait_for, worker_count
+from .conftest import LOGS, PATIENCE, needs_docker, start_and_kill_client, wait_for, worker_count
 
 pytestmark = pytest.mark.integration
 
@@ -77,3 +78,69 @@ def test_client_crash_leaves_a_record_and_jqref_cleanup_cancels_its_jobs(testbed
     assert cleanup.returncode == 0, cleanup.stderr
     assert f"cancelled {len(job_ids)} job(s)" in cleanup.stdout
     wait_for(lambda: not testbed.active_jobs(job_name), "the crashed client's jobs to be cancelled", timeout=60)
+
+
+def test_controller_restart_is_not_a_job_outcome(make_cluster, client_for, testbed, job_name, mode, caplog):
+    # The controller goes down and comes back restarted while two jobs run and
+    # two wait. Polls fail meanwhile; a failed poll is not a job outcome: no
+    # job is replaced, the same jobs are there after, and scaling down leaves
+    # nothing in the queue.
+    needs_docker(mode, "restarting the batch system's controller")
+    cluster = make_cluster(cores=2, memory="1GiB", processes=1)
+    client = client_for(cluster)
+    cluster.scale(jobs=4)
+    client.wait_for_workers(2, timeout=PATIENCE)
+    jobs = testbed.active_jobs(job_name)
+    assert len(jobs) == 4
+    with testbed.controller_down():
+        wait_for(lambda: "polling the batch system failed" in caplog.text, "a poll to fail", timeout=120)
+    polls = cluster.batch.polls
+    wait_for(lambda: cluster.batch.polls >= polls + 3, "polls to succeed again", timeout=120)
+    assert cluster.batch.submitted == 4, "a job was replaced because a poll failed"
+    assert set(cluster.batch.active) == jobs and testbed.active_jobs(job_name) == jobs
+    assert worker_count(client) == 2
+    cluster.scale(0)
+    wait_for(lambda: not testbed.active_jobs(job_name), "scale(0) to empty the queue")
+
+
+def test_compute_node_lost_workers_come_back_and_work_completes(make_cluster, client_for, testbed, job_name, mode):
+    # A compute node dies while its worker holds tasks and results. The
+    # computation completes on the other node, the lost tasks recomputed; once
+    # the node is back the cluster has two workers again, whether the batch
+    # system requeued the job (Slurm) or it ended and jqref replaced it.
+    needs_docker(mode, "killing a compute node")
+    cluster = make_cluster(cores=2, memory="1GiB", processes=1)  # a node each
+    client = client_for(cluster)
+    cluster.scale(jobs=2)
+    client.wait_for_workers(2, timeout=PATIENCE)
+    futures = client.map(slow_square_fn(), range(60), pure=False)
+    wait_for(lambda: sum(f.done() for f in futures) >= 8, "some results to be held")
+    node = next(iter(client.run(socket.gethostname).values()))  # a worker's node: compute1 or compute2
+    testbed.kill_node(node)
+    try:
+        assert sum(client.gather(futures)) == sum(x * x for x in range(60))
+    finally:
+        testbed.start_node(node)  # the suite goes on on this testbed
+    wait_for(lambda: worker_count(client) == 2, "two workers again")
+
+
+def test_cancel_stops_the_worker_with_a_signal_it_handles(make_cluster, client_for, testbed, job_name):
+    # Cancelling a job without retiring its worker first (as close() would)
+    # must give it a signal it handles, SIGTERM, before any hard kill: the
+    # job's log shows the nanny received it and closed the worker.
+    cluster = make_cluster()
+    client = client_for(cluster)
+    cluster.scale(jobs=1)
+    client.wait_for_workers(1, timeout=PATIENCE)
+    (address,) = client.scheduler_info(n_workers=-1)["workers"]
+    (job,) = cluster.batch.active.values()
+    cluster.sync(cluster.batch.cancel, job)
+    wait_for(lambda: worker_count(client) == 0, "the worker to leave", timeout=120)
+    wait_for(lambda: not testbed.active_jobs(job_name), "the cancelled job to leave the queue", timeout=120)
+    log = testbed.run("sh", "-c", f"cat {LOGS}/{job_name}*")
+    assert "Received signal SIGTERM" in log and "Nanny asking worker to close. Reason: signal-15" in log, log
+    if not testbed.cancel_signals_every_process:
+        # Then the worker closed itself too, and told the scheduler why. (scancel
+        # sends SIGTERM to every process at once: the worker process ends on it.)
+        closing = [event for _, event in client.get_events(address) if event.get("action") == "closing-worker"]
+        assert [event["reason"] for event in closing] == ["signal-15"], client.get_events(address)

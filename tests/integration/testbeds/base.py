@@ -5,6 +5,8 @@ batch commands run."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from jqref.runners import Runner
 
 
@@ -16,6 +18,9 @@ class Testbed:
     unknown_queue_error: str
     #: Characters a job name may hold here, to build a hostile but valid name.
     hostile_name_suffix = " 'q' $(x) `y`"
+    #: Whether cancelling sends SIGTERM to every process of a job (scancel
+    #: does), rather than to the job script alone.
+    cancel_signals_every_process = False
 
     def __init__(self, runner: Runner):
         self.runner = runner
@@ -33,6 +38,53 @@ class Testbed:
     def resources(self, job_id: str) -> dict:
         """What the batch system granted: name, cores, memory_mib, queue, walltime_s."""
         raise NotImplementedError
+
+    # ---- faults ------------------------------------------------------------
+    # These act on the containers with docker, from outside any batch command,
+    # so they work only where the suite runs on the host (SSH mode).
+
+    def stop_controller(self) -> None:
+        """Take the batch system's controller down: batch commands fail until
+        `start_controller`."""
+        raise NotImplementedError
+
+    def start_controller(self) -> None:
+        """Bring the controller back, restarted; return once it answers."""
+        raise NotImplementedError
+
+    @contextmanager
+    def controller_down(self):
+        self.stop_controller()
+        try:
+            yield
+        finally:
+            self.start_controller()
+
+    def node_in_service(self, node: str) -> bool:
+        """Whether compute node `node` (its compose service name) takes jobs."""
+        raise NotImplementedError
+
+    def kill_node(self, node: str) -> None:
+        """Kill compute node `node` at once, every process on it (as a power cut would)."""
+        from ..conftest import container, docker
+
+        docker("kill", container(node))
+
+    def start_node(self, node: str, timeout: float = 240) -> None:
+        """Start a killed node again and wait until it takes jobs."""
+        from ..conftest import container, docker, wait_for
+
+        docker("start", container(node))
+        wait_for(lambda: self.node_in_service(node), f"{node} back in service", timeout=timeout, interval=2)
+
+    def in_login(self, script: str) -> str:
+        """Run a shell script as root on the login node (with docker exec)."""
+        from ..conftest import in_container
+
+        done = in_container("login", "bash", "-c", script)
+        if done.returncode != 0:
+            raise AssertionError(f"{script!r} failed on login: {done.stdout}{done.stderr}")
+        return done.stdout
 
 
 def seconds(clock: str) -> int:

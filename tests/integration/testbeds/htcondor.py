@@ -1,12 +1,23 @@
 """The HTCondor testbed: condor_q, condor_rm."""
 
 import json
+import time
 
 from jqref import HTCondorCluster
 
 from .base import Testbed
 
 _IN_QUEUE = {1, 2, 5, 6, 7}  # idle, running, held, transferring, suspended
+
+# condor_master (the login container's main process) keeps running and
+# restarts the daemons it is told to. The schedd goes down fast, as in a
+# crash: running jobs keep running and the new schedd reconnects to them.
+STOP_DAEMONS = "condor_off -fast -daemon schedd && condor_off -daemon collector"
+START_DAEMONS = """
+condor_on -daemon collector && condor_on -daemon schedd
+for _ in $(seq 120); do condor_q >/dev/null 2>&1 && exit 0; sleep 0.5; done
+echo 'the schedd does not answer' >&2; exit 1
+"""
 
 
 def _classad_string(value: str) -> str:
@@ -40,3 +51,15 @@ class HTCondor(Testbed):
             "queue": None,
             "walltime_s": ad["AllowedJobDuration"],
         }
+
+    def stop_controller(self):
+        self.in_login(STOP_DAEMONS)
+
+    def start_controller(self):
+        self.in_login(START_DAEMONS)
+
+    def node_in_service(self, node):
+        # A killed node's ad stays in the collector a while: it must be fresh.
+        ads = self.run("condor_status", "-startd", "-af", "Machine", "LastHeardFrom").split("\n")
+        heard = [int(f[1]) for f in (line.split() for line in ads) if len(f) == 2 and f[0].split(".")[0] == node]
+        return bool(heard) and time.time() - max(heard) < 20

@@ -10,9 +10,12 @@ import re
 import time
 import warnings
 
+import pytest
+
 from jqref.pbs import PBSCluster, parse_qstat_full, sequence_number
 
 from .base import Testbed, seconds
+from .slurm import START_SLURMCTLD, STOP_SLURMCTLD, slurm_node_in_service
 
 #: Every state but finished (F), completed (C), subjob done (X) and moved (M).
 _ACTIVE = set("QWTHRESUB")
@@ -53,6 +56,8 @@ class PBS(Testbed):
     unknown_queue_error = "(?i)unknown queue|invalid partition"
     # PBS job names are letters, digits and . _ + - only (jqref refuses the rest).
     hostile_name_suffix = "+.-_+x"
+    # qdel: scancel in the compat flavour; pbs_mom also signals the whole job.
+    cancel_signals_every_process = True
 
     def __init__(self, runner):
         super().__init__(runner)
@@ -103,3 +108,22 @@ class PBS(Testbed):
             "queue": attributes["queue"],
             "walltime_s": seconds(attributes["Resource_List.walltime"]),
         }
+
+    def _compat_only(self):
+        if self.flavor != "compat":
+            pytest.skip("controller and node faults are written for the compat flavour (Slurm underneath) only")
+
+    def stop_controller(self):
+        self._compat_only()
+        self.in_login(STOP_SLURMCTLD)
+
+    def start_controller(self):
+        self.in_login(START_SLURMCTLD)
+
+    def node_in_service(self, node):
+        self._compat_only()
+        return slurm_node_in_service(self, node)
+
+    def kill_node(self, node):
+        self._compat_only()
+        super().kill_node(node)

@@ -6,6 +6,22 @@ from jqref import SGECluster
 
 from .base import Testbed
 
+# sge_qmaster daemonizes; the login container's main process (the entrypoint)
+# checks every few seconds that it runs and exits if not. That watchdog is
+# frozen while the qmaster is down, and thawed once a new one answers.
+WATCHDOG = "$(ps -o pgid= -p \"$(pgrep -o -f 'entrypoint.sh master')\" | tr -d ' ')"
+STOP_QMASTER = f"""
+kill -STOP -- -{WATCHDOG}
+qconf -km
+for _ in $(seq 120); do pgrep -x sge_qmaster >/dev/null || exit 0; sleep 0.5; done
+echo 'sge_qmaster did not stop' >&2; exit 1
+"""
+START_QMASTER = f"""
+/usr/sbin/sge_qmaster
+for _ in $(seq 120); do qstat >/dev/null 2>&1 && kill -CONT -- -{WATCHDOG} && exit 0; sleep 0.5; done
+echo 'sge_qmaster does not answer' >&2; exit 1
+"""
+
 
 class SGE(Testbed):
     name = "sge"
@@ -36,3 +52,16 @@ class SGE(Testbed):
             "queue": job.findtext("JB_hard_queue_list/destin_ident_list/QR_name"),
             "walltime_s": int(requests["h_rt"]),
         }
+
+    def stop_controller(self):
+        self.in_login(STOP_QMASTER)
+
+    def start_controller(self):
+        self.in_login(START_QMASTER)
+
+    def node_in_service(self, node):
+        hosts = self.run("qhost", "-h", node).splitlines()
+        reports_load = any(line.split()[0] == node and line.split()[6] != "-" for line in hosts[3:])
+        queue = self.run("qstat", "-f", "-q", f"{self.queue}@{node}").splitlines()
+        states = [line.split()[5] for line in queue if line.startswith(f"{self.queue}@") and len(line.split()) > 5]
+        return reports_load and not states

@@ -6,12 +6,28 @@ from jqref import SLURMCluster
 
 from .base import Testbed, seconds
 
+# slurmctld is the login container's main process: stopping it would end the
+# container (and the SSH server in it). So the controller is frozen instead,
+# which makes every command time out (Slurm's MessageTimeout) as a stopped
+# one would, and then restarted in place: since Slurm 23.11 `scontrol
+# reconfigure` makes slurmctld execute itself anew and recover its state from
+# the state save files, as a restart does.
+STOP_SLURMCTLD = 'kill -STOP "$(cat /run/slurmctld.pid)"'
+START_SLURMCTLD = 'kill -CONT "$(cat /run/slurmctld.pid)" && scontrol reconfigure'
+#: sinfo's node states that take jobs.
+IN_SERVICE = {"idle", "mix", "alloc"}
+
+
+def slurm_node_in_service(testbed: Testbed, node: str) -> bool:
+    return testbed.run("sinfo", "--noheader", "--Node", "--format=%t", f"--nodes={node}").strip() in IN_SERVICE
+
 
 class Slurm(Testbed):
     name = "slurm"
     cluster_cls = SLURMCluster
     queue = "debug"
     unknown_queue_error = "invalid partition"
+    cancel_signals_every_process = True
 
     def active_jobs(self, job_name):
         out = self.run("squeue", "--noheader", "--format=%i", f"--name={job_name}", "--states=PENDING,RUNNING,CONFIGURING,COMPLETING")
@@ -34,3 +50,12 @@ class Slurm(Testbed):
             "queue": fields["Partition"],
             "walltime_s": seconds(fields["TimeLimit"]),
         }
+
+    def stop_controller(self):
+        self.in_login(STOP_SLURMCTLD)
+
+    def start_controller(self):
+        self.in_login(START_SLURMCTLD)
+
+    def node_in_service(self, node):
+        return slurm_node_in_service(self, node)
