@@ -26,9 +26,11 @@ from distributed.scheduler import Scheduler
 from .batch import BatchQueue
 from .config import lookup
 from .job import Job
+from .login_scheduler import LoginNodeScheduler
 from .records import JobRecord, describe_runner
 from .runners import LocalRunner, Runner
 from .ssh import SSHRunner
+from .tls import cluster_security
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +79,14 @@ class JobQueueCluster(SpecCluster):
     section of the dask config. Batch commands run on this machine, or on a
     login node over SSH with ``ssh="[user@]host"`` (an alias from
     ``~/.ssh/config`` works, ProxyJump included) or an explicit
-    ``runner=SSHRunner(...)``. Over SSH the scheduler still runs here, so
-    compute nodes must reach it: set ``scheduler_options={"host": ...}`` (or
-    ``interface``) to an address they can connect to, and ``python`` to the
-    compute nodes' interpreter.
+    ``runner=SSHRunner(...)``, with ``python`` set to the compute nodes'
+    interpreter. Over SSH the scheduler runs here by default, so compute nodes
+    must reach this machine: set ``scheduler_options={"host": ...}`` (or
+    ``interface``) to an address they can connect to. When they cannot (NAT,
+    firewalls), ``scheduler_on="login"`` runs the scheduler on the login node
+    instead, reached through a port forwarded over the SSH connection.
+    ``security=True`` encrypts and authenticates every Dask connection with
+    TLS, using a certificate made for this cluster alone.
     """
 
     job_cls: ClassVar[type[Job]]
@@ -109,15 +115,15 @@ class JobQueueCluster(SpecCluster):
         protocol: str | None = None,
         poll_interval: str | float | None = None,
         max_jobs: int | None = None,
+        scheduler_on: str | None = None,
         **job_kwargs: Any,
     ):
         if job_cls is not None:
             self.job_cls = job_cls
         section = self.job_cls.config_name
-        if security is not None:
-            raise NotImplementedError("TLS (security=) is not supported yet")
+        security = cluster_security(security)
         job_kwargs.setdefault("job_name", name)
-        job_kwargs.update(interface=interface, protocol=protocol)
+        job_kwargs.update(interface=interface, protocol=protocol, security=security)
         if ssh is not None and runner is not None:
             raise ValueError("give ssh= (a destination) or runner=, not both")
         if ssh is not None:
@@ -127,6 +133,11 @@ class JobQueueCluster(SpecCluster):
                                  "(an environment with the same Python and distributed versions as this one)")
         self._owns_runner = runner is None or ssh is not None
         self.runner = runner or LocalRunner()
+        self.scheduler_on = lookup(section, "scheduler_on", scheduler_on)
+        if self.scheduler_on not in ("client", "login"):
+            raise ValueError(f"scheduler_on must be 'client' or 'login', got {self.scheduler_on!r}")
+        if self.scheduler_on == "login" and not isinstance(self.runner, SSHRunner):
+            raise ValueError("scheduler_on='login' starts the scheduler over SSH: give ssh= (or an SSHRunner)")
         self.batch = BatchQueue(self.job_cls, self.runner, on_ended=self._job_ended)
         self.poll_interval = parse_timedelta(lookup(section, "poll_interval", poll_interval))
         self.max_jobs = lookup(section, "max_jobs", max_jobs)
@@ -142,7 +153,8 @@ class JobQueueCluster(SpecCluster):
 
         options = dict(lookup(section, "scheduler_options", None))
         options.update(scheduler_options or {})
-        options.setdefault("dashboard_address", dashboard_address or ":8787")
+        # On a shared login node a fixed dashboard port may be taken: any free one will do, it is forwarded.
+        options.setdefault("dashboard_address", dashboard_address or (":0" if self.scheduler_on == "login" else ":8787"))
         if host is not None:
             options.setdefault("host", host)
         elif interface is not None:
@@ -172,8 +184,14 @@ class JobQueueCluster(SpecCluster):
         initial_jobs = math.ceil(n_workers / self._template.processes)
         if self.max_jobs is not None:
             initial_jobs = min(initial_jobs, self.max_jobs)
+        if self.scheduler_on == "login":
+            scheduler = {"cls": LoginNodeScheduler, "options": {
+                "runner": self.runner, "python": self._template.python, "options": options, "security": security}}
+        else:
+            scheduler = {"cls": scheduler_cls, "options": {**options, "security": security}}
         super().__init__(
-            scheduler={"cls": scheduler_cls, "options": options},
+            scheduler=scheduler,
+            security=security,
             workers={self._new_worker_name(i): worker for i in range(initial_jobs)},
             worker=worker,
             loop=loop,
@@ -187,6 +205,13 @@ class JobQueueCluster(SpecCluster):
     @property
     def processes(self) -> int:
         return self._template.processes
+
+    @property
+    def dashboard_link(self) -> str:
+        """On the login node, the dashboard is reached through its forwarded port."""
+        if isinstance(self.scheduler, LoginNodeScheduler):
+            return self.scheduler.dashboard_link
+        return super().dashboard_link
 
     def _new_worker_name(self, worker_number: int) -> str:
         return f"{self._template.job_name}-{worker_number}"
@@ -248,15 +273,22 @@ class JobQueueCluster(SpecCluster):
         self._failed_starts = 0 if job.name in self._connected_jobs else self._failed_starts + 1
         if self._failed_starts >= self.max_failed_starts:
             logger.error(
-                "job %s (%s) ended (%s) before its workers connected, the %d. in a row: not replacing "
-                "it and stopping adapt. Check the job's output and the cluster's options, then scale again.",
-                job.job_id, job.name, detail, self._failed_starts,
+                "job %s (%s) ended (%s) before its workers connected to %s, the %d. in a row: not replacing "
+                "it and stopping adapt. Check the job's output and the cluster's options, then scale again.%s",
+                job.job_id, job.name, detail, job.scheduler, self._failed_starts, self._unreachable_hint(),
             )
             if getattr(self, "_adaptive", None) is not None:
                 self._adaptive.stop(reason="jobs keep failing to start")
             return
         logger.warning("job %s (%s) ended: %s; submitting a replacement", job.job_id, job.name, detail)
         super().scale(wanted)
+
+    def _unreachable_hint(self) -> str:
+        """The usual cause when the scheduler runs here and jobs run elsewhere."""
+        if self.scheduler_on == "login" or not isinstance(self.runner, SSHRunner):
+            return ""
+        return (" Compute nodes often cannot open connections to a client outside the cluster (NAT, "
+                "firewalls): scheduler_on='login' runs the scheduler on the login node instead.")
 
     def _update_worker_status(self, op, msg):
         if op == "add":

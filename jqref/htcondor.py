@@ -63,6 +63,9 @@ class HTCondorJob(Job):
         super().configure(**options)
         if self.queue is not None:
             raise ValueError(f"HTCondor has no queues: queue={self.queue!r} cannot be requested")
+        if self.security is not None:
+            raise ValueError("TLS (security=) is not available on HTCondor yet: the workers' key would travel in "
+                             "the job's arguments, which condor_q -long shows to every user of the pool")
         self.disk = self._option("disk", disk)
         self.environment = dict(environment or {})
 

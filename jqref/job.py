@@ -24,8 +24,11 @@ from distributed.deploy.spec import ProcessInterface
 
 from .config import lookup
 from .runners import CommandResult
+from .tls import worker_environment
 
 if TYPE_CHECKING:
+    from distributed.security import Security
+
     from .batch import BatchQueue
 
 
@@ -125,6 +128,7 @@ class Job(ProcessInterface):
         job_script_prologue: Sequence[str] | None = None,
         submit_command_extra: Sequence[str] | None = None,
         cancel_command_extra: Sequence[str] | None = None,
+        security: Security | None = None,
         **scheduler_specific: Any,
     ):
         super().__init__(scheduler=scheduler, name=name)
@@ -178,6 +182,7 @@ class Job(ProcessInterface):
         self.job_script_prologue = _as_list("job_script_prologue", opt("job_script_prologue", job_script_prologue))
         self.submit_command_extra = _as_list("submit_command_extra", opt("submit_command_extra", submit_command_extra))
         self.cancel_command_extra = _as_list("cancel_command_extra", opt("cancel_command_extra", cancel_command_extra))
+        self.security = security
         self.configure(**scheduler_specific)
         self.job_script()  # so that options no script can carry fail here, not at submission
 
@@ -263,10 +268,15 @@ class Job(ProcessInterface):
         lines += [f"{self.directive_prefix} {_single_line('job_extra_directives', extra)}" for extra in extras]
         return self.skip_directives(lines)
 
+    def worker_environment(self) -> dict[str, str]:
+        """Variables the workers need beyond the command line (TLS material)."""
+        return worker_environment(self.security) if self.security else {}
+
     def shell_commands(self) -> list[str]:
         """What the job runs: the prologue, the version check, then the workers."""
         return [
             *self.job_script_prologue,
+            *(f"export {name}={shlex.quote(value)}" for name, value in self.worker_environment().items()),
             _worker_versions_check(self.python),
             "exec " + shlex.join(self.worker_command()),
         ]

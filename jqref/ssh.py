@@ -11,6 +11,10 @@ Commands are argv lists joined with shell quoting. The remote side always
 runs them through the user's shell (that is how SSH works), so each one is
 quoted word by word and preceded by a marker line: anything start-up files
 print before the marker is not mistaken for the command's output.
+
+The same connection also carries long-running commands (`spawn`, e.g. a Dask
+scheduler on the login node) and local port forwards (`forward`), like
+``ssh -L``, without another login.
 """
 
 from __future__ import annotations
@@ -20,18 +24,20 @@ import contextlib
 import logging
 import os
 import posixpath
+import queue
 import select
 import shlex
 import socket
 import threading
 import time
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import paramiko
 
-from .runners import DEFAULT_TIMEOUT, CommandResult, CommandTimeout, ConnectionLost, _checked_argv
+from .runners import DEFAULT_TIMEOUT, CommandError, CommandResult, CommandTimeout, ConnectionLost, _checked_argv
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +158,7 @@ class SSHRunner:
         self._connect_lock = threading.Lock()
         self._sessions = threading.BoundedSemaphore(max_sessions)
         self._pool = ThreadPoolExecutor(max_workers=max_sessions + 1, thread_name_prefix="jqref-ssh")
+        self._forwards: list[PortForward] = []
 
     def __repr__(self):
         return f"SSHRunner({self.destination!r})"
@@ -345,6 +352,158 @@ class SSHRunner:
         finally:
             sftp.close()
 
+    # ---- long-running commands and port forwards ------------------------
+
+    def spawn(self, argv, *, stdin: str = "") -> RemoteProcess:
+        """Start `argv` on the login node and leave it running; `stdin` is sent
+        first and stdin then stays open for as long as this connection lives.
+        It does not take one of the `max_sessions` command slots."""
+        argv = _checked_argv(argv)
+        marker = f"jqref-{uuid.uuid4().hex}"
+        channel = self._open_channel()
+        channel.exec_command(self._command_line(argv, marker))
+        if stdin:
+            channel.sendall(stdin.encode())
+        return RemoteProcess(channel, argv, marker)
+
+    def forward(self, remote_host: str, remote_port: int) -> PortForward:
+        """Carry connections to a local port to `remote_host:remote_port` as the
+        login node reaches it (``ssh -L``); closed with the runner."""
+        forward = PortForward(self, remote_host, remote_port)
+        self._forwards.append(forward)
+        return forward
+
     async def close(self):
+        for forward in self._forwards:
+            forward.close()
         self._drop()
         self._pool.shutdown(wait=False)
+
+
+class RemoteProcess:
+    """A command left running on the login node over its own channel.
+
+    stdout is read line by line (`read_line`); stderr is kept as a short tail
+    for error messages. Closing stdin, or losing the connection, is what the
+    command sees when its client is gone.
+    """
+
+    def __init__(self, channel: paramiko.Channel, argv: tuple[str, ...], marker: str):
+        self.channel = channel
+        self.argv = argv
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.stderr_tail: deque[str] = deque(maxlen=40)
+        self._reader = threading.Thread(target=self._read, args=(marker,), daemon=True, name="jqref-ssh-spawn")
+        self._reader.start()
+
+    def _read(self, marker: str) -> None:
+        out, err = b"", b""
+        started = False
+        while True:
+            select.select([self.channel], [], [], 0.5)
+            got_data = False
+            while self.channel.recv_stderr_ready():
+                err += self.channel.recv_stderr(65536)
+                *lines, err = err.split(b"\n")
+                self.stderr_tail.extend(line.decode(errors="replace") for line in lines)
+                got_data = True
+            if self.channel.recv_ready():
+                chunk = self.channel.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+                *lines, out = out.split(b"\n")
+                for line in (line.decode(errors="replace") for line in lines):
+                    if started:
+                        self._lines.put(line)
+                    started = started or line == marker
+                got_data = True
+            if not got_data and (self.channel.closed or self.channel.exit_status_ready()
+                                 or not self.channel.get_transport().is_active()):
+                break
+        self._lines.put(None)
+
+    def read_line(self, timeout: float) -> str:
+        """The next line of output; an error with the command's stderr if it
+        exited first or said nothing within `timeout` seconds."""
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise CommandTimeout(self.argv, timeout) from None
+        if line is None:
+            self._lines.put(None)
+            status = self.channel.recv_exit_status() if self.channel.exit_status_ready() else -1
+            raise CommandError(CommandResult(self.argv, status, "", "\n".join(self.stderr_tail)), "exited")
+        return line
+
+    def close_stdin(self) -> None:
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            self.channel.shutdown_write()
+
+    def wait(self, timeout: float) -> bool:
+        """Whether the command exited within `timeout` seconds."""
+        self._reader.join(timeout)
+        return not self._reader.is_alive()
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class PortForward:
+    """A local listening port whose connections are carried over the SSH
+    connection to a host and port as the login node reaches them."""
+
+    def __init__(self, runner: SSHRunner, remote_host: str, remote_port: int):
+        self.runner = runner
+        self.remote = (remote_host, remote_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.local_port = self._listener.getsockname()[1]
+        self._open: set[tuple[socket.socket, paramiko.Channel]] = set()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True, name=f"jqref-forward-{self.local_port}").start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                conn, peer = self._listener.accept()
+            except OSError:
+                return
+            try:
+                channel = self.runner._transport().open_channel("direct-tcpip", self.remote, peer)
+            except Exception as e:  # the far end refused or the link is down: this connection fails, not the forward
+                logger.warning("forwarding to %s:%d over SSH failed: %s", *self.remote, e)
+                conn.close()
+                continue
+            threading.Thread(target=self._pump, args=(conn, channel), daemon=True).start()
+
+    def _pump(self, conn: socket.socket, channel: paramiko.Channel) -> None:
+        pair = (conn, channel)
+        self._open.add(pair)
+        try:
+            while True:
+                readable, _, _ = select.select([conn, channel], [], [], 1.0)
+                if conn in readable:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    channel.sendall(data)
+                if channel in readable:
+                    data = channel.recv(65536)
+                    if not data:
+                        break
+                    conn.sendall(data)
+                if self._closed:
+                    break
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            logger.debug("forwarded connection to %s:%d ended: %s", *self.remote, e)
+        finally:
+            self._open.discard(pair)
+            channel.close()
+            conn.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        for conn, channel in list(self._open):
+            channel.close()
+            conn.close()

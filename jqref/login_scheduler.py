@@ -1,0 +1,84 @@
+"""The Dask scheduler on the login node, for clients the compute nodes cannot reach.
+
+With ``scheduler_on="login"``, a cluster driven over SSH starts its scheduler
+on the login node (`login_scheduler_main`, over the same connection) and
+talks to it through a forwarded local port. Workers connect to the login
+node, which they can reach; this machine only ever connects out, over SSH.
+The scheduler's lifetime is the SSH channel's: when the client closes,
+crashes or loses the connection, the scheduler ends, the workers follow
+after their death-timeout, and their jobs end with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import json
+
+from distributed.comm import parse_address
+from distributed.comm.addressing import parse_host_port
+from distributed.deploy.spec import ProcessInterface
+from distributed.security import Security
+
+from .runners import CommandError
+from .tls import role_options
+
+MAIN_SOURCE = importlib.resources.files(__package__).joinpath("login_scheduler_main.py").read_text()
+
+
+class LoginNodeScheduler(ProcessInterface):
+    """A SpecCluster scheduler entry: `address` is where workers connect (on
+    the login node), `external_address` where this process does (a local
+    forwarded port)."""
+
+    def __init__(self, runner, python: str, options: dict, security: Security | None = None,
+                 start_timeout: float = 120):
+        super().__init__()
+        self.runner = runner
+        self.python = python
+        self.options = options
+        self.security = security
+        self.start_timeout = start_timeout
+        self.process = None
+        self.pid: int | None = None
+        self.external_address: str | None = None
+        self.dashboard_link = ""
+        self._forwards = []
+
+    async def start(self):
+        spec = {"options": self.options,
+                "security": role_options(self.security, "scheduler") if self.security else None}
+        self.process = await asyncio.to_thread(
+            self.runner.spawn, [self.python, "-c", MAIN_SOURCE], stdin=json.dumps(spec) + "\n"
+        )
+        try:
+            started = json.loads(await asyncio.to_thread(self.process.read_line, self.start_timeout))
+        except (CommandError, ValueError) as e:
+            self.process.close()
+            raise RuntimeError(f"the Dask scheduler on the login node ({self.runner.destination}) did not start: {e}\n"
+                               f"It runs {self.python} there, which needs the workers' environment "
+                               "(the same Python and distributed as this one).") from None
+        self.address = started["address"]
+        self.pid = started["pid"]
+        protocol, location = parse_address(self.address)
+        host, port = parse_host_port(location)
+        scheduler_forward = self._forward(host, port)
+        self.external_address = f"{protocol}://127.0.0.1:{scheduler_forward.local_port}"
+        if started["dashboard_port"]:
+            self.dashboard_link = f"http://127.0.0.1:{self._forward(host, started['dashboard_port']).local_port}/status"
+        await super().start()
+
+    def _forward(self, host: str, port: int):
+        forward = self.runner.forward(host, port)
+        self._forwards.append(forward)
+        return forward
+
+    async def close(self):
+        for forward in self._forwards:
+            forward.close()
+        if self.process is not None:
+            self.process.close_stdin()
+            if not await asyncio.to_thread(self.process.wait, 30):
+                await self.runner.run(["kill", str(self.pid)])
+            self.process.close()
+        await super().close()
