@@ -26,7 +26,10 @@ install: $(VENV)/.installed ## Create the development environment (.venv, Python
 unit: install ## Unit tests: no Docker, seconds
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
 
-test: unit $(addprefix test-,$(SCHEDULERS)) ## Everything: unit tests, then the end-to-end suite on every testbed
+# The scheduler on the login node, on testbeds whose compute nodes cannot reach this machine.
+ISOLATED_SCHEDULERS := slurm sge
+
+test: unit $(addprefix test-,$(SCHEDULERS)) $(addprefix test-isolated-,$(ISOLATED_SCHEDULERS)) ## Everything: unit tests, then the end-to-end suite on every testbed
 # PBS in `make test` is the offline flavour (OpenPBS needs internet): make test-pbs PBS_FLAVOR=openpbs for the real one.
 test: export PBS_FLAVOR := compat
 
@@ -41,6 +44,9 @@ down-%: ## Remove a testbed, its containers and volumes
 
 test-%: install ## Bring a testbed up, run the suite on it (MODE=local|ssh, default both), tear it down (KEEP=1 keeps it)
 	scripts/testbed.sh test $* $(PYTEST_ARGS)
+
+test-isolated-%: install ## The suite over SSH with the scheduler on the login node, compute nodes unable to reach this machine
+	ISOLATED=1 scripts/testbed.sh test $* $(PYTEST_ARGS)
 
 logs-%: ## Show a testbed's daemon logs
 	scripts/testbed.sh logs $*

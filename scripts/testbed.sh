@@ -22,8 +22,18 @@ export NODE_IMAGE=${NODE_IMAGE:-jqref/node:trixie}
 export JQREF_SRC="$here"
 READY_TIMEOUT=${READY_TIMEOUT:-300}
 # TESTBED_PROJECT runs a second instance of a testbed beside the first (e.g. for benchmarks).
-project=${TESTBED_PROJECT:-jqref-$sched}
-compose=(docker compose --project-name "$project" --project-directory "$dir" -f "$dir/compose.yaml")
+# ISOLATED=1 is the variant whose compute nodes cannot reach this machine
+# (docker/isolated.yaml); its suite runs in SSH mode with the scheduler on
+# the login node (SCHEDULER_ON=login).
+compose_files=(-f "$dir/compose.yaml")
+if [ "${ISOLATED:-0}" = 1 ]; then
+    project=${TESTBED_PROJECT:-jqref-iso-$sched}
+    compose_files+=(-f "$here/docker/isolated.yaml")
+    export MODE=${MODE:-ssh} SCHEDULER_ON=${SCHEDULER_ON:-login}
+else
+    project=${TESTBED_PROJECT:-jqref-$sched}
+fi
+compose=(docker compose --project-name "$project" --project-directory "$dir" "${compose_files[@]}")
 
 log() { printf 'testbed[%s]: %s\n' "$sched" "$*" >&2; }
 
@@ -42,8 +52,27 @@ ssh_keys() {
     cp "$ssh_dir/id_ed25519.pub" "$ssh_dir/keys/authorized_keys"
 }
 
+# A node's address as this machine reaches it: on the `outside` network when it has one.
 address_of() {
-    docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$("${compose[@]}" ps -q "$1")"
+    docker inspect -f "{{with index .NetworkSettings.Networks \"${project}_outside\"}}{{.IPAddress}}{{else}}{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}{{end}}" \
+        "$("${compose[@]}" ps -q "$1")"
+}
+
+# The host firewall half of ISOLATED=1: no new connection from the nodes'
+# network to this machine (replies to connections made from here still pass).
+isolate() {
+    local bridge="br-$(docker network inspect -f '{{.Id}}' "${project}_default" | cut -c1-12)"
+    iptables -C INPUT -i "$bridge" -m conntrack --ctstate NEW -m comment --comment "$project" -j DROP 2>/dev/null ||
+        iptables -I INPUT -i "$bridge" -m conntrack --ctstate NEW -m comment --comment "$project" -j DROP
+    log "compute nodes cannot connect to this machine (iptables INPUT drop on $bridge)"
+}
+
+unisolate() {
+    local rule args
+    while rule=$(iptables -S INPUT 2>/dev/null | grep -F -- "--comment $project " | head -n1) && [ -n "$rule" ]; do
+        read -ra args <<<"${rule/-A/-D}"
+        iptables "${args[@]}"
+    done
 }
 
 start_sshd() {
@@ -56,13 +85,15 @@ start_sshd() {
     echo "login $host_key" >"$known"
     for service in login bastion; do
         grep -qx "$service" <<<"$services" || continue
+        # Isolated: the client reaches the login node only, directly.
+        [ "$service" = bastion ] && [ "${ISOLATED:-0}" = 1 ] && continue
         "${compose[@]}" cp "$ssh_dir/keys/." "$service:/etc/jqref-ssh" >/dev/null
         "${compose[@]}" exec -T "$service" /usr/local/sbin/jqref-sshd
         echo "$(address_of "$service") $host_key" >>"$known"
         printf 'Host %s-%s\n  HostName %s\n' "$project" "$service" "$(address_of "$service")" >>"$config"
         printf '  User dask\n  IdentityFile %s\n  UserKnownHostsFile %s\n' "$ssh_dir/id_ed25519" "$known" >>"$config"
     done
-    if grep -qx bastion <<<"$services"; then
+    if grep -qx bastion <<<"$services" && [ "${ISOLATED:-0}" != 1 ]; then
         printf 'Host %s-via-bastion\n  HostName login\n  ProxyJump %s-bastion\n' "$project" "$project" >>"$config"
         printf '  User dask\n  IdentityFile %s\n  UserKnownHostsFile %s\n' "$ssh_dir/id_ed25519" "$known" >>"$config"
     fi
@@ -83,7 +114,7 @@ suite_ssh() {
     local destination="$project-login"
     grep -q "^Host $project-via-bastion" "$ssh_dir/$project.config" && destination="$project-via-bastion"
     JQREF_SSH_CONFIG="$ssh_dir/$project.config" JQREF_SSH_DESTINATION="$destination" JQREF_TESTBED_PROJECT="$project" \
-    JQREF_SCHEDULER_HOST="$(gateway)" \
+    JQREF_SCHEDULER_HOST="$(gateway)" JQREF_SCHEDULER_ON="${SCHEDULER_ON:-client}" JQREF_ISOLATED="${ISOLATED:-0}" \
         "$here/.venv/bin/python" -m pytest "$here/tests/integration" --scheduler "$sched" --mode ssh -v --timeout 900 "$@"
 }
 
@@ -112,8 +143,12 @@ case "$action" in
         "${compose[@]}" up --detach --build --quiet-pull
         wait_ready
         start_sshd
+        if [ "${ISOLATED:-0}" = 1 ]; then isolate; fi
         ;;
-    down) "${compose[@]}" down --volumes --remove-orphans --timeout 5 ;;
+    down)
+        unisolate
+        "${compose[@]}" down --volumes --remove-orphans --timeout 5
+        ;;
     test)
         # Bring up, run the suite on the login node as the test user, tear
         # down (unless KEEP=1) whatever the outcome.

@@ -44,14 +44,20 @@ def ssh_runner() -> SSHRunner:
     return SSHRunner(os.environ["JQREF_SSH_DESTINATION"], config_file=os.environ["JQREF_SSH_CONFIG"])
 
 
+#: Where SSH mode's Dask scheduler runs: "client" (this process) or "login".
+SCHEDULER_ON = os.environ.get("JQREF_SCHEDULER_ON", "client")
+
+
 def mode_options(mode: str) -> dict:
     """Cluster options that differ between the modes."""
     if mode == "local":
         return {}
-    return {
-        "python": "/opt/jqref/bin/python3",  # the compute nodes' environment, not this machine's
-        "scheduler_options": {"host": os.environ["JQREF_SCHEDULER_HOST"]},
-    }
+    ssh = {"python": "/opt/jqref/bin/python3"}  # the compute nodes' environment, not this machine's
+    if SCHEDULER_ON == "login":
+        # On the login node, listening where the compute nodes reach it. (The
+        # client's hop is inside SSH. TLS: see "Known problem" in the README.)
+        return {**ssh, "scheduler_on": "login", "scheduler_options": {"host": "login"}}
+    return {**ssh, "scheduler_options": {"host": os.environ["JQREF_SCHEDULER_HOST"]}}
 
 
 def pytest_collection_modifyitems(config, items):

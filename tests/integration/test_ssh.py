@@ -13,7 +13,7 @@ import pytest
 
 from jqref import Job, SSHRunner
 
-from .conftest import in_container, wait_for, worker_count
+from .conftest import SCHEDULER_ON, in_container, wait_for, worker_count
 
 pytestmark = pytest.mark.integration
 
@@ -97,6 +97,8 @@ def test_connection_killed_during_scale_ends_with_exactly_the_requested_jobs(
 ):
     if testbed.cluster_cls.job_cls.find_command is Job.find_command:
         pytest.skip(f"{testbed.name} jobs cannot be looked up by tag: an interrupted submission is an error there")
+    if SCHEDULER_ON == "login":
+        pytest.skip("a scheduler on the login node lives as long as its connection: cutting it ends the cluster")
     # A login profile that takes a while, so the cut lands while the
     # submissions are in flight.
     profile = "/home/dask/.bash_profile"

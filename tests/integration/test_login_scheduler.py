@@ -1,0 +1,64 @@
+"""The scheduler on the login node (``scheduler_on="login"``), for clients the
+compute nodes cannot reach. Runs in SSH mode; the isolated testbed
+(``ISOLATED=1``: compute nodes cannot connect to this machine at all) is
+where it matters, and where the scheduler-here mode must fail clearly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.request
+
+import pytest
+
+from .conftest import SCHEDULER_ON, start_and_kill_client, wait_for, worker_count
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(SCHEDULER_ON != "login", reason="scheduler on the login node only (SCHEDULER_ON=login)"),
+]
+
+ISOLATED = os.environ.get("JQREF_ISOLATED") == "1"
+
+
+def scheduler_processes(runner) -> list[str]:
+    """Pids of the schedulers jqref started on the login node (their source is their command line)."""
+    return runner.run_blocking(["pgrep", "-u", "dask", "-f", "stdin_closed = asyncio.Event"]).stdout.split()
+
+
+def test_workers_reach_the_login_node_and_the_dashboard_is_forwarded(make_cluster, client_for, runner):
+    cluster = make_cluster()
+    client = client_for(cluster)
+    assert cluster.scheduler_address.startswith("tcp://127.0.0.1:"), "the client talks through the forward"
+    cluster.scale(jobs=2)
+    wait_for(lambda: worker_count(client) == 2, "2 workers connected to the login node's scheduler")
+    assert client.submit(lambda x: x + 1, 41).result() == 42
+    with urllib.request.urlopen(cluster.dashboard_link, timeout=30) as page:
+        assert page.status == 200
+    assert len(scheduler_processes(runner)) == 1
+    cluster.close()
+    wait_for(lambda: not scheduler_processes(runner), "the remote scheduler to exit on close")
+
+
+def test_killed_client_takes_the_remote_scheduler_and_then_the_jobs_with_it(testbed, job_name, cluster_options,
+                                                                            mode, runner):
+    job_ids = start_and_kill_client(testbed.name, mode, {**cluster_options, "death_timeout": 15}, jobs=2, workers=2)
+    assert len(job_ids) == 2
+    wait_for(lambda: not scheduler_processes(runner), "the remote scheduler to exit with its SSH connection",
+             timeout=60)
+    wait_for(lambda: not testbed.active_jobs(job_name), "the jobs to end after death-timeout", timeout=15 + 90)
+
+
+@pytest.mark.skipif(not ISOLATED, reason="needs compute nodes that cannot reach this machine (ISOLATED=1)")
+def test_scheduler_here_fails_with_a_diagnosis_when_compute_nodes_cannot_reach_it(
+    make_cluster, testbed, job_name, caplog
+):
+    cluster = make_cluster(scheduler_on="client", death_timeout=10,
+                           scheduler_options={"host": os.environ["JQREF_SCHEDULER_HOST"]})
+    caplog.set_level(logging.WARNING, logger="jqref.cluster")
+    cluster.scale(jobs=1)
+    wait_for(lambda: cluster.batch.submitted == cluster.max_failed_starts and not testbed.active_jobs(job_name)
+             and "the 3. in a row" in caplog.text, "jqref to give up replacing jobs whose workers never connected")
+    assert "scheduler_on='login'" in caplog.text and cluster.scheduler.address in caplog.text
+    assert not cluster.worker_spec
