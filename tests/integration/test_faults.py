@@ -139,8 +139,7 @@ def test_cancel_stops_the_worker_with_a_signal_it_handles(make_cluster, client_f
     wait_for(lambda: not testbed.active_jobs(job_name), "the cancelled job to leave the queue", timeout=120)
     log = testbed.run("sh", "-c", f"cat {LOGS}/{job_name}*")
     assert "Received signal SIGTERM" in log and "Nanny asking worker to close. Reason: signal-15" in log, log
-    if not testbed.cancel_signals_every_process:
-        # Then the worker closed itself too, and told the scheduler why. (scancel
-        # sends SIGTERM to every process at once: the worker process ends on it.)
+    if testbed.cancel_lets_worker_close:
+        # The worker process closed itself too, and told the scheduler why.
         closing = [event for _, event in client.get_events(address) if event.get("action") == "closing-worker"]
         assert [event["reason"] for event in closing] == ["signal-15"], client.get_events(address)

@@ -18,9 +18,9 @@ class Testbed:
     unknown_queue_error: str
     #: Characters a job name may hold here, to build a hostile but valid name.
     hostile_name_suffix = " 'q' $(x) `y`"
-    #: Whether cancelling sends SIGTERM to every process of a job (scancel
-    #: does), rather than to the job script alone.
-    cancel_signals_every_process = False
+    #: Whether a cancelled job's worker process closes itself (and tells the
+    #: scheduler) rather than being ended while its nanny closes it.
+    cancel_lets_worker_close = True
 
     def __init__(self, runner: Runner):
         self.runner = runner

@@ -9,7 +9,7 @@ from .base import Testbed
 # sge_qmaster daemonizes; the login container's main process (the entrypoint)
 # checks every few seconds that it runs and exits if not. That watchdog is
 # frozen while the qmaster is down, and thawed once a new one answers.
-WATCHDOG = "$(ps -o pgid= -p \"$(pgrep -o -f 'entrypoint.sh master')\" | tr -d ' ')"
+WATCHDOG = '"$(pgrep -P 1 -f entrypoint.sh)"'  # its process group: the script, tail, sleep
 STOP_QMASTER = f"""
 kill -STOP -- -{WATCHDOG}
 qconf -km
@@ -29,6 +29,9 @@ class SGE(Testbed):
     queue = "all.q"
     unknown_queue_error = "unknown queue"
     hostile_name_suffix = "$(x)`y`;&|"  # Grid Engine refuses whitespace and quotes in names
+    # Observed on SGE 8.1.9: the nanny gets the SIGTERM the job script makes of
+    # qdel's notice, but the worker process ends before it logs closing.
+    cancel_lets_worker_close = False
 
     def _xml(self, *argv):
         return ElementTree.fromstring(self.run(*argv))
