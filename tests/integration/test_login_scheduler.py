@@ -41,6 +41,17 @@ def test_workers_reach_the_login_node_and_the_dashboard_is_forwarded(make_cluste
     wait_for(lambda: not scheduler_processes(runner), "the remote scheduler to exit on close")
 
 
+def test_tls_between_client_scheduler_and_workers(make_cluster, client_for):
+    # nanny=False: see "Known problem" under TLS in the README.
+    cluster = make_cluster(security=True, nanny=False)
+    client = client_for(cluster)
+    cluster.scale(jobs=2)
+    wait_for(lambda: worker_count(client) == 2, "2 workers connected over TLS")
+    assert cluster.scheduler.address.startswith("tls://") and cluster.scheduler_address.startswith("tls://127.0.0.1:")
+    assert all(w.startswith("tls://") for w in client.scheduler_info(n_workers=-1)["workers"])
+    assert sum(client.gather(client.map(lambda x: x * x, range(20)))) == sum(x * x for x in range(20))
+
+
 def test_killed_client_takes_the_remote_scheduler_and_then_the_jobs_with_it(testbed, job_name, cluster_options,
                                                                             mode, runner):
     job_ids = start_and_kill_client(testbed.name, mode, {**cluster_options, "death_timeout": 15}, jobs=2, workers=2)
