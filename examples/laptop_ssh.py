@@ -1,20 +1,31 @@
 """Run a Dask computation on an HPC cluster from a laptop, submitting over SSH.
 
     python examples/laptop_ssh.py LOGIN --python /path/to/env/bin/python \
-        --scheduler-host ADDRESS [--batch slurm|sge|htcondor|pbs]
+        (--scheduler-host ADDRESS | --on-login [--scheduler-host LOGIN-ADDRESS]) \
+        [--batch slurm|sge|htcondor|pbs]
 
 LOGIN is anything `ssh LOGIN` accepts, an alias from ~/.ssh/config included
 (ProxyJump through a bastion works; the login node's host key must already be
-in known_hosts). The Dask scheduler runs in this process, so ADDRESS must be
-an address of this machine that the compute nodes can connect to; --python is
-the compute nodes' interpreter, with the same Python and distributed versions
-as this one.
+in known_hosts); --python is the compute nodes' interpreter, with the same
+Python and distributed versions as this one.
+
+By default the Dask scheduler runs in this process, so ADDRESS must be an
+address of this machine that the compute nodes can connect to. With
+--on-login it runs on the login node instead (reached through a forwarded
+port), for when they cannot; LOGIN-ADDRESS is then the login node's address on
+the compute nodes' network, if it is not the one its default route uses.
 
 Against the testbed (after `KEEP=1 make test-slurm` or `make up-slurm`):
 
     .venv/bin/python examples/laptop_ssh.py jqref-slurm-via-bastion \
         --ssh-config build/ssh/jqref-slurm.config --python /opt/jqref/bin/python3 \
         --scheduler-host "$(docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' jqref-slurm_default)"
+
+and where the compute nodes cannot reach this machine (`ISOLATED=1 make up-slurm`):
+
+    .venv/bin/python examples/laptop_ssh.py jqref-iso-slurm-login \
+        --ssh-config build/ssh/jqref-iso-slurm.config --python /opt/jqref/bin/python3 \
+        --on-login --scheduler-host login
 """
 
 import argparse
@@ -27,6 +38,7 @@ CLUSTERS = {
     "slurm": jqref.SLURMCluster,
     "sge": jqref.SGECluster,
     "htcondor": jqref.HTCondorCluster,
+    "pbs": jqref.PBSCluster,
 }
 
 
@@ -34,11 +46,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("login")
     parser.add_argument("--python", required=True, help="interpreter on the compute nodes")
-    parser.add_argument("--scheduler-host", required=True, help="this machine's address as the compute nodes see it")
+    parser.add_argument("--scheduler-host", help="the scheduler's address as the compute nodes see it")
+    parser.add_argument("--on-login", action="store_true", help="run the scheduler on the login node")
     parser.add_argument("--batch", choices=sorted(CLUSTERS), default="slurm")
     parser.add_argument("--ssh-config", default="~/.ssh/config")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
+    if not (args.on_login or args.scheduler_host):
+        parser.error("give --scheduler-host (an address of this machine the compute nodes reach) or --on-login")
 
     runner = jqref.SSHRunner(args.login, config_file=args.ssh_config)
     cluster = CLUSTERS[args.batch](
@@ -46,11 +61,13 @@ def main():
         cores=1,
         memory="1 GiB",
         python=args.python,
-        scheduler_options={"host": args.scheduler_host},
+        scheduler_on="login" if args.on_login else "client",
+        scheduler_options={"host": args.scheduler_host} if args.scheduler_host else {},
         walltime="00:10:00",
     )
     with cluster, Client(cluster) as client:
         print(cluster.job_script())
+        print("dashboard:", cluster.dashboard_link)
         cluster.scale(jobs=args.jobs)
         client.wait_for_workers(args.jobs, timeout=300)
         total = client.submit(sum, client.map(lambda x: x * x, range(1000))).result()

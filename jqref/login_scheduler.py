@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 import json
+import logging
 
 from distributed.comm import parse_address
 from distributed.comm.addressing import parse_host_port
@@ -22,6 +23,8 @@ from distributed.security import Security
 
 from .runners import CommandError
 from .tls import role_options
+
+logger = logging.getLogger(__name__)
 
 MAIN_SOURCE = importlib.resources.files(__package__).joinpath("login_scheduler_main.py").read_text()
 
@@ -79,6 +82,10 @@ class LoginNodeScheduler(ProcessInterface):
         if self.process is not None:
             self.process.close_stdin()
             if not await asyncio.to_thread(self.process.wait, 30):
-                await self.runner.run(["kill", str(self.pid)])
+                try:
+                    await self.runner.run(["kill", str(self.pid)])
+                except (CommandError, ConnectionError) as e:
+                    logger.warning("could not stop the scheduler on the login node (pid %s): %s; it exits on its "
+                                   "own once its SSH channel is gone", self.pid, e)
             self.process.close()
         await super().close()
