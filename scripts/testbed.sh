@@ -60,18 +60,22 @@ address_of() {
 
 # The host firewall half of ISOLATED=1: no new connection from the nodes'
 # network to this machine (replies to connections made from here still pass).
+# iptables needs root: sudo when not root (CI runners, laptops).
+iptables_() { if [ "$(id -u)" = 0 ]; then iptables "$@"; else sudo iptables "$@"; fi; }
+
 isolate() {
-    local bridge="br-$(docker network inspect -f '{{.Id}}' "${project}_default" | cut -c1-12)"
-    iptables -C INPUT -i "$bridge" -m conntrack --ctstate NEW -m comment --comment "$project" -j DROP 2>/dev/null ||
-        iptables -I INPUT -i "$bridge" -m conntrack --ctstate NEW -m comment --comment "$project" -j DROP
+    local bridge rule
+    bridge="br-$(docker network inspect -f '{{.Id}}' "${project}_default" | cut -c1-12)"
+    rule=(INPUT -i "$bridge" -m conntrack --ctstate NEW -m comment --comment "$project" -j DROP)
+    iptables_ -C "${rule[@]}" 2>/dev/null || iptables_ -I "${rule[@]}"
     log "compute nodes cannot connect to this machine (iptables INPUT drop on $bridge)"
 }
 
 unisolate() {
     local rule args
-    while rule=$(iptables -S INPUT 2>/dev/null | grep -F -- "--comment $project " | head -n1) && [ -n "$rule" ]; do
+    while rule=$(iptables_ -S INPUT 2>/dev/null | grep -F -- "--comment $project " | head -n1) && [ -n "$rule" ]; do
         read -ra args <<<"${rule/-A/-D}"
-        iptables "${args[@]}"
+        iptables_ "${args[@]}"
     done
 }
 
@@ -146,7 +150,7 @@ case "$action" in
         if [ "${ISOLATED:-0}" = 1 ]; then isolate; fi
         ;;
     down)
-        unisolate
+        if [ "${ISOLATED:-0}" = 1 ]; then unisolate; fi
         "${compose[@]}" down --volumes --remove-orphans --timeout 5
         ;;
     test)
