@@ -503,6 +503,8 @@ class PortForward:
 
     def close(self) -> None:
         self._closed = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; close alone may not
         self._listener.close()
         for conn, channel in list(self._open):
             channel.close()

@@ -1,0 +1,53 @@
+"""The port forward's pumping, with a plain socket standing in for the SSH channel."""
+
+import socket
+import threading
+
+from jqref.ssh import PortForward
+
+
+class DirectTransport:
+    """Opens "channels" as direct TCP connections: what sshd would do for direct-tcpip."""
+
+    def open_channel(self, kind, destination, originator):
+        assert kind == "direct-tcpip"
+        return socket.create_connection(destination)
+
+
+class FakeRunner:
+    def _transport(self):
+        return DirectTransport()
+
+
+def echo_server():
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=lambda c=conn: [c.sendall(d) for d in iter(lambda: c.recv(4096), b"")],
+                             daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+def test_bytes_go_both_ways_on_concurrent_connections_and_close_ends_them():
+    server = echo_server()
+    forward = PortForward(FakeRunner(), "127.0.0.1", server.getsockname()[1])
+    clients = [socket.create_connection(("127.0.0.1", forward.local_port), timeout=10) for _ in range(3)]
+    payload = bytes(range(256)) * 1000
+    for i, client in enumerate(clients):
+        client.sendall(payload[i:])
+    for i, client in enumerate(clients):
+        received = b""
+        while len(received) < len(payload) - i:
+            received += client.recv(65536)
+        assert received == payload[i:]
+    forward.close()
+    for client in clients:
+        assert client.recv(1) == b"", "closing the forward closes its connections"
+    server.close()
