@@ -137,7 +137,7 @@ def test_cancel_stops_the_worker_with_a_signal_it_handles(make_cluster, client_f
     cluster.sync(cluster.batch.cancel, job)
     wait_for(lambda: worker_count(client) == 0, "the worker to leave", timeout=120)
     wait_for(lambda: not testbed.active_jobs(job_name), "the cancelled job to leave the queue", timeout=120)
-    log = testbed.run("sh", "-c", f"cat {LOGS}/{job_name}*")
+    log = testbed.job_log(LOGS, job_name, job.job_id)
     assert "Received signal SIGTERM" in log and "Nanny asking worker to close. Reason: signal-15" in log, log
     if testbed.cancel_lets_worker_close:
         # The worker process closed itself too, and told the scheduler why.

@@ -5,6 +5,7 @@ batch commands run."""
 
 from __future__ import annotations
 
+import shlex
 from contextlib import contextmanager
 
 from jqref.runners import Runner
@@ -38,6 +39,10 @@ class Testbed:
     def resources(self, job_id: str) -> dict:
         """What the batch system granted: name, cores, memory_mib, queue, walltime_s."""
         raise NotImplementedError
+
+    def job_log(self, log_directory: str, job_name: str, job_id: str) -> str:
+        """What job `job_id` wrote to its output files (the workers log to stderr)."""
+        return self.run("sh", "-c", f"cat {shlex.quote(log_directory)}/{shlex.quote(job_name)}*")
 
     # ---- faults ------------------------------------------------------------
     # These act on the containers with docker, from outside any batch command,

@@ -109,6 +109,12 @@ class PBS(Testbed):
             "walltime_s": seconds(attributes["Resource_List.walltime"]),
         }
 
+    def job_log(self, log_directory, job_name, job_id):
+        if self.flavor == "openpbs":
+            return super().job_log(log_directory, job_name, job_id)
+        # The compat qsub overrides #PBS -o/-e with <script name>.o/.e<id> in the submit directory, the home.
+        return self.run("sh", "-c", f"cat ~/*.o{sequence_number(job_id)} ~/*.e{sequence_number(job_id)}")
+
     def _compat_only(self):
         if self.flavor != "compat":
             pytest.skip("controller and node faults are written for the compat flavour (Slurm underneath) only")
