@@ -290,11 +290,13 @@ class SSHRunner:
                 out += channel.recv(65536)
             elif channel.recv_stderr_ready():
                 err += channel.recv_stderr(65536)
-            elif channel.exit_status_ready():
+            elif channel.exit_status_ready() and (channel.eof_received or channel.closed):
+                # sshd may send the exit status before the last of the output
+                # (it reaps the command while the pipe still holds some), but
+                # never before EOF: from here on, all of it is buffered.
                 if channel.recv_exit_status() == -1:  # closed without an exit status: the link dropped
                     self._drop()
                     raise ConnectionLost(argv, "the SSH connection closed before the command finished")
-                # Output sent before the exit status is buffered by now: take all of it.
                 while channel.recv_ready():
                     out += channel.recv(65536)
                 while channel.recv_stderr_ready():

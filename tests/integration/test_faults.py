@@ -134,6 +134,7 @@ def test_cancel_stops_the_worker_with_a_signal_it_handles(make_cluster, client_f
     client.wait_for_workers(1, timeout=PATIENCE)
     (address,) = client.scheduler_info(n_workers=-1)["workers"]
     (job,) = cluster.batch.active.values()
+    wait_for(lambda: testbed.fully_started(job.job_id), "the batch system to have the job running")
     cluster.sync(cluster.batch.cancel, job)
     wait_for(lambda: worker_count(client) == 0, "the worker to leave", timeout=120)
     wait_for(lambda: not testbed.active_jobs(job_name), "the cancelled job to leave the queue", timeout=120)

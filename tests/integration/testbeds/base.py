@@ -40,6 +40,11 @@ class Testbed:
         """What the batch system granted: name, cores, memory_mib, queue, walltime_s."""
         raise NotImplementedError
 
+    def fully_started(self, job_id: str) -> bool:
+        """Whether the controller itself has the job as running, not on its
+        way to a node (only SGE tells the two apart: 't' before 'r')."""
+        return True
+
     def job_log(self, log_directory: str, job_name: str, job_id: str) -> str:
         """What job `job_id` wrote to its output files (the workers log to stderr)."""
         return self.run("sh", "-c", f"cat {shlex.quote(log_directory)}/{shlex.quote(job_name)}*")

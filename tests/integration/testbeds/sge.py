@@ -43,6 +43,11 @@ class SGE(Testbed):
     def cancel(self, job_id):
         self.run("qdel", job_id)
 
+    def fully_started(self, job_id):
+        # qdel of a job still in transfer ('t') kills it at once: the -notify warning is skipped.
+        root = self._xml("qstat", "-xml", "-u", "*")
+        return any(e.findtext("JB_job_number") == job_id and e.findtext("state") == "r" for e in root.iter("job_list"))
+
     def resources(self, job_id):
         job = self._xml("qstat", "-xml", "-j", job_id).find(".//djob_info/element")
         requests = {e.findtext("CE_name"): e.findtext("CE_stringval") for e in job.iter("qstat_l_requests")}
