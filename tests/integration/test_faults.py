@@ -135,6 +135,14 @@ def test_cancel_stops_the_worker_with_a_signal_it_handles(make_cluster, client_f
     (address,) = client.scheduler_info(n_workers=-1)["workers"]
     (job,) = cluster.batch.active.values()
     wait_for(lambda: testbed.fully_started(job.job_id), "the batch system to have the job running")
+
+    def nannies_starting(dask_scheduler):
+        return len(dask_scheduler._starting_nannies)
+
+    # Until the scheduler has the nanny's "started", a SIGTERM that reaches
+    # the worker process too (scancel signals every process) makes the
+    # nanny fail to start rather than close.
+    wait_for(lambda: not client.run_on_scheduler(nannies_starting), "the nanny to finish starting")
     cluster.sync(cluster.batch.cancel, job)
     wait_for(lambda: worker_count(client) == 0, "the worker to leave", timeout=120)
     wait_for(lambda: not testbed.active_jobs(job_name), "the cancelled job to leave the queue", timeout=120)
