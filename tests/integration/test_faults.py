@@ -128,13 +128,14 @@ def test_cancel_stops_the_worker_with_a_signal_it_handles(make_cluster, client_f
     # Cancelling a job without retiring its worker first (as close() would)
     # must give it a signal it handles, SIGTERM, before any hard kill: the
     # job's log shows the nanny received it and closed the worker.
+    if not testbed.cancel_signals_first:
+        pytest.skip(f"{testbed.name}: cancel does not always signal before it kills (see the testbed adapter)")
     cluster = make_cluster()
     client = client_for(cluster)
     cluster.scale(jobs=1)
     client.wait_for_workers(1, timeout=PATIENCE)
     (address,) = client.scheduler_info(n_workers=-1)["workers"]
     (job,) = cluster.batch.active.values()
-    wait_for(lambda: testbed.fully_started(job.job_id), "the batch system to have the job running")
 
     def nannies_starting(dask_scheduler):
         return len(dask_scheduler._starting_nannies)

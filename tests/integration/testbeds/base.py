@@ -22,6 +22,8 @@ class Testbed:
     #: Whether a cancelled job's worker process closes itself (and tells the
     #: scheduler) rather than being ended while its nanny closes it.
     cancel_lets_worker_close = True
+    #: Whether cancelling a running job always signals it before killing it.
+    cancel_signals_first = True
 
     def __init__(self, runner: Runner):
         self.runner = runner
@@ -39,11 +41,6 @@ class Testbed:
     def resources(self, job_id: str) -> dict:
         """What the batch system granted: name, cores, memory_mib, queue, walltime_s."""
         raise NotImplementedError
-
-    def fully_started(self, job_id: str) -> bool:
-        """Whether the controller itself has the job as running, not on its
-        way to a node (only SGE tells the two apart: 't' before 'r')."""
-        return True
 
     def job_log(self, log_directory: str, job_name: str, job_id: str) -> str:
         """What job `job_id` wrote to its output files (the workers log to stderr)."""
