@@ -25,7 +25,7 @@ and where the compute nodes cannot reach this machine (`ISOLATED=1 make up-slurm
 
     .venv/bin/python examples/laptop_ssh.py jqref-iso-slurm-login \
         --ssh-config build/ssh/jqref-iso-slurm.config --python /opt/jqref/bin/python3 \
-        --on-login --scheduler-host login
+        --on-login --scheduler-host "$(docker inspect -f '{{(index .NetworkSettings.Networks "jqref-iso-slurm_default").IPAddress}}' jqref-iso-slurm-login-1)"
 """
 
 import argparse

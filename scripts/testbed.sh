@@ -103,6 +103,12 @@ start_sshd() {
     fi
 }
 
+# The login node's address on the nodes' network (its name may resolve to
+# another of its networks first, depending on the order Docker attached them).
+login_address() {
+    docker inspect -f "{{(index .NetworkSettings.Networks \"${project}_default\").IPAddress}}" "$("${compose[@]}" ps -q login)"
+}
+
 # The address the compute nodes reach this machine at: the compose network's gateway.
 gateway() {
     docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' "${project}_default"
@@ -119,6 +125,7 @@ suite_ssh() {
     grep -q "^Host $project-via-bastion" "$ssh_dir/$project.config" && destination="$project-via-bastion"
     JQREF_SSH_CONFIG="$ssh_dir/$project.config" JQREF_SSH_DESTINATION="$destination" JQREF_TESTBED_PROJECT="$project" \
     JQREF_SCHEDULER_HOST="$(gateway)" JQREF_SCHEDULER_ON="${SCHEDULER_ON:-client}" JQREF_ISOLATED="${ISOLATED:-0}" \
+    JQREF_LOGIN_ADDRESS="$(login_address)" \
         "$here/.venv/bin/python" -m pytest "$here/tests/integration" --scheduler "$sched" --mode ssh -v --timeout 900 "$@"
 }
 

@@ -56,7 +56,7 @@ def mode_options(mode: str) -> dict:
     if SCHEDULER_ON == "login":
         # On the login node, listening where the compute nodes reach it. (The
         # client's hop is inside SSH; TLS has its own test in test_login_scheduler.)
-        return {**ssh, "scheduler_on": "login", "scheduler_options": {"host": "login"}}
+        return {**ssh, "scheduler_on": "login", "scheduler_options": {"host": os.environ["JQREF_LOGIN_ADDRESS"]}}
     return {**ssh, "scheduler_options": {"host": os.environ["JQREF_SCHEDULER_HOST"]}}
 
 
