@@ -24,7 +24,6 @@ from distributed.deploy.spec import SpecCluster
 from distributed.scheduler import Scheduler
 
 from .batch import BatchQueue
-from .config import lookup
 from .job import Job
 from .login_scheduler import LoginNodeScheduler
 from .records import JobRecord, describe_runner
@@ -116,42 +115,48 @@ class JobQueueCluster(SpecCluster):
         poll_interval: str | float | None = None,
         max_jobs: int | None = None,
         scheduler_on: str | None = None,
+        config_name: str | None = None,
+        shared_temp_directory: str | None = None,
         **job_kwargs: Any,
     ):
         if job_cls is not None:
             self.job_cls = job_cls
-        section = self.job_cls.config_name
         security = cluster_security(security)
         job_kwargs.setdefault("job_name", name)
-        job_kwargs.update(interface=interface, protocol=protocol, security=security)
+        job_kwargs.update(interface=interface, protocol=protocol, security=security, config_name=config_name,
+                          shared_temp_directory=shared_temp_directory)
+        # A job rendered from these options now, so that bad options fail here
+        # and processes/cores/memory are known however they were given.
+        self._template = self.job_cls(**job_kwargs)
+        job_kwargs = self._job_kwargs = {**self._template.options.keywords(), "security": security,
+                                         "config_name": config_name}
+        opt = self._template.options.get
         if ssh is not None and runner is not None:
             raise ValueError("give ssh= (a destination) or runner=, not both")
         if ssh is not None:
             runner = SSHRunner(ssh)
-            if lookup(section, "python", job_kwargs.get("python")) is None:
+            if self._template.python is None:
                 raise ValueError("over SSH, say which Python the compute nodes run: python='/path/to/python' "
                                  "(an environment with the same Python and distributed versions as this one)")
         self._owns_runner = runner is None or ssh is not None
         self.runner = runner or LocalRunner()
-        self.scheduler_on = lookup(section, "scheduler_on", scheduler_on)
+        self.scheduler_on = opt("scheduler_on", scheduler_on)
         if self.scheduler_on not in ("client", "login"):
             raise ValueError(f"scheduler_on must be 'client' or 'login', got {self.scheduler_on!r}")
         if self.scheduler_on == "login" and not isinstance(self.runner, SSHRunner):
             raise ValueError("scheduler_on='login' starts the scheduler over SSH: give ssh= (or an SSHRunner)")
         self.batch = BatchQueue(self.job_cls, self.runner, on_ended=self._job_ended)
-        self.poll_interval = parse_timedelta(lookup(section, "poll_interval", poll_interval))
-        self.max_jobs = lookup(section, "max_jobs", max_jobs)
-        # A job rendered from these options now, so that bad options fail here
-        # and processes/cores/memory are known however they were given.
-        self._template = self.job_cls(batch=self.batch, **job_kwargs)
-        self._job_kwargs = job_kwargs
+        self.poll_interval = parse_timedelta(opt("poll_interval", poll_interval))
+        self.max_jobs = opt("max_jobs", max_jobs)
+        #: Accepted for dask-jobqueue's sake: jqref hands TLS material to jobs inline, not through files.
+        self.shared_temp_directory = self._template.shared_temp_directory
         self.batch.record = JobRecord(
             job_class=f"{self.job_cls.__module__}.{self.job_cls.__qualname__}",
             cancel_command=self._template.cancel_argv([]),
             runner=describe_runner(self.runner),
         )
 
-        options = dict(lookup(section, "scheduler_options", None))
+        options = dict(opt("scheduler_options"))
         options.update(scheduler_options or {})
         # On a shared login node a fixed dashboard port may be taken: any free one will do, it is forwarded.
         options.setdefault("dashboard_address", dashboard_address or (":0" if self.scheduler_on == "login" else ":8787"))
@@ -186,7 +191,8 @@ class JobQueueCluster(SpecCluster):
             initial_jobs = min(initial_jobs, self.max_jobs)
         if self.scheduler_on == "login":
             scheduler = {"cls": LoginNodeScheduler, "options": {
-                "runner": self.runner, "python": self._template.python, "options": options, "security": security}}
+                "runner": self.runner, "python": self._template.python_words, "options": options,
+                "security": security}}
         else:
             scheduler = {"cls": scheduler_cls, "options": {**options, "security": security}}
         super().__init__(
@@ -212,6 +218,15 @@ class JobQueueCluster(SpecCluster):
         if isinstance(self.scheduler, LoginNodeScheduler):
             return self.scheduler.dashboard_link
         return super().dashboard_link
+
+    @property
+    def job_header(self) -> str:
+        """The directives every job carries (dask-jobqueue's `job_header`)."""
+        return "\n".join(self._template.directive_lines())
+
+    @property
+    def job_name(self) -> str:
+        return self._template.job_name
 
     def _new_worker_name(self, worker_number: int) -> str:
         return f"{self._template.job_name}-{worker_number}"

@@ -1,15 +1,35 @@
-"""Configuration lookup: keyword argument, then `jqref.<section>`, then dask-jobqueue's `jobqueue.<section>`, then jqref's defaults."""
+"""Options of one job class: keyword argument, then `jqref.<section>`, then
+dask-jobqueue's `jobqueue.<section>`, then jqref's defaults.
+
+The section is the job class's (`slurm`, `sge`, ...) or the ``config_name``
+given, as in dask-jobqueue; the defaults are always the job class's, and
+their keys (`jqref.yaml`) are the options that exist. dask-jobqueue's old
+names are still read, with a FutureWarning naming the new one, and a name
+that is neither is refused with the closest known one, so nothing a user
+writes is silently ignored.
+"""
 
 from __future__ import annotations
 
+import difflib
 import pathlib
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import dask.config
 import yaml
 
 _DEFAULTS_FILE = pathlib.Path(__file__).with_name("jqref.yaml")
-_MISSING = object()
+NAMESPACES = ("jqref", "jobqueue")
+
+#: dask-jobqueue 0.9's deprecated names, on every scheduler: old key → new key.
+RENAMED = {
+    "extra": "worker-extra-args",
+    "env-extra": "job-script-prologue",
+    "header-skip": "job-directives-skip",
+    "job-extra": "job-extra-directives",
+}
 
 
 def _load_defaults() -> dict[str, dict[str, Any]]:
@@ -20,21 +40,113 @@ def _load_defaults() -> dict[str, dict[str, Any]]:
 DEFAULTS = _load_defaults()
 
 
-def _canonical(key: str) -> str:
-    return key.replace("_", "-")
+def config_key(keyword: str) -> str:
+    """The config spelling of a keyword: dashes, and `name` for `job_name` (as in jobqueue.yaml)."""
+    key = keyword.replace("_", "-")
+    return "name" if key == "job-name" else key
+
+
+def keyword(key: str) -> str:
+    return "job_name" if key == "name" else key.replace("-", "_")
+
+
+def _closest(name: str, known: set[str]) -> str:
+    match = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, (list, tuple, dict, str)) and not value)
+
+
+class Options:
+    """Resolves the options of `defaults_section`'s job class for one job or cluster.
+
+    `renamed` are old names (config spelling) read with a FutureWarning,
+    `aliases` other names for the same option read without one (dask-jobqueue's
+    current name where jqref's differs).
+    """
+
+    def __init__(self, defaults_section: str, config_name: str | None = None,
+                 kwargs: Mapping[str, Any] | None = None, *, renamed: Mapping[str, str] | None = None,
+                 aliases: Mapping[str, str] | None = None, owner: str = "jqref"):
+        if defaults_section not in DEFAULTS:
+            raise ValueError(f"unknown jqref configuration section {defaults_section!r}")
+        self.defaults = DEFAULTS[defaults_section]
+        self.section = config_name or defaults_section
+        self.renamed = {**RENAMED, **(renamed or {})}
+        self.aliases = dict(aliases or {})
+        self.known = set(self.defaults) | set(self.renamed) | set(self.aliases)
+        self.kwargs: dict[str, Any] = {}
+        for name, value in (kwargs or {}).items():
+            key = config_key(name)
+            if key not in self.known:
+                raise TypeError(f"{owner} got an unexpected keyword argument {name!r}"
+                                f"{_closest(name, {keyword(k) for k in self.known})}")
+            self.kwargs[key] = value
+        for namespace in NAMESPACES:
+            self._check_config(namespace)
+
+    def keywords(self) -> dict[str, Any]:
+        """The keyword arguments with other names replaced by jqref's, so that
+        jobs made from them do not warn again."""
+        other = {**self.renamed, **self.aliases}
+        out = {keyword(key): value for key, value in self.kwargs.items() if key not in other}
+        for key, value in self.kwargs.items():
+            if key in other and _empty(out.get(keyword(other[key]))):
+                out[keyword(other[key])] = value
+        return out
+
+    def _check_config(self, namespace: str) -> None:
+        section = dask.config.get(f"{namespace}.{self.section}", default=None) or {}
+        if not isinstance(section, Mapping):
+            raise ValueError(f"the dask config {namespace}.{self.section} must be a mapping of options, "
+                             f"got {section!r}")
+        for key, value in section.items():
+            if value is not None and config_key(str(key)) not in self.known:
+                raise ValueError(f"unknown key {key!r} in the dask config section {namespace}.{self.section}"
+                                 f"{_closest(config_key(str(key)), self.known)}")
+
+    def _old_names(self, key: str) -> list[tuple[str, bool]]:
+        """Other names of `key`, and whether each one is deprecated."""
+        return ([(old, True) for old, new in self.renamed.items() if new == key]
+                + [(other, False) for other, new in self.aliases.items() if new == key])
+
+    def _read(self, source: Mapping[str, Any] | str, key: str) -> Any:
+        if isinstance(source, str):
+            return dask.config.get(f"{source}.{self.section}.{key}", default=None)
+        return source.get(key)
+
+    def _warn_renamed(self, source: Mapping[str, Any] | str, old: str, new: str, ignored: bool) -> None:
+        if source is self.kwargs:
+            what = f"keyword {keyword(old)!r} is dask-jobqueue's old name for {keyword(new)!r}"
+        else:
+            what = f"config key {source}.{self.section}.{old} is dask-jobqueue's old name for {new!r}"
+        effect = "it is ignored because the new name is set" if ignored else "jqref still reads it"
+        warnings.warn(f"{what}: {effect}; please use the new name", FutureWarning, stacklevel=4)
+
+    def get(self, name: str, value: Any = None) -> Any:
+        """One option; `value` (a keyword argument) wins unless it is None."""
+        if value is not None:
+            return value
+        key = config_key(name)
+        if key not in self.defaults:
+            raise KeyError(f"no jqref option {name!r}")
+        for source in (self.kwargs, *NAMESPACES):
+            found = self._read(source, key)
+            for old, deprecated in self._old_names(key):
+                old_value = self._read(source, old)
+                if old_value is None:
+                    continue
+                if deprecated:
+                    self._warn_renamed(source, old, key, ignored=not _empty(found))
+                if _empty(found):
+                    found = old_value
+            if found is not None:
+                return found
+        return self.defaults[key]
 
 
 def lookup(section: str, key: str, value: Any = None) -> Any:
-    """Resolve one option; `value` (a keyword argument) wins unless it is None."""
-    if value is not None:
-        return value
-    if section not in DEFAULTS:
-        raise ValueError(f"unknown jqref configuration section {section!r}")
-    key = _canonical(key)
-    for namespace in ("jqref", "jobqueue"):
-        found = dask.config.get(f"{namespace}.{section}.{key}", default=_MISSING)
-        if found is not _MISSING and found is not None:
-            return found
-    if key not in DEFAULTS[section]:
-        raise KeyError(f"no jqref configuration key {section}.{key}")
-    return DEFAULTS[section][key]
+    """One option of `section`'s job class, with no keyword arguments to check."""
+    return Options(section).get(key, value)

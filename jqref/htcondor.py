@@ -59,15 +59,14 @@ class HTCondorJob(Job):
     submit_command = ("condor_submit", "-terse")
     cancel_command = ("condor_rm",)
 
-    def configure(self, disk=None, environment=None, **options):
-        super().configure(**options)
+    def configure(self):
         if self.queue is not None:
             raise ValueError(f"HTCondor has no queues: queue={self.queue!r} cannot be requested")
         if self.security is not None:
             raise ValueError("TLS (security=) is not available on HTCondor yet: the workers' key would travel in "
                              "the job's arguments, which condor_q -long shows to every user of the pool")
-        self.disk = self._option("disk", disk)
-        self.environment = dict(environment or {})
+        self.disk = self.option("disk")
+        self.environment = dict(self.option("environment") or {})
 
     def submit_description(self) -> dict[str, str]:
         interpreter = shlex.split(self.shebang.removeprefix("#!"))

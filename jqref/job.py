@@ -22,14 +22,20 @@ from dask.utils import parse_bytes, parse_timedelta
 from distributed.core import Status
 from distributed.deploy.spec import ProcessInterface
 
-from .config import lookup
+from . import shell
+from .config import Options
 from .runners import CommandResult
+from .shell import single_line
 from .tls import worker_environment
 
 if TYPE_CHECKING:
     from distributed.security import Security
 
     from .batch import BatchQueue
+
+
+#: dask-jobqueue's `worker_command` default: the only one given --nworkers and --nanny.
+DASK_WORKER = "distributed.cli.dask_worker"
 
 
 class JobState(enum.Enum):
@@ -52,12 +58,6 @@ def default_processes(cores: int) -> int:
     return next(p for p in range(1, cores + 1) if cores % p == 0 and p * p >= cores)
 
 
-def _single_line(what: str, value: str) -> str:
-    if "\n" in value or "\r" in value:
-        raise ValueError(f"{what} must be a single line, got {value!r}")
-    return value
-
-
 def _as_list(what: str, value: Any) -> list[str]:
     if isinstance(value, str):
         raise TypeError(f"{what} must be a list of strings, got the string {value!r}")
@@ -69,7 +69,7 @@ def _client_versions() -> tuple[str, str]:
     return "%d.%d" % sys.version_info[:2], version("distributed")
 
 
-def _worker_versions_check(python: str) -> str:
+def _worker_versions_check(python: list[str]) -> str:
     """A script line that stops the job with a clear message when the worker
     environment's Python or distributed differs from the client's: a mismatch
     otherwise surfaces as crashed workers on the first task."""
@@ -82,7 +82,7 @@ def _worker_versions_check(python: str) -> str:
         'distributed %s but the client has Python %s and distributed %s; '
         'use the same environment on both sides" % tuple(have + want))'
     )
-    return shlex.join([python, "-c", code, *want]) + " || exit 3"
+    return " ".join([*python, shlex.join(["-c", code, *want])]) + " || exit 3"
 
 
 class Job(ProcessInterface):
@@ -101,38 +101,29 @@ class Job(ProcessInterface):
     #: script is written to a temporary file whose path ends the argv.
     submit_reads_stdin: ClassVar[bool] = True
 
+    #: dask-jobqueue's other names for this scheduler's options, in config
+    #: spelling: deprecated ones (read with a FutureWarning), and current ones
+    #: that jqref spells differently (read silently).
+    renamed_options: ClassVar[dict[str, str]] = {}
+    option_aliases: ClassVar[dict[str, str]] = {}
+
     def __init__(
         self,
         scheduler: str | None = None,
         name: str | None = None,
         *,
         batch: BatchQueue | None = None,
-        cores: int | None = None,
-        memory: str | int | None = None,
-        processes: int | None = None,
-        job_name: str | None = None,
-        queue: str | None = None,
-        account: str | None = None,
-        walltime: str | None = None,
-        python: str | None = None,
-        interface: str | None = None,
-        nanny: bool | None = None,
-        protocol: str | None = None,
-        death_timeout: float | str | None = None,
-        local_directory: str | None = None,
-        log_directory: str | None = None,
-        shebang: str | None = None,
-        worker_extra_args: Sequence[str] | None = None,
-        job_extra_directives: Sequence[str] | None = None,
-        job_directives_skip: Sequence[str] | None = None,
-        job_script_prologue: Sequence[str] | None = None,
-        submit_command_extra: Sequence[str] | None = None,
-        cancel_command_extra: Sequence[str] | None = None,
         security: Security | None = None,
-        **scheduler_specific: Any,
+        config_name: str | None = None,
+        **options: Any,
     ):
+        """`options` are the keys of this scheduler's section in `jqref.yaml`
+        (as keywords: `job_name` for `name`, underscores for dashes), and
+        dask-jobqueue's names for them."""
         super().__init__(scheduler=scheduler, name=name)
-        opt = self._option
+        self.options = Options(self.config_name, config_name, options, renamed=self.renamed_options,
+                               aliases=self.option_aliases, owner=type(self).__name__)
+        opt = self.option
         self.scheduler = scheduler
         self.name = name
         self.batch = batch
@@ -142,12 +133,12 @@ class Job(ProcessInterface):
         self.tag = f"jqref-{uuid.uuid4().hex[:16]}"
         self.state = JobState.PENDING
 
-        self.cores = opt("cores", cores)
-        self.memory = opt("memory", memory)
+        self.cores = opt("cores")
+        self.memory = opt("memory")
         if self.cores is None or self.memory is None:
             raise ValueError(
                 "say how many cores and how much memory each job gets: "
-                "cores= and memory= (or jqref.%s.cores/memory in the dask config)" % self.config_name
+                "cores= and memory= (or jqref.%s.cores/memory in the dask config)" % self.options.section
             )
         self.cores = int(self.cores)
         if self.cores < 1:
@@ -158,41 +149,47 @@ class Job(ProcessInterface):
             raise ValueError(f"memory={self.memory!r} is not a size such as '4 GiB' or '500MB'") from None
         if self.memory_bytes <= 0:
             raise ValueError(f"memory must be positive, got {self.memory!r}")
-        self.processes = int(opt("processes", processes) or default_processes(self.cores))
+        self.processes = int(opt("processes") or default_processes(self.cores))
         if not 1 <= self.processes <= self.cores:
             raise ValueError(
                 f"processes={self.processes} must be between 1 and cores={self.cores}: "
                 "each worker needs at least one thread"
             )
-        self.job_name = _single_line("job_name", str(opt("name", job_name)))
-        self.queue = opt("queue", queue)
-        self.account = opt("account", account)
-        self.walltime = opt("walltime", walltime)
-        self.python = opt("python", python) or sys.executable
-        self.interface = opt("interface", interface)
-        self.nanny = opt("nanny", nanny)
-        self.protocol = opt("protocol", protocol)
-        self.death_timeout = opt("death_timeout", death_timeout)
-        self.local_directory = opt("local_directory", local_directory)
-        self.log_directory = opt("log_directory", log_directory)
-        self.shebang = _single_line("shebang", opt("shebang", shebang))
-        self.worker_extra_args = _as_list("worker_extra_args", opt("worker_extra_args", worker_extra_args))
-        self.job_extra_directives = opt("job_extra_directives", job_extra_directives)
-        self.job_directives_skip = _as_list("job_directives_skip", opt("job_directives_skip", job_directives_skip))
-        self.job_script_prologue = _as_list("job_script_prologue", opt("job_script_prologue", job_script_prologue))
-        self.submit_command_extra = _as_list("submit_command_extra", opt("submit_command_extra", submit_command_extra))
-        self.cancel_command_extra = _as_list("cancel_command_extra", opt("cancel_command_extra", cancel_command_extra))
+        self.job_name = single_line("job_name", str(opt("job_name")))
+        self.queue = opt("queue")
+        self.account = opt("account")
+        self.walltime = opt("walltime")
+        #: The compute nodes' interpreter as given (None: this one), and as shell words.
+        self.python = opt("python")
+        self.python_words = (shell.command("python", [self.python]) if self.python is not None
+                             else [shell.literal(sys.executable)])
+        if not self.python_words:
+            raise ValueError("python must name an interpreter, got an empty string")
+        self.worker_command = opt("worker_command")
+        self.interface = opt("interface")
+        self.nanny = opt("nanny")
+        self.protocol = opt("protocol")
+        self.death_timeout = opt("death_timeout")
+        self.local_directory = opt("local_directory")
+        self.shared_temp_directory = opt("shared_temp_directory")
+        self.log_directory = opt("log_directory")
+        self.shebang = single_line("shebang", opt("shebang"))
+        self.worker_extra_args = _as_list("worker_extra_args", opt("worker_extra_args"))
+        self.job_extra_directives = opt("job_extra_directives")
+        self.job_directives_skip = _as_list("job_directives_skip", opt("job_directives_skip"))
+        self.job_script_prologue = _as_list("job_script_prologue", opt("job_script_prologue"))
+        self.submit_command_extra = _as_list("submit_command_extra", opt("submit_command_extra"))
+        self.cancel_command_extra = _as_list("cancel_command_extra", opt("cancel_command_extra"))
         self.security = security
-        self.configure(**scheduler_specific)
+        self.configure()
         self.job_script()  # so that options no script can carry fail here, not at submission
 
-    def _option(self, key: str, value: Any) -> Any:
-        return lookup(self.config_name, key, value)
+    def option(self, name: str) -> Any:
+        """One of this job's options, resolved (keyword, config, default)."""
+        return self.options.get(name)
 
-    def configure(self, **options: Any) -> None:
-        """Take the scheduler-specific keyword arguments (e.g. SLURM's job_cpu)."""
-        if options:
-            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments: {', '.join(sorted(options))}")
+    def configure(self) -> None:
+        """Read the scheduler-specific options (e.g. SLURM's job_cpu) and check them."""
 
     # ---- what a scheduler module declares -------------------------------
 
@@ -240,32 +237,36 @@ class Job(ProcessInterface):
     def worker_threads(self) -> int:
         return self.cores // self.processes
 
-    def worker_command(self) -> list[str]:
-        argv = [self.python, "-m", "distributed.cli.dask_worker", self.scheduler or "SCHEDULER-ADDRESS"]
-        argv += ["--name", str(self.name), "--nthreads", str(self.worker_threads)]
-        argv += ["--memory-limit", str(self.worker_memory)]
-        if self.processes > 1:
-            argv += ["--nworkers", str(self.processes)]
-        argv.append("--nanny" if self.nanny else "--no-nanny")
+    def worker_words(self) -> list[str]:
+        """The command that starts the workers, as shell words (see `shell`
+        for what may expand in them)."""
+        words = [*self.python_words, "-m", *shell.command("worker_command", [self.worker_command])]
+        args = [self.scheduler or "SCHEDULER-ADDRESS", "--name", str(self.name),
+                "--nthreads", str(self.worker_threads), "--memory-limit", str(self.worker_memory)]
+        if self.worker_command == DASK_WORKER:  # other worker commands may not know these
+            if self.processes > 1:
+                args += ["--nworkers", str(self.processes)]
+            args.append("--nanny" if self.nanny else "--no-nanny")
         if self.death_timeout is not None:
-            argv += ["--death-timeout", f"{parse_timedelta(self.death_timeout):g}"]
-        for flag, value in (
-            ("--local-directory", self.local_directory),
-            ("--interface", self.interface),
-            ("--protocol", self.protocol),
-        ):
+            args += ["--death-timeout", f"{parse_timedelta(self.death_timeout):g}"]
+        for flag, value in (("--interface", self.interface), ("--protocol", self.protocol)):
             if value is not None:
-                argv += [flag, str(value)]
-        return argv + self.worker_extra_args
+                args += [flag, str(value)]
+        words += map(shell.literal, args)
+        if self.local_directory is not None:
+            words += ["--local-directory", shell.path("local_directory", self.local_directory)]
+        return words + shell.command("worker_extra_args", self.worker_extra_args)
 
     def skip_directives(self, lines: Iterable[str]) -> list[str]:
         """Drop the lines that contain any of `job_directives_skip`."""
         return [line for line in lines if not any(skip in line for skip in self.job_directives_skip)]
 
     def directive_lines(self) -> list[str]:
-        lines = [f"{self.directive_prefix} {shlex.join(tokens)}" for tokens in self.directives()]
+        # A line break would end the directive's comment line: what follows would run.
+        lines = [f"{self.directive_prefix} {shlex.join(single_line('directive', t) for t in tokens)}"
+                 for tokens in self.directives()]
         extras = _as_list("job_extra_directives", self.job_extra_directives)
-        lines += [f"{self.directive_prefix} {_single_line('job_extra_directives', extra)}" for extra in extras]
+        lines += [f"{self.directive_prefix} {single_line('job_extra_directives', extra)}" for extra in extras]
         return self.skip_directives(lines)
 
     def worker_environment(self) -> dict[str, str]:
@@ -277,8 +278,8 @@ class Job(ProcessInterface):
         return [
             *self.job_script_prologue,
             *(f"export {name}={shlex.quote(value)}" for name, value in self.worker_environment().items()),
-            _worker_versions_check(self.python),
-            "exec " + shlex.join(self.worker_command()),
+            _worker_versions_check(self.python_words),
+            "exec " + " ".join(self.worker_words()),
         ]
 
     def job_script(self) -> str:

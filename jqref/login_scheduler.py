@@ -34,7 +34,7 @@ class LoginNodeScheduler(ProcessInterface):
     the login node), `external_address` where this process does (a local
     forwarded port)."""
 
-    def __init__(self, runner, python: str, options: dict, security: Security | None = None,
+    def __init__(self, runner, python: list[str], options: dict, security: Security | None = None,
                  start_timeout: float = 120):
         super().__init__()
         self.runner = runner
@@ -51,15 +51,16 @@ class LoginNodeScheduler(ProcessInterface):
     async def start(self):
         spec = {"options": self.options,
                 "security": role_options(self.security, "scheduler") if self.security else None}
-        self.process = await asyncio.to_thread(
-            self.runner.spawn, [self.python, "-c", MAIN_SOURCE], stdin=json.dumps(spec) + "\n"
-        )
+        # Through sh, so that `python` expands as it does in job scripts ($HOME/...): its
+        # words are rendered by the policy in `shell`; the source is an argument, never shell text.
+        command = ["sh", "-c", f'exec {" ".join(self.python)} -c "$1"', "jqref-scheduler", MAIN_SOURCE]
+        self.process = await asyncio.to_thread(self.runner.spawn, command, stdin=json.dumps(spec) + "\n")
         try:
             started = json.loads(await asyncio.to_thread(self.process.read_line, self.start_timeout))
         except (CommandError, ValueError) as e:
             self.process.close()
             raise RuntimeError(f"the Dask scheduler on the login node ({self.runner.destination}) did not start: {e}\n"
-                               f"It runs {self.python} there, which needs the workers' environment "
+                               f"It runs {' '.join(self.python)} there, which needs the workers' environment "
                                "(the same Python and distributed as this one).") from None
         self.address = started["address"]
         self.pid = started["pid"]

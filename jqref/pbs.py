@@ -30,6 +30,7 @@ for backslashes: those are refused.
 
 from __future__ import annotations
 
+import os
 import re
 
 from .cluster import JobQueueCluster
@@ -117,13 +118,16 @@ class PBSJob(Job):
     # The Slurm-backed qsub cannot read a script from stdin.
     submit_reads_stdin = False
 
-    def configure(self, resource_type=None, resource_spec=None, **options):
-        super().configure(**options)
-        self.resource_type = self._option("resource_type", resource_type)
+    renamed_options = {"project": "account"}  # dask-jobqueue 0.9 deprecates project for -A
+
+    def configure(self):
+        # As dask-jobqueue: PBS's own variable names the account when nothing else does.
+        self.account = self.account or os.environ.get("PBS_ACCOUNT")
+        self.resource_type = self.option("resource_type")
         if self.resource_type not in ("select", "nodes"):
             raise ValueError(f"resource_type must be 'select' (PBS Pro/OpenPBS) or 'nodes' (Torque), "
                              f"got {self.resource_type!r}")
-        self.resource_spec = self._option("resource_spec", resource_spec)
+        self.resource_spec = self.option("resource_spec")
         if not _JOB_NAME.fullmatch(self.job_name) or len(self.job_name) > _MAX_JOB_NAME:
             raise ValueError(f"PBS job names are 1 to {_MAX_JOB_NAME} letters, digits and . _ + - "
                              f"(PBS refuses anything else): {self.job_name!r}")

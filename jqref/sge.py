@@ -40,13 +40,14 @@ class SGEJob(Job):
     submit_command = ("qsub", "-terse")
     cancel_command = ("qdel",)
 
-    def configure(self, pe=None, memory_resource=None, resource_spec=None, **options):
-        super().configure(**options)
+    option_aliases = {"project": "account"}  # dask-jobqueue's name for SGE's -P
+
+    def configure(self):
         if _BAD_NAME.search(self.job_name):
             raise ValueError(f"Grid Engine job names cannot contain whitespace or any of /:@\\*?: {self.job_name!r}")
-        self.pe = self._option("pe", pe)
-        self.memory_resource = self._option("memory_resource", memory_resource)
-        self.resource_spec = self._option("resource_spec", resource_spec)
+        self.pe = self.option("pe")
+        self.memory_resource = self.option("memory_resource")
+        self.resource_spec = self.option("resource_spec")
 
     def directive_lines(self):
         for tokens in self.directives():

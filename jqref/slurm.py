@@ -21,10 +21,11 @@ class SLURMJob(Job):
     submit_command = ("sbatch", "--parsable")
     cancel_command = ("scancel",)
 
-    def configure(self, job_cpu=None, job_mem=None, **options):
-        super().configure(**options)
-        self.job_cpu = int(self._option("job_cpu", job_cpu) or self.cores)
-        self.job_mem = self._option("job_mem", job_mem) or self.memory
+    renamed_options = {"project": "account"}  # dask-jobqueue 0.9 deprecates project for -A
+
+    def configure(self):
+        self.job_cpu = int(self.option("job_cpu") or self.cores)
+        self.job_mem = self.option("job_mem") or self.memory
 
     def directives(self):
         yield "--job-name", self.job_name

@@ -100,7 +100,7 @@ def test_jobs_get_a_notice_before_qdel_kills_them_and_turn_it_into_sigterm():
     j = job(worker_extra_args=["--lifetime", "1 h"])
     assert ["-notify"] in directives(j)
     body = j.job_script().split("\n\n", 2)[2].splitlines()
-    worker = shlex.join(j.worker_command())
+    worker = " ".join(j.worker_words())
     assert body[-7:] == [
         "trap '' USR2",
         worker + " &",
