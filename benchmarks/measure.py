@@ -218,7 +218,7 @@ def no_check_job():
 
     class NoCheckSLURMJob(SLURMJob):
         def shell_commands(self):
-            return [*self.job_script_prologue, "exec " + shlex.join(self.worker_command())]
+            return [*self.job_script_prologue, "exec " + " ".join(self.worker_words())]
     return NoCheckSLURMJob
 
 

@@ -113,6 +113,30 @@ def test_directives_take_effect_and_hostile_names_arrive_intact(make_cluster, cl
     wait_for(lambda: worker_names(client) == cluster.plan == {f"{name}-0"}, "the worker, named as in the spec")
 
 
+def test_dask_jobqueue_style_values_expand_in_the_job(make_cluster, client_for, testbed, job_name):
+    """`$VAR` in local_directory expands in the job's shell; worker_extra_args items are words."""
+    variable = testbed.job_variable
+    prefix = "/tmp/jqref-" if testbed.job_variable_is_id else ""  # else the variable is a directory
+    cluster = make_cluster(local_directory=f"{prefix}${{{variable}}}/w", worker_extra_args=["--resources GPU=2"])
+    client = client_for(cluster)
+    cluster.scale(jobs=1)
+    wait_for(lambda: worker_count(client) == 1, "1 worker")
+    (job_id,) = testbed.active_jobs(job_name)
+
+    def directory_and_variable(dask_worker, name=variable):
+        import os
+        return dask_worker.local_directory, os.environ.get(name, "")
+
+    ((directory, value),) = client.run(directory_and_variable).values()
+    assert value, f"the job has no ${variable}"
+    assert directory.startswith(f"{prefix}{value}/w/"), f"{directory} is not under {prefix}{value}/w"
+    if testbed.job_variable_is_id:
+        assert value.split(".")[0] == job_id.split(".")[0], f"${variable}={value} in job {job_id}"
+    (worker,) = client.scheduler_info()["workers"].values()
+    assert worker["resources"] == {"GPU": 2}
+    assert client.submit(lambda: "used", resources={"GPU": 2}).result(timeout=PATIENCE) == "used"
+
+
 def test_bad_input_is_refused_and_leaves_nothing(make_cluster, testbed, job_name):
     with pytest.raises(ValueError, match="not a size"):
         make_cluster(memory="plenty")

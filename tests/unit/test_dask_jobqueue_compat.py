@@ -12,7 +12,6 @@ arrives as the characters it is, or is refused with an error naming it.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import stat
@@ -352,3 +351,65 @@ def test_cluster_attributes_dask_jobqueue_users_read():
         assert cluster.job_header.rsplit("\n", 1)[0] in cluster.job_script()
         assert cluster.shared_temp_directory == "$HOME/.tmp"
         assert cluster.dashboard_link.startswith("http")
+
+
+# ---- every dask-jobqueue 0.9 keyword and config key ---------------------------
+
+#: dask-jobqueue 0.9's job keywords on every scheduler, with a value each
+#: (the deprecated ones last).
+COMMON_KEYWORDS = {
+    "cores": 2, "memory": "2GiB", "processes": 1, "nanny": True, "protocol": "tcp://", "interface": "eth0",
+    "death_timeout": 30, "local_directory": "$TMPDIR", "worker_command": "distributed.cli.dask_worker",
+    "worker_extra_args": ["--lifetime 1h"], "job_extra_directives": [], "job_script_prologue": ["true"],
+    "job_directives_skip": ["--nothing"], "log_directory": "/logs", "shebang": "#!/bin/bash", "python": "python3",
+    "job_name": "dj", "config_name": None,
+    "extra": [], "job_extra": [], "env_extra": [], "header_skip": [],
+}
+SCHEDULER_KEYWORDS = {
+    "slurm": {"queue": "q", "account": "a", "walltime": "00:10:00", "job_cpu": 2, "job_mem": "2GiB", "project": "p"},
+    "sge": {"queue": "q", "project": "p", "resource_spec": "h_vmem=1G", "walltime": "00:10:00"},
+    "pbs": {"queue": "q", "account": "a", "resource_spec": "select=1:ncpus=2", "walltime": "00:10:00", "project": "p"},
+    "htcondor": {"disk": "1GiB", "submit_command_extra": ["-verbose"], "cancel_command_extra": ["-forcex"],
+                 "job_extra_directives": {"+Site": '"x"'}, "job_extra": {}},
+}
+#: Cluster keywords (JobQueueCluster's own).
+CLUSTER_KEYWORDS = {"n_workers": 0, "loop": None, "security": None, "shared_temp_directory": "/shared",
+                    "silence_logs": "error", "name": "dj", "asynchronous": False, "dashboard_address": ":0",
+                    "host": None, "scheduler_options": {}, "interface": None, "protocol": None, "config_name": None}
+#: The keys of jobqueue.yaml's section for each scheduler, and the other keys its code reads.
+CONFIG_KEYS = {
+    "common": ["name", "cores", "memory", "processes", "python", "interface", "death-timeout", "local-directory",
+               "shared-temp-directory", "extra", "worker-command", "worker-extra-args", "shebang", "env-extra",
+               "job-script-prologue", "job-extra", "job-extra-directives", "job-directives-skip", "header-skip",
+               "log-directory", "scheduler-options"],
+    "slurm": ["queue", "account", "walltime", "job-cpu", "job-mem", "project"],
+    "sge": ["queue", "project", "resource-spec", "walltime"],
+    "pbs": ["queue", "account", "resource-spec", "walltime", "project"],
+    "htcondor": ["disk", "submit-command-extra", "cancel-command-extra"],
+}
+
+
+def test_every_dask_jobqueue_keyword_is_accepted(scheduler):
+    keywords = {**COMMON_KEYWORDS, **SCHEDULER_KEYWORDS[scheduler]}
+    if scheduler == "htcondor":
+        keywords["job_directives_skip"] = ["+Nothing"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        job = JOBS[scheduler](SCHEDULER, "w", **keywords)
+        cluster = CLUSTERS[scheduler](**{**keywords, **CLUSTER_KEYWORDS})
+    assert "--lifetime 1h" in job.job_script()
+    cluster.close()
+
+
+def test_every_dask_jobqueue_config_key_is_accepted(scheduler):
+    samples = {**CLUSTER_KEYWORDS, **COMMON_KEYWORDS, **SCHEDULER_KEYWORDS[scheduler]}
+    samples.update(job_directives_skip=[], header_skip=[], shared_temp_directory="/shared")
+    section = {key: samples["job_name" if key == "name" else key.replace("-", "_")]
+               for key in CONFIG_KEYS["common"] + CONFIG_KEYS[scheduler]}
+    assert all(value is not None for value in section.values())  # a None key would not be checked
+    section.update({"cores": 3, "memory": "3GiB", "worker-extra-args": ["--lifetime 2h"],
+                    "job-script-prologue": ["echo from-config"], "scheduler-options": {"dashboard_address": ":0"}})
+    with dask.config.set({f"jobqueue.{scheduler}": section}), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        script = JOBS[scheduler](SCHEDULER, "w").job_script()
+    assert "--lifetime 2h" in script and "echo from-config" in script

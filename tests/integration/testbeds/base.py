@@ -24,6 +24,10 @@ class Testbed:
     cancel_lets_worker_close = True
     #: Whether cancelling a running job always signals it before killing it.
     cancel_signals_first = True
+    #: A variable the batch system sets in every job, and whether it holds the
+    #: job's id as the queue shows it (else a per-job scratch directory).
+    job_variable = "SLURM_JOB_ID"
+    job_variable_is_id = True
 
     def __init__(self, runner: Runner):
         self.runner = runner

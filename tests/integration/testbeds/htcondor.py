@@ -29,6 +29,8 @@ class HTCondor(Testbed):
     cluster_cls = HTCondorCluster
     queue = None  # HTCondor has no queues
     unknown_queue_error = "HTCondor has no queues"
+    job_variable = "_CONDOR_SCRATCH_DIR"
+    job_variable_is_id = False
 
     def _ads(self, *args):
         out = self.run("condor_q", "-allusers", *args, "-json",

@@ -66,6 +66,8 @@ class PBS(Testbed):
         self.flavor = "openpbs" if version.ok and "pbs_version" in version.stdout else "compat"
         if self.flavor == "compat":
             warnings.warn(COMPAT_NOTE, stacklevel=2)
+        # The Slurm-backed wrapper leaves the job Slurm's environment.
+        self.job_variable = "PBS_JOBID" if self.flavor == "openpbs" else "SLURM_JOB_ID"
 
     def _qstat(self, *job_ids: str) -> dict[str, dict[str, str]]:
         result = self.runner.run_blocking(["qstat", "-f", *job_ids], timeout=60)

@@ -29,6 +29,7 @@ class SGE(Testbed):
     queue = "all.q"
     unknown_queue_error = "unknown queue"
     hostile_name_suffix = "$(x)`y`;&|"  # Grid Engine refuses whitespace and quotes in names
+    job_variable = "JOB_ID"
     # Observed on SGE 8.1.9: the nanny gets the SIGTERM the job script makes of
     # qdel's notice, but the worker process ends before it logs closing.
     cancel_lets_worker_close = False
