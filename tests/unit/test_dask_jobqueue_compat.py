@@ -353,6 +353,15 @@ def test_cluster_attributes_dask_jobqueue_users_read():
         assert cluster.dashboard_link.startswith("http")
 
 
+def test_job_queue_cluster_with_a_job_class():
+    from jqref import JobQueueCluster
+
+    with JobQueueCluster(job_cls=SGEJob, cores=1, memory="1GiB", scheduler_options={"dashboard_address": ":0"},
+                         worker_command="dask_cuda.cli worker") as cluster:
+        assert cluster.job_cls is SGEJob and "#$ -pe smp 1" in cluster.job_header
+        assert "-m dask_cuda.cli worker" in cluster.job_script()
+
+
 # ---- every dask-jobqueue 0.9 keyword and config key ---------------------------
 
 #: dask-jobqueue 0.9's job keywords on every scheduler, with a value each
