@@ -127,15 +127,21 @@ def _split(what: str, text: str) -> list[tuple[str, list[Part]]]:
         elif char == "~" and parts is None and (tilde := _TILDE.match(text, i)):
             prefix, parts = tilde.group(0), []
             i = tilde.end()
-        elif char == "$" and (reference := _REFERENCE.match(text, i)):
-            add(Reference(reference.group(1) or reference.group(2)))
-            i = reference.end()
         else:
-            add(char)
-            i += 1
+            i = _reference_or_character(text, i, add)
     if parts is not None:
         words.append((prefix, parts))
     return words
+
+
+def _reference_or_character(text: str, i: int, add) -> int:
+    """Add the `$NAME`/`${NAME}` at `i`, or else the one character there; return the next index."""
+    reference = _REFERENCE.match(text, i)
+    if reference:
+        add(Reference(reference.group(1) or reference.group(2)))
+        return reference.end()
+    add(text[i])
+    return i + 1
 
 
 def _double_quoted(what: str, text: str, i: int, add) -> int:
@@ -148,12 +154,8 @@ def _double_quoted(what: str, text: str, i: int, add) -> int:
         if char == "\\" and i + 1 < len(text) and text[i + 1] in '\\"`$':
             add(text[i + 1])
             i += 2
-        elif char == "$" and (reference := _REFERENCE.match(text, i)):
-            add(Reference(reference.group(1) or reference.group(2)))
-            i = reference.end()
         else:
-            add(char)
-            i += 1
+            i = _reference_or_character(text, i, add)
     raise ValueError(f"{what}: unbalanced double quote in {text!r}")
 
 
