@@ -2,10 +2,8 @@
 
 One long-lived connection per login host carries every command as its own
 channel, at most `max_sessions` at a time (below sshd's MaxSessions).
-Authentication and hosts follow OpenSSH: ``~/.ssh/config`` (HostName, User,
-Port, IdentityFile, UserKnownHostsFile, ProxyJump chains), the agent, and
-known_hosts checked on every hop. An unknown or changed host key is refused
-unless the caller opts in to trusting new hosts.
+Authentication and hosts follow OpenSSH: the ssh config as `ssh_config`
+resolves it, the agent, and known_hosts checked on every hop.
 
 Commands are argv lists joined with shell quoting. The remote side always
 runs them through the user's shell (that is how SSH works), so each one is
@@ -13,8 +11,8 @@ quoted word by word and preceded by a marker line: anything start-up files
 print before the marker is not mistaken for the command's output.
 
 The same connection also carries long-running commands (`spawn`, e.g. a Dask
-scheduler on the login node) and local port forwards (`forward`), like
-``ssh -L``, without another login.
+scheduler on the login node; see `ssh_process`) and local port forwards
+(`forward`, like ``ssh -L``; see `port_forward`), without another login.
 """
 
 from __future__ import annotations
@@ -24,89 +22,25 @@ import contextlib
 import logging
 import os
 import posixpath
-import queue
 import select
 import shlex
 import socket
 import threading
 import time
 import uuid
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import paramiko
 
-from .runners import DEFAULT_TIMEOUT, CommandError, CommandResult, CommandTimeout, ConnectionLost, _checked_argv
+from .port_forward import PortForward
+from .runners import DEFAULT_TIMEOUT, CommandResult, CommandTimeout, ConnectionLost, _checked_argv
+from .ssh_config import Hop, TrustNewHosts, hops_to
+from .ssh_process import RemoteProcess
 
 logger = logging.getLogger(__name__)
 
-
-class TrustNewHosts(paramiko.MissingHostKeyPolicy):
-    """Explicit opt-in only: accept a host seen for the first time and record it
-    in `known_hosts`. A *changed* key is still refused (paramiko raises
-    BadHostKeyException before asking any policy)."""
-
-    def __init__(self, known_hosts: str):
-        self.known_hosts = known_hosts
-
-    def missing_host_key(self, client, hostname, key):
-        logger.warning("trusting new host key %s %s for %s", key.get_name(), key.fingerprint, hostname)
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        os.makedirs(os.path.dirname(self.known_hosts), mode=0o700, exist_ok=True)
-        client.save_host_keys(self.known_hosts)
-
-
-@dataclass(frozen=True)
-class Hop:
-    """One SSH server to log in to, as OpenSSH would resolve it."""
-
-    hostname: str
-    port: int = 22
-    user: str | None = None
-    identity_files: tuple[str, ...] = ()
-    known_hosts: tuple[str, ...] = ()
-    jumps: tuple[str, ...] = field(default=(), compare=False)
-
-
-def _split_destination(destination: str) -> tuple[str | None, str, int | None]:
-    """'[user@]host[:port]' or 'ssh://[user@]host[:port]'."""
-    destination = destination.removeprefix("ssh://")
-    user, _, host = destination.rpartition("@")
-    port = None
-    if host.count(":") == 1:
-        host, _, port_text = host.partition(":")
-        port = int(port_text)
-    if not host:
-        raise ValueError(f"no host in SSH destination {destination!r}")
-    return user or None, host, port
-
-
-def resolve(destination: str, config: paramiko.SSHConfig, known_hosts: tuple[str, ...] = ()) -> Hop:
-    """What `ssh destination` would connect to, from the ssh config."""
-    user, alias, port = _split_destination(destination)
-    options = config.lookup(alias)
-    jumps = options.get("proxyjump", "none")
-    files = tuple(os.path.expanduser(f) for f in options.get("userknownhostsfile", "~/.ssh/known_hosts").split())
-    return Hop(
-        hostname=options.get("hostname", alias),
-        port=port or int(options.get("port", 22)),
-        user=user or options.get("user"),
-        identity_files=tuple(os.path.expanduser(f) for f in options.get("identityfile", [])),
-        known_hosts=known_hosts + files,
-        jumps=() if jumps.lower() == "none" else tuple(j.strip() for j in jumps.split(",")),
-    )
-
-
-def hops_to(destination: str, config: paramiko.SSHConfig, known_hosts: tuple[str, ...] = (), depth: int = 0) -> list[Hop]:
-    """Every server on the way to `destination`, jump hosts first."""
-    if depth > 8:
-        raise ValueError(f"ProxyJump chain to {destination!r} is too long (a loop?)")
-    target = resolve(destination, config, known_hosts)
-    hops: list[Hop] = []
-    for jump in target.jumps:
-        hops += hops_to(jump, config, known_hosts, depth + 1)
-    return [*hops, target]
+#: The longest wait between two attempts to open a channel that sshd refused.
+MAX_CHANNEL_RETRY_DELAY = 0.5
 
 
 class SSHRunner:
@@ -244,27 +178,33 @@ class SSHRunner:
             return shlex.join(["bash", "-l", "-c", inner])
         return inner
 
-    def _open_channel(self) -> paramiko.Channel:
-        """A new channel on the live connection. sshd refuses channels for a
-        moment when many just closed (they still count against MaxSessions):
-        that is retried on the same connection, which is dropped only if it
-        is really dead. Nothing has run yet, so retrying is safe."""
-        for attempt in range(5):
+    def _open_channel(self, argv: tuple[str, ...], timeout: float) -> paramiko.Channel:
+        """A new channel on the live connection for `argv`, which has not been
+        sent yet. sshd refuses channels for a moment when many just closed
+        (they still count against MaxSessions): that is retried on the same
+        connection, which is dropped only if it is really dead, for up to the
+        command's `timeout`. Nothing has been sent, so retrying is always safe;
+        the `ConnectionLost` at the deadline says so, for callers to retry too."""
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while True:
             transport = self._transport()
             try:
                 return transport.open_session(timeout=self.connect_timeout)
-            except (paramiko.SSHException, EOFError, OSError):
+            except (paramiko.SSHException, EOFError, OSError) as e:
                 if not transport.is_active():
                     self._drop()
-                if attempt == 4:
-                    raise
-                time.sleep(0.05 * 2**attempt)
-        raise AssertionError("unreachable")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ConnectionLost(argv, f"the SSH channel could not be opened within {timeout:g} s, "
+                                               f"so the command was not sent: {e}") from e
+                time.sleep(min(delay, left))
+                delay = min(2 * delay, MAX_CHANNEL_RETRY_DELAY)
 
     def _exec(self, argv: tuple[str, ...], stdin: str | None, timeout: float) -> CommandResult:
         marker = f"jqref-{uuid.uuid4().hex}"
         with self._sessions:
-            channel = self._open_channel()
+            channel = self._open_channel(argv, timeout)
             with channel:
                 try:
                     channel.exec_command(self._command_line(argv, marker))
@@ -362,7 +302,7 @@ class SSHRunner:
         It does not take one of the `max_sessions` command slots."""
         argv = _checked_argv(argv)
         marker = f"jqref-{uuid.uuid4().hex}"
-        channel = self._open_channel()
+        channel = self._open_channel(argv, self.timeout)
         channel.exec_command(self._command_line(argv, marker))
         if stdin:
             channel.sendall(stdin.encode())
@@ -380,134 +320,3 @@ class SSHRunner:
             forward.close()
         self._drop()
         self._pool.shutdown(wait=False)
-
-
-class RemoteProcess:
-    """A command left running on the login node over its own channel.
-
-    stdout is read line by line (`read_line`); stderr is kept as a short tail
-    for error messages. Closing stdin, or losing the connection, is what the
-    command sees when its client is gone.
-    """
-
-    def __init__(self, channel: paramiko.Channel, argv: tuple[str, ...], marker: str):
-        self.channel = channel
-        self.argv = argv
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self.stderr_tail: deque[str] = deque(maxlen=40)
-        self._reader = threading.Thread(target=self._read, args=(marker,), daemon=True, name="jqref-ssh-spawn")
-        self._reader.start()
-
-    def _read(self, marker: str) -> None:
-        out, err = b"", b""
-        started = False
-        while True:
-            select.select([self.channel], [], [], 0.5)
-            got_data = False
-            while self.channel.recv_stderr_ready():
-                err += self.channel.recv_stderr(65536)
-                *lines, err = err.split(b"\n")
-                self.stderr_tail.extend(line.decode(errors="replace") for line in lines)
-                got_data = True
-            if self.channel.recv_ready():
-                chunk = self.channel.recv(65536)
-                if not chunk:
-                    break
-                out += chunk
-                *lines, out = out.split(b"\n")
-                for line in (line.decode(errors="replace") for line in lines):
-                    if started:
-                        self._lines.put(line)
-                    started = started or line == marker
-                got_data = True
-            if not got_data and (self.channel.closed or self.channel.exit_status_ready()
-                                 or not self.channel.get_transport().is_active()):
-                break
-        self._lines.put(None)
-
-    def read_line(self, timeout: float) -> str:
-        """The next line of output; an error with the command's stderr if it
-        exited first or said nothing within `timeout` seconds."""
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise CommandTimeout(self.argv, timeout) from None
-        if line is None:
-            self._lines.put(None)
-            status = self.channel.recv_exit_status() if self.channel.exit_status_ready() else -1
-            raise CommandError(CommandResult(self.argv, status, "", "\n".join(self.stderr_tail)), "exited")
-        return line
-
-    def close_stdin(self) -> None:
-        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-            self.channel.shutdown_write()
-
-    def wait(self, timeout: float) -> bool:
-        """Whether the command exited within `timeout` seconds."""
-        self._reader.join(timeout)
-        return not self._reader.is_alive()
-
-    def close(self) -> None:
-        self.channel.close()
-
-
-class PortForward:
-    """A local listening port whose connections are carried over the SSH
-    connection to a host and port as the login node reaches them."""
-
-    def __init__(self, runner: SSHRunner, remote_host: str, remote_port: int):
-        self.runner = runner
-        self.remote = (remote_host, remote_port)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.local_port = self._listener.getsockname()[1]
-        self._open: set[tuple[socket.socket, paramiko.Channel]] = set()
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True, name=f"jqref-forward-{self.local_port}").start()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                conn, peer = self._listener.accept()
-            except OSError:
-                return
-            try:
-                channel = self.runner._transport().open_channel("direct-tcpip", self.remote, peer)
-            except Exception as e:  # the far end refused or the link is down: this connection fails, not the forward
-                logger.warning("forwarding to %s:%d over SSH failed: %s", *self.remote, e)
-                conn.close()
-                continue
-            threading.Thread(target=self._pump, args=(conn, channel), daemon=True).start()
-
-    def _pump(self, conn: socket.socket, channel: paramiko.Channel) -> None:
-        pair = (conn, channel)
-        self._open.add(pair)
-        try:
-            while True:
-                readable, _, _ = select.select([conn, channel], [], [], 1.0)
-                if conn in readable:
-                    data = conn.recv(65536)
-                    if not data:
-                        break
-                    channel.sendall(data)
-                if channel in readable:
-                    data = channel.recv(65536)
-                    if not data:
-                        break
-                    conn.sendall(data)
-                if self._closed:
-                    break
-        except (OSError, EOFError, paramiko.SSHException) as e:
-            logger.debug("forwarded connection to %s:%d ended: %s", *self.remote, e)
-        finally:
-            self._open.discard(pair)
-            channel.close()
-            conn.close()
-
-    def close(self) -> None:
-        self._closed = True
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; close alone may not
-        self._listener.close()
-        for conn, channel in list(self._open):
-            channel.close()
-            conn.close()

@@ -3,7 +3,7 @@
 import socket
 import threading
 
-from jqref.ssh import PortForward
+from jqref.port_forward import PortForward
 
 
 class DirectTransport:

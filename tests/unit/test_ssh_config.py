@@ -3,7 +3,8 @@
 import paramiko
 import pytest
 
-from jqref.ssh import SSHRunner, hops_to
+from jqref.ssh import SSHRunner
+from jqref.ssh_config import hops_to
 
 CONFIG = """
 Host cluster

@@ -1,0 +1,86 @@
+"""Opening a command's channel when sshd refuses it for a while, with stubs
+standing in for paramiko's client and transport."""
+
+import time
+
+import paramiko
+import pytest
+
+from jqref import ConnectionLost, SSHRunner, ssh
+
+
+class RefusingTransport:
+    """Refuses the first `refusals` channels, as sshd does while closed sessions
+    still count against MaxSessions, then opens them."""
+
+    def __init__(self, refusals: int, active: bool = True):
+        self.refusals = refusals
+        self.active = active
+        self.attempts = 0
+
+    def is_active(self):
+        return self.active
+
+    def open_session(self, timeout=None):
+        self.attempts += 1
+        if self.attempts <= self.refusals:
+            raise paramiko.ChannelException(1, "open failed")
+        return f"channel {self.attempts}"
+
+
+class DroppingTransport(RefusingTransport):
+    """The link drops while a channel is being opened."""
+
+    def open_session(self, timeout=None):
+        self.active = False
+        raise EOFError
+
+
+class StubClient:
+    def __init__(self, transport):
+        self.transport = transport
+        self.closed = False
+
+    def get_transport(self):
+        return self.transport
+
+    def close(self):
+        self.closed = True
+
+
+def connected_runner(transport) -> SSHRunner:
+    runner = SSHRunner("host.example", config_file=None)
+    runner._clients = [StubClient(transport)]
+    return runner
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch):
+    """Dozens of refusals in well under a second: the retry logic is the same at any pace."""
+    monkeypatch.setattr(ssh, "MAX_CHANNEL_RETRY_DELAY", 0.01)
+
+
+def test_refused_opens_are_retried_on_the_same_connection_until_one_succeeds():
+    transport = RefusingTransport(refusals=12)
+    runner = connected_runner(transport)
+    assert runner._open_channel(("squeue",), timeout=10) == "channel 13"
+    assert not runner._clients[0].closed, "a refusal does not drop a live connection"
+
+
+def test_refusals_past_the_deadline_fail_the_command_as_not_sent():
+    transport = RefusingTransport(refusals=10**9)
+    runner = connected_runner(transport)
+    started = time.monotonic()
+    with pytest.raises(ConnectionLost, match=r"could not be opened within 0\.3 s, so the command was not sent"):
+        runner.run_blocking(["squeue"], timeout=0.3)
+    assert 0.3 <= time.monotonic() - started < 1.5
+    assert transport.attempts > 5
+
+
+def test_a_dead_connection_is_dropped_and_opened_again(monkeypatch):
+    fresh = RefusingTransport(refusals=0)
+    runner = connected_runner(DroppingTransport(refusals=0))
+    old_client = runner._clients[0]
+    monkeypatch.setattr(runner, "_open", lambda: setattr(runner, "_clients", [StubClient(fresh)]))
+    assert runner._open_channel(("squeue",), timeout=10) == "channel 1"
+    assert old_client.closed and fresh.attempts == 1
