@@ -1,10 +1,12 @@
 """The jobs one cluster has in a batch system: submitted, polled, cancelled.
 
 All jobs of a cluster are polled with one batched status command per
-interval. A job the batch system reports as over (failed, cancelled from
-outside, or simply gone from the queue) is handed to `on_ended` so the
-cluster can replace it. A poll that fails says nothing about the jobs and
-changes nothing.
+interval, and jobs cancelled at the same moment (a scale-down, `close()`)
+are cancelled with one command: either is split into chunks only when its
+ids would make too long a command line. A job the batch system reports as
+over (failed, cancelled from outside, or simply gone from the queue) is
+handed to `on_ended` so the cluster can replace it. A poll that fails says
+nothing about the jobs and changes nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from .job import Job, JobState
 from .records import JobRecord
@@ -23,8 +26,36 @@ from .runners import CommandError, ConnectionLost, Runner
 logger = logging.getLogger(__name__)
 
 
+#: Ids one command may name: far below ARG_MAX, and short enough for any
+#: sshd and login shell to take as one command line.
+MAX_IDS_PER_COMMAND = 500
+MAX_ID_CHARACTERS_PER_COMMAND = 16_000
+
+
 class JobCancelError(RuntimeError):
     """Some jobs could not be cancelled, or are still in the queue after cancelling."""
+
+
+def chunks(ids: Sequence[str], max_ids: int = MAX_IDS_PER_COMMAND,
+           max_characters: int = MAX_ID_CHARACTERS_PER_COMMAND) -> list[list[str]]:
+    """`ids` in order, cut into runs that each fit one command line."""
+    runs: list[list[str]] = []
+    size = 0
+    for job_id in ids:
+        if not runs or len(runs[-1]) == max_ids or size + len(job_id) + 1 > max_characters:
+            runs.append([])
+            size = 0
+        runs[-1].append(job_id)
+        size += len(job_id) + 1
+    return runs
+
+
+@dataclass
+class _CancelRound:
+    """The cancels asked for in one moment: one command per chunk for all of them."""
+
+    jobs: dict[str, Job] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class BatchQueue:
@@ -46,8 +77,10 @@ class BatchQueue:
         #: Jobs we asked the batch system to cancel and have not yet seen leave.
         self.cancelled: dict[str, Job] = {}
         self.cancel_errors: list[str] = []
+        self._cancel_round: _CancelRound | None = None
         self.polls = 0
         self.submitted = 0
+        self.cancel_commands = 0
         BatchQueue._instances.add(self)
 
     async def submit(self, job: Job) -> str:
@@ -92,26 +125,55 @@ class BatchQueue:
                     raise
 
     async def cancel(self, job: Job) -> None:
-        """Cancel one job; a failure is recorded and logged, not raised, so that
+        """Cancel one job, together with every other job whose cancel is asked
+        for in the same moment (SpecCluster closes the jobs of a scale-down
+        concurrently). A failure is recorded and logged, not raised, so that
         closing a cluster goes on to cancel the rest and then reports them all."""
         if job.job_id is None or job.job_id not in self.active:
             return
-        argv = job.cancel_argv([job.job_id])
+        leader = self._cancel_round is None
+        if leader:
+            self._cancel_round = _CancelRound()
+        cancel_round = self._cancel_round
+        cancel_round.jobs[job.job_id] = job
+        if not leader:
+            await cancel_round.done.wait()
+            return
+        await asyncio.sleep(0)  # the other cancels of this moment, started together, join the round
+        self._cancel_round = None
+        try:
+            for chunk in chunks(list(cancel_round.jobs)):
+                await self._cancel_chunk({job_id: cancel_round.jobs[job_id] for job_id in chunk})
+        finally:
+            cancel_round.done.set()
+
+    async def _cancel_chunk(self, jobs: dict[str, Job]) -> None:
+        """One cancel command for `jobs`. If it fails for several, they are
+        cancelled one by one: some batch systems fail the whole command when
+        one of its jobs has just left, and each job's outcome must be known."""
+        argv = next(iter(jobs.values())).cancel_argv(list(jobs))
+        self.cancel_commands += 1
         try:
             try:
                 result = await self.runner.run(argv)
             except ConnectionLost:  # cancelling twice is harmless
                 result = await self.runner.run(argv)
-        except CommandError as e:  # no answer: the job is still ours to cancel
+        except CommandError as e:  # no answer: the jobs are still ours to cancel
             result = e.result
-        if result.ok or self.job_cls.already_gone(result):
-            # A poll may have seen it end while we were cancelling.
-            self.active.pop(job.job_id, None)
-            self.cancelled[job.job_id] = job
+        if result.ok or (len(jobs) == 1 and self.job_cls.already_gone(result)):
+            for job_id, job in jobs.items():
+                # A poll may have seen it end while we were cancelling.
+                self.active.pop(job_id, None)
+                self.cancelled[job_id] = job
+            return
+        if len(jobs) > 1:
+            for job_id, job in jobs.items():
+                await self._cancel_chunk({job_id: job})
             return
         message = str(CommandError(result))
         self.cancel_errors.append(message)
-        logger.error("could not cancel job %s (%s): %s", job.job_id, job.name, message)
+        ((job_id, job),) = jobs.items()
+        logger.error("could not cancel job %s (%s): %s", job_id, job.name, message)
 
     def _save_record(self) -> None:
         if self.record is not None:
@@ -122,8 +184,10 @@ class BatchQueue:
         ids = [*self.active, *self.cancelled]
         if not ids:
             return
-        result = await self.runner.run(self.job_cls.status_command(ids))
-        states = self.job_cls.parse_states(result, ids)
+        states = {}
+        for chunk in self._status_chunks(ids):
+            result = await self.runner.run(self.job_cls.status_command(chunk))
+            states.update(self.job_cls.parse_states(result, chunk))
         self.polls += 1
         changed = False
         for job_id in ids:
@@ -144,6 +208,13 @@ class BatchQueue:
                     changed = True
         if changed:
             self._save_record()
+
+    def _status_chunks(self, ids: list[str]) -> list[list[str]]:
+        """One status command for all ids unless naming them all would make
+        too long a command line (SGE's lists every job and names none)."""
+        if len(" ".join(self.job_cls.status_command(ids))) <= MAX_ID_CHARACTERS_PER_COMMAND:
+            return [ids]
+        return chunks(ids)
 
     async def watch(self, interval: float) -> None:
         """Poll forever; meant to run as a task that the owner cancels."""
@@ -180,10 +251,10 @@ class BatchQueue:
         """Last resort at interpreter exit, when no event loop is left."""
         if not self.active:
             return
-        jobs = list(self.active.values())
-        result = self.runner.run_blocking(jobs[0].cancel_argv(list(self.active)))
-        if result.ok:
-            self.cancelled.update(self.active)
-            self.active.clear()
-        else:
-            logger.error("could not cancel jobs at exit: %s", CommandError(result))
+        template = next(iter(self.active.values()))
+        for chunk in chunks(list(self.active)):
+            result = self.runner.run_blocking(template.cancel_argv(chunk))
+            if result.ok:
+                self.cancelled.update({job_id: self.active.pop(job_id) for job_id in chunk})
+            else:
+                logger.error("could not cancel jobs at exit: %s", CommandError(result))

@@ -146,3 +146,64 @@ def test_interrupted_submission_that_never_arrived_is_submitted_again():
     batch = BatchQueue(SLURMJob, runner)
     assert run(batch.submit(job(batch))) == "42"
     assert [c[0] for c in runner.calls] == ["sbatch", "squeue", "sbatch"]
+
+
+def test_chunks_keep_order_and_fit_a_command_line():
+    from jqref.batch import chunks
+
+    ids = [str(i) for i in range(1, 1201)]
+    assert chunks(ids) == [ids[:500], ids[500:1000], ids[1000:]]
+    long_ids = [f"{i}.pbs-server.example.org" for i in range(700)]
+    runs = chunks(long_ids, max_characters=1000)
+    assert [job_id for run in runs for job_id in run] == long_ids
+    assert all(len(" ".join(run)) < 1000 for run in runs) and len(runs) > 1
+    assert chunks([]) == []
+
+
+def submitted_jobs(batch, runner, n):
+    jobs = [job(batch, f"w-{i}") for i in range(n)]
+    runner.results[:0] = [(0, f"{i + 1}\n", "") for i in range(n)]
+
+    async def submit_all():
+        for j in jobs:
+            j.job_id = await batch.submit(j)
+    run(submit_all())
+    return jobs
+
+
+def test_jobs_closed_together_are_cancelled_with_one_command():
+    runner = ScriptedRunner((0, "", ""))
+    batch = BatchQueue(SLURMJob, runner)
+    jobs = submitted_jobs(batch, runner, 3)
+
+    async def close_together():
+        await asyncio.gather(*(j.close() for j in jobs))
+
+    run(close_together())
+    assert runner.calls[3:] == [["scancel", "1", "2", "3"]]
+    assert set(batch.cancelled) == {"1", "2", "3"} and batch.cancel_commands == 1
+
+
+def test_a_failed_cancel_of_several_jobs_is_retried_one_by_one_to_know_which_failed():
+    runner = ScriptedRunner((1, "", "scancel: error: Kill job error on job id 2"), (0, "", ""),
+                            (1, "", "scancel: error: Access/permission denied"))
+    batch = BatchQueue(SLURMJob, runner)
+    jobs = submitted_jobs(batch, runner, 2)
+
+    async def close_together():
+        await asyncio.gather(*(batch.cancel(j) for j in jobs))
+
+    run(close_together())
+    assert runner.calls[2:] == [["scancel", "1", "2"], ["scancel", "1"], ["scancel", "2"]]
+    assert list(batch.cancelled) == ["1"] and list(batch.active) == ["2"]
+    assert "permission denied" in batch.cancel_errors[0]
+
+
+def test_a_poll_of_many_jobs_is_chunked_only_when_its_command_line_would_be_too_long():
+    batch = BatchQueue(SLURMJob, ScriptedRunner())
+    few = [str(i) for i in range(100)]
+    many = [str(10**6 + i) for i in range(3000)]
+    assert batch._status_chunks(few) == [few]
+    assert len(batch._status_chunks(many)) == 6
+    from jqref.sge import SGEJob
+    assert BatchQueue(SGEJob, ScriptedRunner())._status_chunks(many) == [many]  # qstat -xml names no ids
