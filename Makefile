@@ -42,11 +42,18 @@ up-%: ## Bring a testbed up and wait until it runs jobs (e.g. make up-slurm)
 down-%: ## Remove a testbed, its containers and volumes
 	scripts/testbed.sh down $*
 
-test-%: install ## Bring a testbed up, run the suite on it (MODE=local|ssh, default both), tear it down (KEEP=1 keeps it)
-	scripts/testbed.sh test $* $(PYTEST_ARGS)
+# The suite brings its testbed up itself (pytest-docker) and tears down what it started.
+SUITE = $(VENV)/bin/python -m pytest tests/integration --scheduler $* -v --timeout 900 $(if $(filter 1,$(KEEP)),--keep-testbed)
+
+test-%: install ## Bring a testbed up, run the suite on it (MODE=local|ssh|both, default both), tear it down (KEEP=1 keeps it)
+	$(SUITE) --mode $(or $(MODE),both) $(PYTEST_ARGS)
 
 test-isolated-%: install ## The suite over SSH with the scheduler on the login node, compute nodes unable to reach this machine
-	ISOLATED=1 scripts/testbed.sh test $* $(PYTEST_ARGS)
+	$(SUITE) --isolated $(PYTEST_ARGS)
+
+run-%: ## Run another project's command in a testbed, brought up if needed: CMD='...' [WHEELS=dir] [TREE=dir]
+	scripts/testbed.sh up $*
+	scripts/testbed.sh run $*
 
 logs-%: ## Show a testbed's daemon logs
 	scripts/testbed.sh logs $*

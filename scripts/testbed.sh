@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Drive one testbed: testbed.sh up|down|test|logs|shell|ready|exec SCHEDULER [args]
+# Drive one testbed: testbed.sh up|down|prepare|access|run|logs|shell|ready|exec SCHEDULER [args]
 #
-# `test` runs the end-to-end suite in both modes: local (pytest on the login
-# node) and ssh (pytest here, submitting over SSH); MODE=local|ssh picks one.
+# The suite brings its testbed up itself (pytest tests/integration --scheduler
+# S, through pytest-docker): it calls `prepare` before `docker compose up` and
+# `access` after, the steps that need this machine rather than compose. `up`
+# and `down` are the same for people and benchmarks; `run` runs another
+# project's command in a testbed (see README, "Testbeds for other projects").
 #
 # Everything common to the testbeds lives here; a testbed is a folder
 # docker/<scheduler>/ with a compose.yaml whose submit host is the service
@@ -12,7 +15,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-action=${1:?usage: testbed.sh up|down|test|logs|shell|ready|exec SCHEDULER [args]}
+action=${1:?usage: testbed.sh up|down|prepare|access|run|logs|shell|ready|exec SCHEDULER [args]}
 sched=${2:?usage: testbed.sh ACTION SCHEDULER}
 shift 2
 dir="$here/docker/$sched"
@@ -24,12 +27,11 @@ READY_TIMEOUT=${READY_TIMEOUT:-300}
 # TESTBED_PROJECT runs a second instance of a testbed beside the first (e.g. for benchmarks).
 # ISOLATED=1 is the variant whose compute nodes cannot reach this machine
 # (docker/isolated.yaml); its suite runs in SSH mode with the scheduler on
-# the login node (SCHEDULER_ON=login).
+# the login node (pytest's --isolated).
 compose_files=(-f "$dir/compose.yaml")
 if [ "${ISOLATED:-0}" = 1 ]; then
     project=${TESTBED_PROJECT:-jqref-iso-$sched}
     compose_files+=(-f "$here/docker/isolated.yaml")
-    export MODE=${MODE:-ssh} SCHEDULER_ON=${SCHEDULER_ON:-login}
 else
     project=${TESTBED_PROJECT:-jqref-$sched}
 fi
@@ -103,32 +105,6 @@ start_sshd() {
     fi
 }
 
-# The login node's address on the nodes' network (its name may resolve to
-# another of its networks first, depending on the order Docker attached them).
-login_address() {
-    docker inspect -f "{{(index .NetworkSettings.Networks \"${project}_default\").IPAddress}}" "$("${compose[@]}" ps -q login)"
-}
-
-# The address the compute nodes reach this machine at: the compose network's gateway.
-gateway() {
-    docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' "${project}_default"
-}
-
-suite_local() {
-    # From the shared home, as users do: jobs start in the submit directory.
-    "${compose[@]}" exec -T -u dask -w /home/dask -e PYTHONPATH=/src login \
-        python -m pytest /src/tests/integration --scheduler "$sched" --mode local -v --timeout 900 "$@"
-}
-
-suite_ssh() {
-    local destination="$project-login"
-    grep -q "^Host $project-via-bastion" "$ssh_dir/$project.config" && destination="$project-via-bastion"
-    JQREF_SSH_CONFIG="$ssh_dir/$project.config" JQREF_SSH_DESTINATION="$destination" JQREF_TESTBED_PROJECT="$project" \
-    JQREF_SCHEDULER_HOST="$(gateway)" JQREF_SCHEDULER_ON="${SCHEDULER_ON:-client}" JQREF_ISOLATED="${ISOLATED:-0}" \
-    JQREF_LOGIN_ADDRESS="$(login_address)" \
-        "$here/.venv/bin/python" -m pytest "$here/tests/integration" --scheduler "$sched" --mode ssh -v --timeout 900 "$@"
-}
-
 wait_ready() {
     [ -f "$dir/ready.sh" ] || return 0
     local deadline=$((SECONDS + READY_TIMEOUT)) out
@@ -145,14 +121,47 @@ wait_ready() {
     log "ready in ${SECONDS}s"
 }
 
+# Another project's command in the testbed: its wheels installed offline on
+# every node (the same environment everywhere), its tree on the shared home,
+# the command run there as the test user on the login node.
+run_project() {
+    local wheels=${WHEELS:-} tree=${TREE:-} cmd=${CMD:?run: say what to run, CMD='...'} workdir=/home/dask service name
+    if [ -n "$wheels" ]; then
+        ls "$wheels"/*.whl >/dev/null 2>&1 || { echo "testbed: WHEELS=$wheels holds no *.whl files" >&2; exit 2; }
+        "${compose[@]}" exec -T login rm -rf /home/dask/.jqref-wheels
+        "${compose[@]}" cp "$wheels/." login:/home/dask/.jqref-wheels >/dev/null
+        for service in $("${compose[@]}" ps --services --status running); do
+            [ "$service" = bastion ] && continue
+            log "installing $(ls "$wheels"/*.whl | wc -l) wheel(s) on $service"
+            "${compose[@]}" exec -T "$service" bash -c \
+                '/opt/jqref/bin/python -m pip install --quiet --disable-pip-version-check --no-index --find-links /home/dask/.jqref-wheels /home/dask/.jqref-wheels/*.whl'
+        done
+    fi
+    if [ -n "$tree" ]; then
+        name=$(basename "$(cd "$tree" && pwd)")
+        workdir=/home/dask/$name
+        "${compose[@]}" exec -T login rm -rf "$workdir"
+        "${compose[@]}" cp "$tree/." "login:$workdir" >/dev/null
+        "${compose[@]}" exec -T login chown -R dask:dask "$workdir"
+    fi
+    log "running as dask in $workdir on login: $cmd"
+    "${compose[@]}" exec -T -u dask -w "$workdir" login bash -c "$cmd"
+}
+
 case "$action" in
-    up)
+    prepare)
         "$here/scripts/docker-engine.sh"
         "$here/scripts/node-image.sh"
         [ -x "$dir/prepare.sh" ] && "$dir/prepare.sh"
         ssh_keys
+        ;;
+    up)
+        "$0" prepare "$sched"
         "${compose[@]}" up --detach --build --quiet-pull
         wait_ready
+        "$0" access "$sched"
+        ;;
+    access)
         start_sshd
         if [ "${ISOLATED:-0}" = 1 ]; then isolate; fi
         ;;
@@ -160,30 +169,11 @@ case "$action" in
         if [ "${ISOLATED:-0}" = 1 ]; then unisolate; fi
         "${compose[@]}" down --volumes --remove-orphans --timeout 5
         ;;
-    test)
-        # Bring up, run the suite on the login node as the test user, tear
-        # down (unless KEEP=1) whatever the outcome.
-        status=0
-        "$0" up "$sched" || status=$?
-        mode=${MODE:-both}
-        if [ "$status" = 0 ] && [ "$mode" != ssh ]; then
-            suite_local "$@" || status=$?
-        fi
-        if [ "$status" = 0 ] && [ "$mode" != local ]; then
-            suite_ssh "$@" || status=$?
-        fi
-        if [ "${KEEP:-0}" = 1 ]; then
-            log "KEEP=1: leaving the testbed up (make down-$sched removes it)"
-        else
-            "$0" down "$sched" >/dev/null 2>&1 || true
-        fi
-        exit "$status"
-        ;;
+    unisolate) unisolate ;;
+    run) run_project ;;
     logs) "${compose[@]}" logs "$@" ;;
     shell) "${compose[@]}" exec login bash "$@" ;;
     ready) ready ;;
     exec) "${compose[@]}" exec -T "$@" ;;
-    suite-local) suite_local "$@" ;;
-    suite-ssh) suite_ssh "$@" ;;
     *) echo "testbed: unknown action '$action'" >&2; exit 2 ;;
 esac

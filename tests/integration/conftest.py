@@ -1,10 +1,19 @@
 """The end-to-end suite: real batch systems in the docker testbeds.
 
-Run it through `make test-<scheduler>`, which brings a testbed up and runs
-the suite twice: on its login node (`--mode local`), and from this machine
-submitting over SSH through the login node (`--mode ssh`; the testbed script
-passes the ssh config, destination and the address compute nodes reach this
-machine at in JQREF_SSH_CONFIG, JQREF_SSH_DESTINATION, JQREF_SCHEDULER_HOST).
+``pytest tests/integration --scheduler slurm`` brings the testbed up through
+pytest-docker's compose fixtures (or reuses one ``make up-slurm`` started),
+runs the suite in both modes and tears down what it started:
+
+- ``--mode local``: on the login node as the test user, where a user of the
+  batch system sits. From this machine that is one test that runs the suite
+  there (`test_login_node.py`); on the login node it is the suite itself.
+- ``--mode ssh``: here, submitting over SSH through the login node.
+- ``--isolated``: the variant whose compute nodes cannot reach this machine,
+  in SSH mode with the scheduler on the login node.
+
+``--keep-testbed`` leaves a testbed this run started. What pytest cannot do
+(the Docker engine, the offline base image, the wheelhouse, keys, the host
+firewall rule) is `scripts/testbed.sh prepare` and `access`, called once.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -27,6 +37,10 @@ from .testbeds import TESTBEDS
 
 #: Deadline for anything that involves starting jobs and workers on a busy 2-core machine.
 PATIENCE = float(os.environ.get("JQREF_TEST_PATIENCE", 180))
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+#: Set where the suite runs on a testbed's login node (the local mode's own run).
+ON_LOGIN_NODE = os.environ.get("JQREF_ON_LOGIN_NODE") == "1"
+READY_TIMEOUT = float(os.environ.get("READY_TIMEOUT", 300))
 
 
 #: Where job output goes: the shared home on every testbed node.
@@ -36,16 +50,33 @@ LOGS = "/home/dask/jqref-logs"
 def pytest_addoption(parser):
     parser.addoption("--scheduler", default=os.environ.get("JQREF_SCHEDULER"), choices=sorted(TESTBEDS),
                      help="batch system of the testbed this suite runs against")
-    parser.addoption("--mode", default="local", choices=["local", "ssh"],
-                     help="local: run on the login node; ssh: submit over SSH from this machine")
+    parser.addoption("--mode", default=None, choices=["local", "ssh", "both"],
+                     help="local: the client on the login node; ssh: here, submitting over SSH; "
+                          "both (the default here; on the login node only local exists)")
+    parser.addoption("--isolated", action="store_true",
+                     help="the testbed whose compute nodes cannot reach this machine; SSH mode, scheduler on login")
+    parser.addoption("--keep-testbed", action="store_true", help="leave up a testbed this run brought up")
+
+
+def pytest_configure(config):
+    """Settle the mode before the test modules are imported: some of them
+    read where the scheduler runs at import."""
+    if config.getoption("--isolated"):
+        config.option.mode = "ssh"
+        os.environ["JQREF_SCHEDULER_ON"] = "login"
+        os.environ["JQREF_ISOLATED"] = "1"
+    elif config.option.mode is None:
+        config.option.mode = "local" if ON_LOGIN_NODE else "both"
 
 
 def ssh_runner() -> SSHRunner:
     return SSHRunner(os.environ["JQREF_SSH_DESTINATION"], config_file=os.environ["JQREF_SSH_CONFIG"])
 
 
-#: Where SSH mode's Dask scheduler runs: "client" (this process) or "login".
-SCHEDULER_ON = os.environ.get("JQREF_SCHEDULER_ON", "client")
+def scheduler_on() -> str:
+    """Where SSH mode's Dask scheduler runs: "client" (this process) or "login"
+    (--isolated sets it, after this module is imported)."""
+    return os.environ.get("JQREF_SCHEDULER_ON", "client")
 
 
 def mode_options(mode: str) -> dict:
@@ -53,7 +84,7 @@ def mode_options(mode: str) -> dict:
     if mode == "local":
         return {}
     ssh = {"python": "/opt/jqref/bin/python3"}  # the compute nodes' environment, not this machine's
-    if SCHEDULER_ON == "login":
+    if scheduler_on() == "login":
         # On the login node, listening where the compute nodes reach it. (The
         # client's hop is inside SSH; TLS has its own test in test_login_scheduler.)
         return {**ssh, "scheduler_on": "login", "scheduler_options": {"host": os.environ["JQREF_LOGIN_ADDRESS"]}}
@@ -61,10 +92,27 @@ def mode_options(mode: str) -> dict:
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--scheduler") is None:
-        skip = pytest.mark.skip(reason="needs a testbed: run `make test-<scheduler>` (or pass --scheduler)")
+    scheduler, mode = config.getoption("--scheduler"), config.option.mode
+    if scheduler is None:
+        skip = pytest.mark.skip(reason="needs a testbed: pass --scheduler (e.g. pytest tests/integration "
+                                       "--scheduler slurm), or run make test-<scheduler>")
         for item in items:
             item.add_marker(skip)
+        return
+    # From this machine the local mode is one test that runs the suite on the
+    # login node; that test is the only one there, and nowhere else.
+    delegating = not ON_LOGIN_NODE and mode in ("local", "both")
+    in_process = ON_LOGIN_NODE or mode in ("ssh", "both")
+    keep, drop = [], []
+    for item in items:
+        delegate = item.path.name == "test_login_node.py"
+        # "host" tests drive the testbed from this machine; the isolated variant adds nothing to them.
+        host_only = item.get_closest_marker("host") and (ON_LOGIN_NODE or config.getoption("--isolated"))
+        wanted = delegating if delegate else in_process and not host_only
+        (keep if wanted else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def wait_for(condition, what: str, timeout: float = PATIENCE, interval: float = 0.5):
@@ -79,6 +127,93 @@ def wait_for(condition, what: str, timeout: float = PATIENCE, interval: float = 
         time.sleep(interval)
 
 
+# ---- the testbed, from this machine (pytest-docker) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def scheduler_name(request) -> str:
+    return request.config.getoption("--scheduler")
+
+
+@pytest.fixture(scope="session")
+def isolated(request) -> bool:
+    return request.config.getoption("--isolated")
+
+
+@pytest.fixture(scope="session")
+def docker_compose_file(scheduler_name, isolated):
+    files = [str(ROOT / "docker" / scheduler_name / "compose.yaml")]
+    return files + [str(ROOT / "docker" / "isolated.yaml")] if isolated else files
+
+
+@pytest.fixture(scope="session")
+def docker_compose_project_name(scheduler_name, isolated) -> str:
+    return os.environ.get("TESTBED_PROJECT") or f"jqref-{'iso-' if isolated else ''}{scheduler_name}"
+
+
+def testbed_script(action: str, scheduler: str, project: str, isolated: bool) -> None:
+    env = {**os.environ, "TESTBED_PROJECT": project, "ISOLATED": "1" if isolated else "0"}
+    subprocess.run([str(ROOT / "scripts" / "testbed.sh"), action, scheduler], env=env, check=True)
+
+
+@pytest.fixture(scope="session")
+def containers(scheduler_name, docker_compose_project_name, isolated):
+    """The testbed's containers (Docker SDK); the host-side steps done first."""
+    from .testbeds.containers import Containers
+
+    testbed_script("prepare", scheduler_name, docker_compose_project_name, isolated)
+    os.environ.setdefault("NODE_IMAGE", "jqref/node:trixie")
+    os.environ.setdefault("JQREF_SRC", str(ROOT))
+    return Containers(docker_compose_project_name)
+
+
+@pytest.fixture(scope="session")
+def reused(containers) -> bool:
+    """Whether the testbed was already up (e.g. `make up-slurm`): then it is left as it is."""
+    return containers.running("login")
+
+
+@pytest.fixture(scope="session")
+def docker_setup(reused):
+    return [] if reused else ["up --detach --build --quiet-pull"]
+
+
+@pytest.fixture(scope="session")
+def docker_cleanup(reused, request):
+    return [] if reused or request.config.getoption("--keep-testbed") else ["down --volumes --remove-orphans --timeout 5"]
+
+
+@pytest.fixture(scope="session")
+def testbed_up(scheduler_name, docker_compose_project_name, isolated, containers, docker_services, docker_cleanup):
+    """The testbed running jobs and reachable over SSH; its addresses in the
+    environment, where the suite and the clients it starts in other processes read them."""
+    def ready() -> tuple[int, str, str]:
+        return containers.exec("login", "bash", f"/src/docker/{scheduler_name}/ready.sh", check=False)
+
+    try:
+        docker_services.wait_until_responsive(check=lambda: ready()[0] == 0, timeout=READY_TIMEOUT, pause=2)
+    except Exception:
+        _, out, err = ready()
+        raise RuntimeError(f"the {scheduler_name} testbed was not ready after {READY_TIMEOUT:g} s; ready.sh says: "
+                           f"{(out + err).strip()[-2000:]} (daemon logs: make logs-{scheduler_name})") from None
+    testbed_script("access", scheduler_name, docker_compose_project_name, isolated)
+    config = ROOT / "build" / "ssh" / f"{docker_compose_project_name}.config"
+    bastion = f"Host {docker_compose_project_name}-via-bastion" in config.read_text()
+    os.environ.update(
+        JQREF_SSH_CONFIG=str(config),
+        JQREF_SSH_DESTINATION=f"{docker_compose_project_name}-{'via-bastion' if bastion else 'login'}",
+        JQREF_TESTBED_PROJECT=docker_compose_project_name,
+        JQREF_SCHEDULER_HOST=containers.gateway(),
+        JQREF_LOGIN_ADDRESS=containers.address("login", "default"),
+    )
+    yield containers
+    if isolated and docker_cleanup:
+        testbed_script("unisolate", scheduler_name, docker_compose_project_name, isolated)
+
+
+# ---- what every test gets -------------------------------------------------------
+
+
 @pytest.fixture(scope="session", autouse=True)
 def job_records(tmp_path_factory):
     """Keep this run's job records (and those of the clients it kills) apart
@@ -89,12 +224,15 @@ def job_records(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def mode(request):
-    return request.config.getoption("--mode")
+    """The mode of the tests in this process: local on the login node, ssh here."""
+    return "local" if ON_LOGIN_NODE else "ssh"
 
 
 @pytest.fixture(scope="session")
-def runner(mode):
+def runner(request, mode):
     """Where batch commands run, shared by the clusters and the testbed's checks."""
+    if not ON_LOGIN_NODE:
+        request.getfixturevalue("testbed_up")
     runner = LocalRunner() if mode == "local" else ssh_runner()
     runner.run_blocking(["mkdir", "-p", LOGS]).check()
     yield runner
@@ -173,22 +311,12 @@ def start_and_kill_client(scheduler: str, mode: str, options: dict, jobs: int, w
         proc.wait()
 
 
-def container(service: str) -> str:
-    return f"{os.environ['JQREF_TESTBED_PROJECT']}-{service}-1"
+def node_containers():
+    """The testbed's containers, to act on nodes from outside any SSH
+    connection (as the network would): only where the suite runs on the host."""
+    from .testbeds.containers import Containers
 
-
-def in_container(service: str, *argv: str) -> subprocess.CompletedProcess:
-    """Act on a testbed node from outside any SSH connection (as the network
-    would): needs docker, so only where the suite runs on the host (SSH mode)."""
-    return subprocess.run(["docker", "exec", container(service), *argv], capture_output=True, text=True)
-
-
-def docker(*argv: str) -> str:
-    """Run a docker command on this machine (SSH mode only); fail with its stderr."""
-    done = subprocess.run(["docker", *argv], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.fail(f"docker {' '.join(argv)} failed: {done.stderr.strip()}")
-    return done.stdout
+    return Containers(os.environ["JQREF_TESTBED_PROJECT"])
 
 
 def needs_docker(mode: str, fault: str) -> None:

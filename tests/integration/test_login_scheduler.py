@@ -12,11 +12,11 @@ import urllib.request
 
 import pytest
 
-from .conftest import SCHEDULER_ON, start_and_kill_client, wait_for, worker_count
+from .conftest import scheduler_on, start_and_kill_client, wait_for, worker_count
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(SCHEDULER_ON != "login", reason="scheduler on the login node only (SCHEDULER_ON=login)"),
+    pytest.mark.skipif(scheduler_on() != "login", reason="scheduler on the login node only (--isolated)"),
 ]
 
 ISOLATED = os.environ.get("JQREF_ISOLATED") == "1"
@@ -61,7 +61,7 @@ def test_killed_client_takes_the_remote_scheduler_and_then_the_jobs_with_it(test
     wait_for(lambda: not testbed.active_jobs(job_name), "the jobs to end after death-timeout", timeout=15 + 90)
 
 
-@pytest.mark.skipif(not ISOLATED, reason="needs compute nodes that cannot reach this machine (ISOLATED=1)")
+@pytest.mark.skipif(not ISOLATED, reason="needs compute nodes that cannot reach this machine (--isolated)")
 def test_scheduler_here_fails_with_a_diagnosis_when_compute_nodes_cannot_reach_it(
     make_cluster, testbed, job_name, caplog
 ):

@@ -5,7 +5,6 @@ ending with exactly the requested jobs."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import paramiko
@@ -13,7 +12,7 @@ import pytest
 
 from jqref import Job, SSHRunner
 
-from .conftest import SCHEDULER_ON, in_container, wait_for, worker_count
+from .conftest import node_containers, scheduler_on, wait_for, worker_count
 
 pytestmark = pytest.mark.integration
 
@@ -91,13 +90,12 @@ def test_login_shell_output_noise_does_not_reach_the_parser(runner):
         runner.run_blocking(["rm", "-f", profile])
 
 
-@pytest.mark.skipif(shutil.which("docker") is None, reason="needs docker to cut the connection")
 def test_connection_killed_during_scale_ends_with_exactly_the_requested_jobs(
     make_cluster, client_for, testbed, job_name, runner, caplog
 ):
     if testbed.cluster_cls.job_cls.find_command is Job.find_command:
         pytest.skip(f"{testbed.name} jobs cannot be looked up by tag: an interrupted submission is an error there")
-    if SCHEDULER_ON == "login":
+    if scheduler_on() == "login":
         pytest.skip("a scheduler on the login node lives as long as its connection: cutting it ends the cluster")
     if testbed.name == "htcondor":
         # Open bug: in two full CI runs (never alone) the four resubmitted
@@ -112,10 +110,11 @@ def test_connection_killed_during_scale_ends_with_exactly_the_requested_jobs(
         cluster = make_cluster(runner=slow)
         client = client_for(cluster)
         cluster.scale(jobs=4)
-        wait_for(lambda: in_container("login", "pgrep", "-u", "dask", "-x", "sleep").stdout,
+        nodes = node_containers()
+        wait_for(lambda: nodes.exec("login", "pgrep", "-u", "dask", "-x", "sleep", check=False)[1],
                  "the submissions to be under way")
-        for service in ("login", "bastion"):
-            in_container(service, "pkill", "-KILL", "-u", "dask", "-x", "sshd-session")
+        for service in [s for s in ("login", "bastion") if nodes.running(s)]:
+            nodes.exec(service, "pkill", "-KILL", "-u", "dask", "-x", "sshd-session", check=False)
         wait_for(lambda: worker_count(client) == 4, "4 workers after the connection came back")
         assert len(testbed.active_jobs(job_name)) == 4 == len(cluster.batch.active)
         assert "was interrupted" in caplog.text

@@ -77,25 +77,22 @@ class Testbed:
 
     def kill_node(self, node: str) -> None:
         """Kill compute node `node` at once, every process on it (as a power cut would)."""
-        from ..conftest import container, docker
+        from ..conftest import node_containers
 
-        docker("kill", container(node))
+        node_containers().kill(node)
 
     def start_node(self, node: str, timeout: float = 240) -> None:
         """Start a killed node again and wait until it takes jobs."""
-        from ..conftest import container, docker, wait_for
+        from ..conftest import node_containers, wait_for
 
-        docker("start", container(node))
+        node_containers().start(node)
         wait_for(lambda: self.node_in_service(node), f"{node} back in service", timeout=timeout, interval=2)
 
     def in_login(self, script: str) -> str:
-        """Run a shell script as root on the login node (with docker exec)."""
-        from ..conftest import in_container
+        """Run a shell script as root on the login node (a Docker exec)."""
+        from ..conftest import node_containers
 
-        done = in_container("login", "bash", "-c", script)
-        if done.returncode != 0:
-            raise AssertionError(f"{script!r} failed on login: {done.stdout}{done.stderr}")
-        return done.stdout
+        return node_containers().exec("login", "bash", "-c", script)[1]
 
 
 def seconds(clock: str) -> int:
