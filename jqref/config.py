@@ -146,7 +146,3 @@ class Options:
                 return found
         return self.defaults[key]
 
-
-def lookup(section: str, key: str, value: Any = None) -> Any:
-    """One option of `section`'s job class, with no keyword arguments to check."""
-    return Options(section).get(key, value)

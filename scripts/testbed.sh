@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Drive one testbed: testbed.sh up|down|prepare|access|run|logs|shell|ready|exec SCHEDULER [args]
+# Drive one testbed: testbed.sh up|down|prepare|access|run|project|logs|shell|ready|exec SCHEDULER [args]
 #
 # The suite brings its testbed up itself (pytest tests/integration --scheduler
 # S, through pytest-docker): it calls `prepare` before `docker compose up` and
@@ -15,7 +15,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-action=${1:?usage: testbed.sh up|down|prepare|access|run|logs|shell|ready|exec SCHEDULER [args]}
+action=${1:?usage: testbed.sh up|down|prepare|access|run|project|logs|shell|ready|exec SCHEDULER [args]}
 sched=${2:?usage: testbed.sh ACTION SCHEDULER}
 shift 2
 dir="$here/docker/$sched"
@@ -170,6 +170,7 @@ case "$action" in
         "${compose[@]}" down --volumes --remove-orphans --timeout 5
         ;;
     unisolate) unisolate ;;
+    project) echo "$project" ;;
     run) run_project ;;
     logs) "${compose[@]}" logs "$@" ;;
     shell) "${compose[@]}" exec login bash "$@" ;;

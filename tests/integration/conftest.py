@@ -146,14 +146,17 @@ def docker_compose_file(scheduler_name, isolated):
     return files + [str(ROOT / "docker" / "isolated.yaml")] if isolated else files
 
 
+def testbed_script(action: str, scheduler: str, isolated: bool, project: str | None = None) -> str:
+    """`scripts/testbed.sh action scheduler` for this testbed; its output."""
+    env = {**os.environ, "ISOLATED": "1" if isolated else "0", **({"TESTBED_PROJECT": project} if project else {})}
+    return subprocess.run([str(ROOT / "scripts" / "testbed.sh"), action, scheduler], env=env, check=True,
+                          stdout=subprocess.PIPE, text=True).stdout
+
+
 @pytest.fixture(scope="session")
 def docker_compose_project_name(scheduler_name, isolated) -> str:
-    return os.environ.get("TESTBED_PROJECT") or f"jqref-{'iso-' if isolated else ''}{scheduler_name}"
-
-
-def testbed_script(action: str, scheduler: str, project: str, isolated: bool) -> None:
-    env = {**os.environ, "TESTBED_PROJECT": project, "ISOLATED": "1" if isolated else "0"}
-    subprocess.run([str(ROOT / "scripts" / "testbed.sh"), action, scheduler], env=env, check=True)
+    """The name `make up-<s>` gives the testbed (TESTBED_PROJECT overrides it), so that one is reused."""
+    return testbed_script("project", scheduler_name, isolated).strip()
 
 
 @pytest.fixture(scope="session")
@@ -161,7 +164,7 @@ def containers(scheduler_name, docker_compose_project_name, isolated):
     """The testbed's containers (Docker SDK); the host-side steps done first."""
     from .testbeds.containers import Containers
 
-    testbed_script("prepare", scheduler_name, docker_compose_project_name, isolated)
+    testbed_script("prepare", scheduler_name, isolated, docker_compose_project_name)
     os.environ.setdefault("NODE_IMAGE", "jqref/node:trixie")
     os.environ.setdefault("JQREF_SRC", str(ROOT))
     return Containers(docker_compose_project_name)
@@ -196,7 +199,7 @@ def testbed_up(scheduler_name, docker_compose_project_name, isolated, containers
         _, out, err = ready()
         raise RuntimeError(f"the {scheduler_name} testbed was not ready after {READY_TIMEOUT:g} s; ready.sh says: "
                            f"{(out + err).strip()[-2000:]} (daemon logs: make logs-{scheduler_name})") from None
-    testbed_script("access", scheduler_name, docker_compose_project_name, isolated)
+    testbed_script("access", scheduler_name, isolated, docker_compose_project_name)
     config = ROOT / "build" / "ssh" / f"{docker_compose_project_name}.config"
     bastion = f"Host {docker_compose_project_name}-via-bastion" in config.read_text()
     os.environ.update(
@@ -208,7 +211,7 @@ def testbed_up(scheduler_name, docker_compose_project_name, isolated, containers
     )
     yield containers
     if isolated and docker_cleanup:
-        testbed_script("unisolate", scheduler_name, docker_compose_project_name, isolated)
+        testbed_script("unisolate", scheduler_name, isolated, docker_compose_project_name)
 
 
 # ---- what every test gets -------------------------------------------------------

@@ -259,7 +259,7 @@ HOSTILE = [
     "it's \"quoted\" $(touch {marker})",
     "* ? [a]",
 ]
-#: Fields the shell sees, as (how the value reaches the job, where it shows up).
+#: Every field whose value reaches the job script.
 FIELDS = ["job_name", "queue", "account", "log_directory", "local_directory", "python", "worker_extra_args",
           "worker_command", "shared_temp_directory", "interface", "walltime"]
 
@@ -332,14 +332,22 @@ def test_pbs_account_falls_back_to_pbs_account_variable(monkeypatch):
     assert "#PBS -A from-env" in PBSJob(cores=1, memory="1GiB").job_script().splitlines()
 
 
+#: Per scheduler: a directive its jobs carry, an extra directive, and how that one is written.
+OLD_NAME_DIRECTIVES = {
+    "slurm": ("--mem", ["--exclusive"], "#SBATCH --exclusive"),
+    "sge": ("h_rt", ["-l gpu=1"], "#$ -l gpu=1"),
+    "pbs": ("walltime", ["-l place=free"], "#PBS -l place=free"),
+    "htcondor": ("request_memory", {"+Site": '"x"'}, '+Site = "x"'),
+}
+
+
 def test_header_skip_and_job_extra_old_names(scheduler):
-    skip, extra = ("--mem", "--exclusive") if scheduler != "htcondor" else ("request_memory", {"+Site": '"x"'})
+    skip, extra, written = OLD_NAME_DIRECTIVES[scheduler]
+    assert skip in "\n".join(JOBS[scheduler](cores=1, memory="1GiB").directive_lines())
     with pytest.warns(FutureWarning):
-        job = JOBS[scheduler](cores=1, memory="1GiB", header_skip=[skip], job_extra=extra if scheduler == "htcondor"
-                              else [extra] if scheduler == "slurm" else ["-l x=1"])
-    header = "\n".join(job.directive_lines())
-    assert skip not in header
-    assert ('+Site = "x"' if scheduler == "htcondor" else "--exclusive" if scheduler == "slurm" else "-l x=1") in header
+        job = JOBS[scheduler](cores=1, memory="1GiB", header_skip=[skip], job_extra=extra)
+    header = job.directive_lines()
+    assert not any(skip in line for line in header) and written in header
 
 
 def test_cluster_attributes_dask_jobqueue_users_read():
