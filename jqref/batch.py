@@ -114,9 +114,6 @@ class BatchQueue:
     async def _find(self, job: Job, attempts: int = 3) -> str | None:
         """The id of the queued job carrying `job`'s tag, if any."""
         argv = job.find_command()
-        if argv is None:
-            raise JobCancelError(f"the submission of {job.name} was interrupted and "
-                                 f"{self.job_cls.__name__} cannot look jobs up by tag: check the queue")
         for attempt in range(attempts):
             try:
                 return self.job_cls.parse_found(await self.runner.run(argv), job.tag)

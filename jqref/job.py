@@ -206,9 +206,9 @@ class Job(ProcessInterface):
         """Whether a failed cancel only says the job had already left the queue."""
         return False
 
-    def find_command(self) -> list[str] | None:
-        """A command listing queued jobs with this job's tag (None: cannot)."""
-        return None
+    def find_command(self) -> list[str]:
+        """A command listing queued jobs with this job's tag."""
+        raise NotImplementedError
 
     @classmethod
     def parse_found(cls, result: CommandResult, tag: str) -> str | None:

@@ -21,8 +21,12 @@ Job states (``job_state`` in ``qstat -f``):
   for system and bad-password holds (s, p), which PBS places on a job that
   failed to start and which never clear on their own.
 
-Names and values must survive every qsub that reads them. Job names follow
-PBS's own rule (letters, digits and ``. _ + -``, at most 230 characters);
+A job is queued under its cluster's job name plus a suffix unique to the
+job (``dask-worker-3fa9c2d1``): the name is the only field a user sets that
+``qstat -f`` shows in every flavour, so it is how a job whose submission
+was cut off is found again. Names and values must survive every qsub that
+reads them. Job names follow PBS's own rule (letters, digits and
+``. _ + -``, at most 230 characters with the suffix);
 directive values are shell-quoted, which both PBS's directive parser and
 Slurm's (behind the Torque-compatible wrappers) read back exactly, except
 for backslashes: those are refused.
@@ -40,6 +44,8 @@ from .runners import CommandError
 #: PBS's job name rule (the client library refuses anything else).
 _JOB_NAME = re.compile(r"[A-Za-z0-9._+-]+")
 _MAX_JOB_NAME = 230
+#: The part of a job's tag added to its name: enough to tell a user's jobs apart.
+_NAME_SUFFIX_DIGITS = 8
 #: A destination, queue[@server]. It is also passed on the qsub command line,
 #: which the Torque-compatible wrappers paste into a shell command.
 _DESTINATION = re.compile(r"[A-Za-z0-9_.-]+(@[A-Za-z0-9_.-]+)?")
@@ -128,9 +134,11 @@ class PBSJob(Job):
             raise ValueError(f"resource_type must be 'select' (PBS Pro/OpenPBS) or 'nodes' (Torque), "
                              f"got {self.resource_type!r}")
         self.resource_spec = self.option("resource_spec")
-        if not _JOB_NAME.fullmatch(self.job_name) or len(self.job_name) > _MAX_JOB_NAME:
-            raise ValueError(f"PBS job names are 1 to {_MAX_JOB_NAME} letters, digits and . _ + - "
-                             f"(PBS refuses anything else): {self.job_name!r}")
+        longest = _MAX_JOB_NAME - _NAME_SUFFIX_DIGITS - 1
+        if not _JOB_NAME.fullmatch(self.job_name) or len(self.job_name) > longest:
+            raise ValueError(f"PBS job names are 1 to {longest} letters, digits and . _ + - "
+                             f"(PBS refuses anything else; jqref adds a suffix): {self.job_name!r}")
+        self.tag = f"{self.job_name}-{self.tag[-_NAME_SUFFIX_DIGITS:]}"
         if self.queue is not None and not _DESTINATION.fullmatch(str(self.queue)):
             raise ValueError(f"queue must be a PBS destination, queue[@server], "
                              f"of letters, digits and . _ -: {self.queue!r}")
@@ -156,7 +164,7 @@ class PBSJob(Job):
             yield "-l", f"mem={mb}mb"
 
     def directives(self):
-        yield "-N", self.job_name
+        yield "-N", self.tag
         if self.log_directory:
             # A directory (trailing slash): PBS names the files after the job id.
             directory = str(self.log_directory).rstrip("/") + "/"
@@ -190,6 +198,21 @@ class PBSJob(Job):
         # has already ended or that it does not know.
         return bool(_GONE.search(output)) or not output.strip()
 
+    def find_command(self):
+        return ["qstat", "-f"]
+
+    @classmethod
+    def parse_found(cls, result, tag):
+        if not result.ok and not cls._silent_no_jobs(result):
+            raise CommandError(result)
+        return next((job_id for job_id, attributes in parse_qstat_full(result.stdout).items()
+                     if attributes.get("Job_Name", "").strip() == tag), None)
+
+    @classmethod
+    def _silent_no_jobs(cls, result) -> bool:
+        """The Slurm-backed qstat's answer when none of the jobs asked about is known."""
+        return not result.stderr.strip() and result.returncode == _UNKNOWN_JOB_EXIT
+
     @classmethod
     def status_command(cls, job_ids):
         return ["qstat", "-f", *job_ids]
@@ -200,8 +223,7 @@ class PBSJob(Job):
             # qstat reports the ids it knows and complains about the others;
             # any other complaint means the poll itself failed.
             complaints = [line for line in result.stderr.splitlines() if line.strip() and not _GONE.search(line)]
-            silent_unknown = not result.stderr.strip() and result.returncode == _UNKNOWN_JOB_EXIT
-            if complaints or not (result.stderr.strip() or silent_unknown):
+            if complaints or not (result.stderr.strip() or cls._silent_no_jobs(result)):
                 raise CommandError(result)
         by_sequence = {sequence_number(job_id): job_id for job_id in job_ids}
         states = {}

@@ -10,7 +10,7 @@ import subprocess
 import paramiko
 import pytest
 
-from jqref import Job, SSHRunner
+from jqref import SSHRunner
 
 from .conftest import node_containers, scheduler_on, wait_for, worker_count
 
@@ -93,8 +93,6 @@ def test_login_shell_output_noise_does_not_reach_the_parser(runner):
 def test_connection_killed_during_scale_ends_with_exactly_the_requested_jobs(
     make_cluster, client_for, testbed, job_name, runner, caplog
 ):
-    if testbed.cluster_cls.job_cls.find_command is Job.find_command:
-        pytest.skip(f"{testbed.name} jobs cannot be looked up by tag: an interrupted submission is an error there")
     if scheduler_on() == "login":
         pytest.skip("a scheduler on the login node lives as long as its connection: cutting it ends the cluster")
     if testbed.name == "htcondor":

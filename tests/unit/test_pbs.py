@@ -1,5 +1,6 @@
 """PBS: directives, job ids, qstat -f states, name and value rules."""
 
+import re
 import shlex
 
 import pytest
@@ -79,7 +80,7 @@ def directives(j):
 def test_directives_for_every_option():
     j = job(queue="workq", account="proj", walltime="00:07:00", log_directory="/logs", job_name="jn")
     assert directives(j) == [
-        ["-N", "jn"], ["-o", "/logs/"], ["-e", "/logs/"], ["-q", "workq"], ["-A", "proj"],
+        ["-N", j.tag], ["-o", "/logs/"], ["-e", "/logs/"], ["-q", "workq"], ["-A", "proj"],
         ["-l", "select=1:ncpus=2:mem=1024mb"], ["-l", "walltime=00:07:00"],
     ]
 
@@ -110,14 +111,30 @@ def test_values_are_quoted_so_both_directive_parsers_read_them_back():
     assert ["-A", "it's $(x) `y` #z"] in args and ["-o", "/home/a b/"] in args
 
 
-@pytest.mark.parametrize("name", ["two words", "a'b", "$(x)", "a/b", "a:b", "a;b", "x" * 231])
+@pytest.mark.parametrize("name", ["two words", "a'b", "$(x)", "a/b", "a:b", "a;b", "x" * 222])
 def test_names_pbs_refuses_are_refused_here_with_a_reason(name):
     with pytest.raises(ValueError, match="PBS job names"):
         job(job_name=name)
 
 
 def test_names_pbs_accepts():
-    assert directives(job(job_name="jq-a_b.c+d-1"))[0] == ["-N", "jq-a_b.c+d-1"]
+    (flag, name), *_ = directives(job(job_name="jq-a_b.c+d-1"))
+    assert flag == "-N" and re.fullmatch(r"jq-a_b\.c\+d-1-[0-9a-f]{8}", name)
+    assert len(directives(job(job_name="x" * 221))[0][1]) == 230
+
+
+def test_each_job_is_queued_under_a_name_of_its_own_that_finds_it_again():
+    # The name is the only field qstat -f shows in both flavours: the tag.
+    first, second = job(job_name="dask-worker"), job(job_name="dask-worker")
+    assert first.tag != second.tag and first.tag.startswith("dask-worker-")
+    assert first.find_command() == ["qstat", "-f"]
+    listing = QSTAT_COMPAT.replace("jq-x+.-_", second.tag)
+    assert PBSJob.parse_found(CommandResult(("qstat",), 0, listing, ""), second.tag) == "21"
+    assert PBSJob.parse_found(CommandResult(("qstat",), 0, listing, ""), first.tag) is None
+    # The Slurm-backed qstat with no jobs at all: exit 153, nothing said.
+    assert PBSJob.parse_found(CommandResult(("qstat",), 153, "", ""), first.tag) is None
+    with pytest.raises(CommandError):
+        PBSJob.parse_found(CommandResult(("qstat",), 1, "", "qstat: cannot connect to server"), first.tag)
 
 
 @pytest.mark.parametrize("options, match", [

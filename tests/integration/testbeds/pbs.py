@@ -19,6 +19,8 @@ from .slurm import START_SLURMCTLD, STOP_SLURMCTLD, slurm_node_in_service
 
 #: Every state but finished (F), completed (C), subjob done (X) and moved (M).
 _ACTIVE = set("QWTHRESUB")
+#: jqref queues a PBS job as <job name>-<8 hex digits of its tag>.
+_TAG_SUFFIX = re.compile(r"-[0-9a-f]{8}$")
 _PREFIX = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
 
@@ -45,6 +47,11 @@ COMPAT_NOTE = (
     "This run tests jqref's PBS job class (directives, qsub/qstat/qdel handling), not a PBS server; "
     "PBS_FLAVOR=openpbs runs the suite against OpenPBS."
 )
+
+
+def cluster_job_name(attributes: dict[str, str]) -> str:
+    """The job name the cluster was given, without the tag jqref adds to it."""
+    return _TAG_SUFFIX.sub("", attributes.get("Job_Name", "").strip())
 
 
 class PBS(Testbed):
@@ -78,7 +85,7 @@ class PBS(Testbed):
     def active_jobs(self, job_name):
         return {
             job_id for job_id, attributes in self._qstat().items()
-            if attributes.get("Job_Name") == job_name and attributes.get("job_state", "").strip() in _ACTIVE
+            if cluster_job_name(attributes) == job_name and attributes.get("job_state", "").strip() in _ACTIVE
         }
 
     def cancel(self, job_id):
@@ -104,7 +111,7 @@ class PBS(Testbed):
             fields = dict(re.findall(r"(\w+)=(\S*)", self.run("scontrol", "show", "job", "--oneliner", job_id)))
             memory_mib = slurm_mib(fields["MinMemoryNode"])
         return {
-            "name": attributes["Job_Name"],
+            "name": cluster_job_name(attributes),
             "cores": int(attributes["Resource_List.ncpus"]),
             "memory_mib": memory_mib,
             "queue": attributes["queue"],
