@@ -3,7 +3,10 @@
 All jobs of a cluster are polled with one batched status command per
 interval, and jobs cancelled at the same moment (a scale-down, `close()`)
 are cancelled with one command: either is split into chunks only when its
-ids would make too long a command line. A job the batch system reports as
+ids would make too long a command line. Where the batch system can signal a
+job without ending it, a running job is cancelled in two steps: SIGTERM,
+which its workers handle by closing and handing their tasks back, and the
+cancel command only if the job is still there after the grace period. A job the batch system reports as
 over (failed, cancelled from outside, or simply gone from the queue) is
 handed to `on_ended` so the cluster can replace it. A poll that fails says
 nothing about the jobs and changes nothing.
@@ -30,6 +33,8 @@ logger = logging.getLogger(__name__)
 #: sshd and login shell to take as one command line.
 MAX_IDS_PER_COMMAND = 500
 MAX_ID_CHARACTERS_PER_COMMAND = 16_000
+#: The shell's exit status for a command it cannot find (LocalRunner's too).
+COMMAND_NOT_FOUND = 127
 
 
 class JobCancelError(RuntimeError):
@@ -78,6 +83,9 @@ class BatchQueue:
         self.cancelled: dict[str, Job] = {}
         self.cancel_errors: list[str] = []
         self._cancel_round: _CancelRound | None = None
+        self._hard_cancels: set[asyncio.Task] = set()
+        #: Cleared when this site lacks the signal command (e.g. qsig under the Slurm-backed PBS commands).
+        self._can_signal = job_cls.signal_command is not None
         self.polls = 0
         self.submitted = 0
         self.cancel_commands = 0
@@ -139,10 +147,46 @@ class BatchQueue:
         await asyncio.sleep(0)  # the other cancels of this moment, started together, join the round
         self._cancel_round = None
         try:
-            for chunk in chunks(list(cancel_round.jobs)):
-                await self._cancel_chunk({job_id: cancel_round.jobs[job_id] for job_id in chunk})
+            at_once = cancel_round.jobs
+            if self._can_signal:
+                at_once = await self._signal(cancel_round.jobs)
+            for chunk in chunks(list(at_once)):
+                await self._cancel_chunk({job_id: at_once[job_id] for job_id in chunk})
         finally:
             cancel_round.done.set()
+
+    async def _signal(self, jobs: dict[str, Job]) -> dict[str, Job]:
+        """Send the running ones of `jobs` SIGTERM and cancel them later if they
+        are still there; return the jobs to cancel at once (not running, or the
+        signal failed: the job just ended, or this site has no such command)."""
+        at_once = {job_id: job for job_id, job in jobs.items() if job.state is not JobState.RUNNING}
+        for chunk in chunks([job_id for job_id in jobs if job_id not in at_once]):
+            template = jobs[chunk[0]]
+            try:
+                result = await self.runner.run(template.signal_argv(chunk))
+            except CommandError as e:  # no answer: cancelling is what is left
+                result = e.result
+            if not result.ok:
+                if result.returncode == COMMAND_NOT_FOUND:
+                    self._can_signal = False
+                logger.info("could not signal jobs %s, cancelling them now: %s", ", ".join(chunk), CommandError(result))
+                at_once.update({job_id: jobs[job_id] for job_id in chunk})
+                continue
+            signalled = {job_id: jobs[job_id] for job_id in chunk}
+            for job_id, job in signalled.items():
+                self.active.pop(job_id, None)
+                self.cancelled[job_id] = job
+            task = asyncio.create_task(self._cancel_after(template.cancel_grace_period, signalled))
+            self._hard_cancels.add(task)
+            task.add_done_callback(self._hard_cancels.discard)
+        return at_once
+
+    async def _cancel_after(self, grace_period: float, jobs: dict[str, Job]) -> None:
+        """The second step: cancel the signalled jobs that have not left."""
+        await asyncio.sleep(grace_period)
+        remaining = {job_id: job for job_id, job in jobs.items() if job_id in self.cancelled}
+        for chunk in chunks(list(remaining)):
+            await self._cancel_chunk({job_id: remaining[job_id] for job_id in chunk})
 
     async def _cancel_chunk(self, jobs: dict[str, Job]) -> None:
         """One cancel command for `jobs`. If it fails for several, they are
@@ -236,6 +280,8 @@ class BatchQueue:
             if self.cancelled:
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, interval)
+        for task in self._hard_cancels:  # their jobs have left, or are reported below
+            task.cancel()
         problems = list(self.cancel_errors)
         if self.cancelled:
             problems.append(

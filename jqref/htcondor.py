@@ -79,6 +79,8 @@ class HTCondorJob(Job):
             "request_cpus": str(self.cores),
             "request_memory": str(memory_in_units(self.memory_bytes, "MiB")),
             "+JqrefTag": f'"{self.tag}"',
+            # condor_rm sends the job SIGTERM, then kills it after this long.
+            "job_max_vacate_time": str(max(1, round(self.cancel_grace_period))),
         }
         if self.environment:
             description["environment"] = _condor_words([f"{k}={v}" for k, v in self.environment.items()])

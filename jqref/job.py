@@ -24,6 +24,7 @@ from distributed.deploy.spec import ProcessInterface
 
 from . import shell
 from .config import Options
+from .preload import worker_preload_args
 from .runners import CommandResult
 from .shell import single_line
 from .tls import worker_environment
@@ -97,6 +98,11 @@ class Job(ProcessInterface):
     directive_prefix: ClassVar[str]
     submit_command: ClassVar[Sequence[str]]
     cancel_command: ClassVar[Sequence[str]]
+    #: Sends running jobs SIGTERM, which their workers handle, without ending
+    #: them: the first step of a cancel, the cancel command following after
+    #: `cancel_grace_period`. None where the cancel command itself signals
+    #: first and waits a grace period (SGE -notify, HTCondor).
+    signal_command: ClassVar[Sequence[str] | None] = None
     #: Whether the submit command reads the job script from stdin; if not, the
     #: script is written to a temporary file whose path ends the argv.
     submit_reads_stdin: ClassVar[bool] = True
@@ -180,6 +186,7 @@ class Job(ProcessInterface):
         self.job_script_prologue = _as_list("job_script_prologue", opt("job_script_prologue"))
         self.submit_command_extra = _as_list("submit_command_extra", opt("submit_command_extra"))
         self.cancel_command_extra = _as_list("cancel_command_extra", opt("cancel_command_extra"))
+        self.cancel_grace_period = parse_timedelta(opt("cancel_grace_period"))
         self.security = security
         self.configure()
         self.job_script()  # so that options no script can carry fail here, not at submission
@@ -247,6 +254,7 @@ class Job(ProcessInterface):
             if self.processes > 1:
                 args += ["--nworkers", str(self.processes)]
             args.append("--nanny" if self.nanny else "--no-nanny")
+            args += worker_preload_args(self.nanny)
         if self.death_timeout is not None:
             args += ["--death-timeout", f"{parse_timedelta(self.death_timeout):g}"]
         for flag, value in (("--interface", self.interface), ("--protocol", self.protocol)):
@@ -290,6 +298,9 @@ class Job(ProcessInterface):
 
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
         return [*self.cancel_command, *self.cancel_command_extra, *job_ids]
+
+    def signal_argv(self, job_ids: Sequence[str]) -> list[str]:
+        return [*self.signal_command, *job_ids]
 
     # ---- ProcessInterface ------------------------------------------------
 

@@ -121,6 +121,9 @@ class PBSJob(Job):
     directive_prefix = "#PBS"
     submit_command = ("qsub",)
     cancel_command = ("qdel",)
+    # Absent under the Slurm-backed commands, whose qdel (scancel) signals
+    # first and kills after Slurm's KillWait.
+    signal_command = ("qsig", "-s", "TERM")
     # The Slurm-backed qsub cannot read a script from stdin.
     submit_reads_stdin = False
 

@@ -20,6 +20,9 @@ class SLURMJob(Job):
     directive_prefix = "#SBATCH"
     submit_command = ("sbatch", "--parsable")
     cancel_command = ("scancel",)
+    # The batch shell only, which is the nanny (the script execs it): its
+    # workers close when it asks them to, not all at once.
+    signal_command = ("scancel", "--batch", "--signal=TERM")
 
     renamed_options = {"project": "account"}  # dask-jobqueue 0.9 deprecates project for -A
 

@@ -124,32 +124,31 @@ def test_compute_node_lost_workers_come_back_and_work_completes(make_cluster, cl
     wait_for(lambda: worker_count(client) == 2, "two workers again")
 
 
-def test_cancel_stops_the_worker_with_a_signal_it_handles(make_cluster, client_for, testbed, job_name):
-    # Cancelling a job without retiring its worker first (as close() would)
-    # must give it a signal it handles, SIGTERM, before any hard kill: the
-    # job's log shows the nanny received it and closed the worker.
-    if not testbed.cancel_signals_first:
-        pytest.skip(f"{testbed.name}: cancel does not always signal before it kills (see the testbed adapter)")
+def test_cancel_lets_the_worker_close_and_its_tasks_go_to_the_others(make_cluster, client_for, testbed, job_name):
+    # Cancelling a running job without retiring its worker first (as close()
+    # would) sends it a signal it handles before any hard kill, on every batch
+    # system: the worker process itself closes and tells the scheduler why,
+    # rather than dying with its nanny, and the work completes on the others.
     cluster = make_cluster()
     client = client_for(cluster)
-    cluster.scale(jobs=1)
-    client.wait_for_workers(1, timeout=PATIENCE)
-    (address,) = client.scheduler_info(n_workers=-1)["workers"]
-    (job,) = cluster.batch.active.values()
+    cluster.scale(jobs=2)
+    client.wait_for_workers(2, timeout=PATIENCE)
 
     def nannies_starting(dask_scheduler):
         return len(dask_scheduler._starting_nannies)
 
     # Until the scheduler has the nanny's "started", a SIGTERM that reaches
-    # the worker process too (scancel signals every process) makes the
-    # nanny fail to start rather than close.
-    wait_for(lambda: not client.run_on_scheduler(nannies_starting), "the nanny to finish starting")
+    # the worker process makes the nanny fail to start rather than close.
+    wait_for(lambda: not client.run_on_scheduler(nannies_starting), "the nannies to finish starting")
+    futures = client.map(slow_square_fn(), range(40), pure=False)
+    wait_for(lambda: sum(f.done() for f in futures) >= 4, "the work to be under way")
+    job = next(iter(cluster.batch.active.values()))
+    (address,) = [a for a, w in client.scheduler_info(n_workers=-1)["workers"].items() if w["name"] == job.name]
     cluster.sync(cluster.batch.cancel, job)
-    wait_for(lambda: worker_count(client) == 0, "the worker to leave", timeout=120)
-    wait_for(lambda: not testbed.active_jobs(job_name), "the cancelled job to leave the queue", timeout=120)
+    assert sum(client.gather(futures)) == sum(x * x for x in range(40))
+    wait_for(lambda: job.job_id not in testbed.active_jobs(job_name), "the cancelled job to leave the queue",
+             timeout=120)
+    closing = [event for _, event in client.get_events(address) if event.get("action") == "closing-worker"]
+    assert [event["reason"] for event in closing] == ["signal-15"], client.get_events(address)
     log = testbed.job_log(LOGS, job_name, job.job_id)
     assert "Received signal SIGTERM" in log and "Nanny asking worker to close. Reason: signal-15" in log, log
-    if testbed.cancel_lets_worker_close:
-        # The worker process closed itself too, and told the scheduler why.
-        closing = [event for _, event in client.get_events(address) if event.get("action") == "closing-worker"]
-        assert [event["reason"] for event in closing] == ["signal-15"], client.get_events(address)

@@ -207,3 +207,68 @@ def test_a_poll_of_many_jobs_is_chunked_only_when_its_command_line_would_be_too_
     assert len(batch._status_chunks(many)) == 6
     from jqref.sge import SGEJob
     assert BatchQueue(SGEJob, ScriptedRunner())._status_chunks(many) == [many]  # qstat -xml names no ids
+
+
+def running_jobs(batch, runner, count, grace="0.05s"):
+    jobs = submitted_jobs(batch, runner, count)
+    for j in jobs:
+        j.state = JobState.RUNNING
+        j.cancel_grace_period = float(grace.rstrip("s"))
+    return jobs
+
+
+def test_running_jobs_are_signalled_first_and_not_cancelled_when_they_leave_within_the_grace_period():
+    runner = ScriptedRunner((0, "", ""), (0, "1 COMPLETED\n2 COMPLETED\n", ""))
+    batch = BatchQueue(SLURMJob, runner)
+    jobs = running_jobs(batch, runner, 2, grace="30s")
+    run(batch.cancel_all(timeout=10, interval=0.01))
+    assert runner.calls[2:] == [["scancel", "--batch", "--signal=TERM", "1", "2"],
+                                ["squeue", "--noheader", "--states=all", "--format=%i %T", "--jobs=1,2"]]
+    assert batch.cancelled == {} and [j.state for j in jobs] == [JobState.ENDED] * 2
+
+
+def test_a_signalled_job_still_there_after_the_grace_period_is_cancelled():
+    runner = ScriptedRunner((0, "", ""), *[(0, "1 RUNNING\n", "")] * 3, (0, "", ""), (0, "1 CANCELLED\n", ""))
+    batch = BatchQueue(SLURMJob, runner)
+    running_jobs(batch, runner, 1, grace="0.05s")
+
+    async def scenario():
+        await batch.cancel_all(timeout=10, interval=0.03)
+
+    run(scenario())
+    assert runner.calls[1] == ["scancel", "--batch", "--signal=TERM", "1"]
+    assert ["scancel", "1"] in runner.calls and batch.cancelled == {}
+
+
+def test_pending_jobs_are_cancelled_at_once_and_running_ones_signalled():
+    runner = ScriptedRunner((0, "", ""), (0, "", ""))
+    batch = BatchQueue(SLURMJob, runner)
+    first, second = running_jobs(batch, runner, 2, grace="30s")
+    second.state = JobState.PENDING
+
+    async def close_together():
+        await asyncio.gather(first.close(), second.close())
+        batch._hard_cancels.pop().cancel()
+
+    run(close_together())
+    assert runner.calls[2:] == [["scancel", "--batch", "--signal=TERM", "1"], ["scancel", "2"]]
+    assert set(batch.cancelled) == {"1", "2"}
+
+
+def test_without_a_signal_command_on_the_site_jobs_are_cancelled_at_once_from_then_on():
+    from jqref.pbs import PBSJob
+
+    runner = ScriptedRunner((127, "", "sh: 1: qsig: not found"), (0, "", ""), (0, "", ""))
+    batch = BatchQueue(PBSJob, runner)
+    jobs = [PBSJob("tcp://a:1", f"w-{i}", batch=batch, cores=1, memory="1GiB") for i in range(2)]
+    for job_id, j in zip(("1", "2"), jobs):
+        j.job_id, j.state = job_id, JobState.RUNNING
+        batch.active[job_id] = j
+
+    async def one_after_the_other():
+        for j in jobs:
+            await j.close()
+
+    run(one_after_the_other())
+    assert runner.calls == [["qsig", "-s", "TERM", "1"], ["qdel", "1"], ["qdel", "2"]]
+    assert set(batch.cancelled) == {"1", "2"}

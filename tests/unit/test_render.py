@@ -5,6 +5,7 @@ import shlex
 import dask.config
 import pytest
 
+from jqref.preload import worker_preload_args
 from jqref.slurm import SLURMJob
 
 HOSTILE = [
@@ -80,8 +81,8 @@ def test_worker_command():
     assert command_line(job.job_script()) == [
         "/opt/py/bin/python", "-m", "distributed.cli.dask_worker", "tcp://10.0.0.1:8786",
         "--name", "dask-worker-0", "--nthreads", "2", "--memory-limit", str(4 * 2**30),
-        "--nworkers", "2", "--nanny", "--death-timeout", "30", "--interface", "eth0",
-        "--local-directory", "/tmp/x", "--resources", "GPU=1",
+        "--nworkers", "2", "--nanny", *worker_preload_args(nanny=True),
+        "--death-timeout", "30", "--interface", "eth0", "--local-directory", "/tmp/x", "--resources", "GPU=1",
     ]
 
 

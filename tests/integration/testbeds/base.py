@@ -19,11 +19,6 @@ class Testbed:
     unknown_queue_error: str
     #: Characters a job name may hold here, to build a hostile but valid name.
     hostile_name_suffix = " 'q' $(x) `y`"
-    #: Whether a cancelled job's worker process closes itself (and tells the
-    #: scheduler) rather than being ended while its nanny closes it.
-    cancel_lets_worker_close = True
-    #: Whether cancelling a running job always signals it before killing it.
-    cancel_signals_first = True
     #: A variable the batch system sets in every job, and whether it holds the
     #: job's id as the queue shows it (else a per-job scratch directory).
     job_variable = "SLURM_JOB_ID"

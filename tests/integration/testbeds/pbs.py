@@ -63,8 +63,6 @@ class PBS(Testbed):
     unknown_queue_error = "(?i)unknown queue|invalid partition"
     # PBS job names are letters, digits and . _ + - only (jqref refuses the rest).
     hostile_name_suffix = "+.-_+x"
-    # qdel: scancel in the compat flavour; pbs_mom also signals the whole job.
-    cancel_lets_worker_close = False
 
     def __init__(self, runner):
         super().__init__(runner)

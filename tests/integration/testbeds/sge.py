@@ -30,14 +30,6 @@ class SGE(Testbed):
     unknown_queue_error = "unknown queue"
     hostile_name_suffix = "$(x)`y`;&|"  # Grid Engine refuses whitespace and quotes in names
     job_variable = "JOB_ID"
-    # Observed on SGE 8.1.9: the nanny gets the SIGTERM the job script makes of
-    # qdel's notice, but the worker process ends before it logs closing.
-    cancel_lets_worker_close = False
-    # Not always, on 8.1.9 here: most runs see qdel's -notify warning (SIGUSR2,
-    # made SIGTERM by the job script) first, but some see the job killed
-    # outright: more often while the qmaster still has it in transfer ('t'),
-    # yet also once it is in 'r' and its nanny has started.
-    cancel_signals_first = False
 
     def _xml(self, *argv):
         return ElementTree.fromstring(self.run(*argv))

@@ -27,7 +27,6 @@ class Slurm(Testbed):
     cluster_cls = SLURMCluster
     queue = "debug"
     unknown_queue_error = "invalid partition"
-    cancel_lets_worker_close = False  # scancel sends SIGTERM to every process of the job at once
 
     def active_jobs(self, job_name):
         out = self.run("squeue", "--noheader", "--format=%i", f"--name={job_name}", "--states=PENDING,RUNNING,CONFIGURING,COMPLETING")

@@ -1,0 +1,39 @@
+"""jqref's code inside the jobs, where jqref is not installed: distributed preloads.
+
+distributed reads a preload that is not a module name or a path as the
+source text of one, so a module of jqref that needs only distributed travels
+as text on the worker's command line. It goes as one line of base64 (no
+quoting surprises in any job script or submit description) and is run with
+the file name it has here, so that its tracebacks say where it comes from.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import importlib.resources
+import zlib
+
+from . import worker_signals
+
+#: Run in every job's worker processes, and in its nanny.
+WORKER_MODULES = (worker_signals,)
+NANNY_MODULES = ()
+
+
+@functools.cache
+def preload_text(module) -> str:
+    name = module.__name__.rpartition(".")[2] + ".py"
+    source = importlib.resources.files(__package__).joinpath(name).read_bytes()
+    packed = base64.b64encode(zlib.compress(source, 9)).decode()
+    # One expression; distributed takes it for source because it has spaces.
+    return (f"exec(compile(__import__('zlib').decompress(__import__('base64').b64decode({packed!r})), "
+            f"{'jqref/' + name!r}, 'exec'))")
+
+
+def worker_preload_args(nanny: bool) -> list[str]:
+    """`dask worker` options that load these modules in the worker processes and the nanny."""
+    args = [arg for module in WORKER_MODULES for arg in ("--preload", preload_text(module))]
+    if nanny:
+        args += [arg for module in NANNY_MODULES for arg in ("--preload-nanny", preload_text(module))]
+    return args
