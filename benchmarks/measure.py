@@ -616,14 +616,18 @@ def cmd_rtt(args):
         runner = SSHRunner(args.destinations[-1], config_file=config, max_sessions=sessions)
         runner.run_blocking(["true"]).check()
 
+        failures = []
+
         async def burst16():
             t = time.perf_counter()
             out = await asyncio.gather(*(runner.run(["true"]) for _ in range(16)), return_exceptions=True)
+            failures.extend(f"{type(x).__name__}: {x}" for x in out if isinstance(x, BaseException))
             return time.perf_counter() - t, sum(isinstance(x, BaseException) for x in out)
         runs = [asyncio.run(burst16()) for _ in range(args.bursts)]
         results.append(dict(destination=args.destinations[-1], command=f"16 x true at once, max_sessions={sessions}",
                             jqref_s=[d for d, _ in runs], failed_commands=sum(e for _, e in runs),
-                            commands=16 * args.bursts, bursts_with_errors=sum(1 for _, e in runs if e)))
+                            commands=16 * args.bursts, bursts_with_errors=sum(1 for _, e in runs if e),
+                            failures=failures))
         log(f"max_sessions={sessions}: {statistics.median(d for d, _ in runs) * 1e3:.0f} ms per burst of 16, "
             f"{results[-1]['failed_commands']} of {16 * args.bursts} commands failed")
         asyncio.run(runner.close())

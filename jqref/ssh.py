@@ -43,6 +43,10 @@ logger = logging.getLogger(__name__)
 MAX_CHANNEL_RETRY_DELAY = 0.5
 
 
+class _NotStarted(Exception):
+    """sshd closed a command's channel before the command started: safe to retry."""
+
+
 class SSHRunner:
     """Run batch commands on `destination` (``[user@]host[:port]`` or an alias
     from the ssh config) over one persistent connection.
@@ -178,14 +182,14 @@ class SSHRunner:
             return shlex.join(["bash", "-l", "-c", inner])
         return inner
 
-    def _open_channel(self, argv: tuple[str, ...], timeout: float) -> paramiko.Channel:
+    def _open_channel(self, argv: tuple[str, ...], timeout: float, deadline: float | None = None) -> paramiko.Channel:
         """A new channel on the live connection for `argv`, which has not been
         sent yet. sshd refuses channels for a moment when many just closed
         (they still count against MaxSessions): that is retried on the same
         connection, which is dropped only if it is really dead, for up to the
         command's `timeout`. Nothing has been sent, so retrying is always safe;
         the `ConnectionLost` at the deadline says so, for callers to retry too."""
-        deadline = time.monotonic() + timeout
+        deadline = deadline or time.monotonic() + timeout
         delay = 0.05
         while True:
             transport = self._transport()
@@ -202,16 +206,37 @@ class SSHRunner:
                 delay = min(2 * delay, MAX_CHANNEL_RETRY_DELAY)
 
     def _exec(self, argv: tuple[str, ...], stdin: str | None, timeout: float) -> CommandResult:
+        """Run `argv` on a channel of its own. A channel that sshd closes before
+        the command's shell printed the marker never ran the command (sshd
+        does so under a burst of sessions): that is retried on a new channel
+        until the deadline, as a refused open is."""
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            try:
+                return self._exec_once(argv, stdin, deadline, timeout)
+            except _NotStarted as e:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ConnectionLost(argv, f"sshd closed every channel for it within {timeout:g} s, "
+                                               f"so the command was not run: {e}") from None
+                time.sleep(min(delay, left))
+                delay = min(2 * delay, MAX_CHANNEL_RETRY_DELAY)
+
+    def _exec_once(self, argv: tuple[str, ...], stdin: str | None, deadline: float, timeout: float) -> CommandResult:
         marker = f"jqref-{uuid.uuid4().hex}"
         with self._sessions:
-            channel = self._open_channel(argv, timeout)
+            channel = self._open_channel(argv, timeout, deadline)
             with channel:
                 try:
                     channel.exec_command(self._command_line(argv, marker))
+                except (paramiko.SSHException, EOFError, OSError) as e:
+                    self._not_started_or_lost(channel, argv, e)
+                try:
                     if stdin is not None:
                         channel.sendall(stdin.encode())
                     channel.shutdown_write()
-                    out, err = self._collect(channel, argv, timeout)
+                    out, err = self._collect(channel, argv, marker, deadline, timeout)
                 except (paramiko.SSHException, EOFError, OSError) as e:
                     # Sent, perhaps run: the caller decides whether to look before retrying.
                     if not channel.get_transport().is_active():
@@ -220,11 +245,19 @@ class SSHRunner:
         head, found, body = out.partition(marker + "\n")
         return CommandResult(argv, channel.recv_exit_status(), body if found else head, err)
 
-    def _collect(self, channel: paramiko.Channel, argv, timeout: float) -> tuple[str, str]:
+    def _not_started_or_lost(self, channel: paramiko.Channel, argv, reason) -> None:
+        """A channel closed before its command started: `_NotStarted` while the
+        connection lives, else the connection is dropped and the loss raised."""
+        if channel.get_transport().is_active():
+            raise _NotStarted(str(reason) or "channel closed")
+        self._drop()
+        raise ConnectionLost(argv, "the SSH connection closed before the command finished")
+
+    def _collect(self, channel: paramiko.Channel, argv, marker: str, deadline: float,
+                 timeout: float) -> tuple[str, str]:
         """Read stdout and stderr together until the command exits, or give up
         at the deadline: waiting for an exit status alone can hang for ever."""
         out, err = bytearray(), bytearray()
-        deadline = time.monotonic() + timeout
         while True:
             if channel.recv_ready():
                 out += channel.recv(65536)
@@ -234,22 +267,29 @@ class SSHRunner:
                 # sshd may send the exit status before the last of the output
                 # (it reaps the command while the pipe still holds some), but
                 # never before EOF: from here on, all of it is buffered.
-                if channel.recv_exit_status() == -1:  # closed without an exit status: the link dropped
-                    self._drop()
-                    raise ConnectionLost(argv, "the SSH connection closed before the command finished")
                 while channel.recv_ready():
                     out += channel.recv(65536)
                 while channel.recv_stderr_ready():
                     err += channel.recv_stderr(65536)
+                if channel.recv_exit_status() == -1:  # closed without an exit status
+                    self._closed_early(channel, argv, marker, out)
                 break
             elif channel.closed or not channel.get_transport().is_active():
-                self._drop()
-                raise ConnectionLost(argv, "the SSH connection closed before the command finished")
+                self._closed_early(channel, argv, marker, out)
             elif time.monotonic() > deadline:
                 raise CommandTimeout(argv, timeout)
             else:
                 select.select([channel], [], [], 0.05)
         return out.decode(errors="replace"), err.decode(errors="replace")
+
+    def _closed_early(self, channel: paramiko.Channel, argv, marker: str, out: bytearray) -> None:
+        """The channel ended without an exit status. Before the marker, the
+        command never started; after it, it may have run."""
+        if marker.encode() not in out:
+            self._not_started_or_lost(channel, argv, "sshd closed the channel before the command started")
+        if not channel.get_transport().is_active():
+            self._drop()
+        raise ConnectionLost(argv, "the SSH connection closed before the command finished")
 
     async def run(self, argv, *, stdin=None, timeout=None):
         argv = _checked_argv(argv)

@@ -84,3 +84,80 @@ def test_a_dead_connection_is_dropped_and_opened_again(monkeypatch):
     monkeypatch.setattr(runner, "_open", lambda: setattr(runner, "_clients", [StubClient(fresh)]))
     assert runner._open_channel(("squeue",), timeout=10) == "channel 1"
     assert old_client.closed and fresh.attempts == 1
+
+
+class ScriptedChannel:
+    """A session channel that either is closed by sshd before its command
+    starts (`closes_early`), or runs it: echoes the marker and exits 0."""
+
+    def __init__(self, transport, closes_early: bool, output: bytes = b"ok\n"):
+        self.transport, self.closes_early, self.output = transport, closes_early, output
+        self.pending = b""
+        self.closed = self.eof_received = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.closed = True
+
+    def get_transport(self):
+        return self.transport
+
+    def exec_command(self, command):
+        if self.closes_early:
+            self.closed = True
+            raise paramiko.SSHException("Channel closed.")
+        marker = command.split()[2].rstrip(";").encode()  # printf "%s\n" <marker>; exec ...
+        self.pending = marker + b"\n" + self.output
+        self.eof_received = True
+        self.transport.commands_run += 1
+
+    def sendall(self, data):
+        pass
+
+    def shutdown_write(self):
+        pass
+
+    def recv_ready(self):
+        return bool(self.pending)
+
+    def recv(self, n):
+        data, self.pending = self.pending, b""
+        return data
+
+    def recv_stderr_ready(self):
+        return False
+
+    def exit_status_ready(self):
+        return self.eof_received
+
+    def recv_exit_status(self):
+        return 0
+
+
+class EarlyClosingTransport(RefusingTransport):
+    """Opens every channel, but sshd closes the first `early` ones before their command starts."""
+
+    def __init__(self, early: int):
+        super().__init__(refusals=0)
+        self.early = early
+        self.commands_run = 0
+
+    def open_session(self, timeout=None):
+        self.attempts += 1
+        return ScriptedChannel(self, closes_early=self.attempts <= self.early)
+
+
+def test_a_channel_closed_before_its_command_started_is_retried_on_a_new_one():
+    transport = EarlyClosingTransport(early=3)
+    result = connected_runner(transport).run_blocking(["squeue"], timeout=10)
+    assert (result.returncode, result.stdout) == (0, "ok\n")
+    assert transport.attempts == 4 and transport.commands_run == 1
+
+
+def test_channels_closed_early_until_the_deadline_fail_the_command_as_not_run():
+    transport = EarlyClosingTransport(early=10**9)
+    with pytest.raises(ConnectionLost, match=r"so the command was not run"):
+        connected_runner(transport).run_blocking(["squeue"], timeout=0.3)
+    assert transport.commands_run == 0
