@@ -23,9 +23,11 @@ from distributed.core import Status
 from distributed.deploy.spec import SpecCluster
 from distributed.scheduler import Scheduler
 
+from . import ssl_error_queue
 from .batch import BatchQueue
 from .job import Job
 from .login_scheduler import LoginNodeScheduler
+from .preload import scheduler_preloads
 from .records import JobRecord, describe_runner
 from .runners import LocalRunner, Runner
 from .ssh import SSHRunner
@@ -189,9 +191,12 @@ class JobQueueCluster(SpecCluster):
         initial_jobs = math.ceil(n_workers / self._template.processes)
         if self.max_jobs is not None:
             initial_jobs = min(initial_jobs, self.max_jobs)
+        if security is not None:
+            ssl_error_queue.apply()  # this process's client, and the scheduler if it runs here
         if self.scheduler_on == "login":
+            remote = {**options, "preload": [*options.get("preload", []), *scheduler_preloads(security is not None)]}
             scheduler = {"cls": LoginNodeScheduler, "options": {
-                "runner": self.runner, "python": self._template.python_words, "options": options,
+                "runner": self.runner, "python": self._template.python_words, "options": remote,
                 "security": security}}
         else:
             scheduler = {"cls": scheduler_cls, "options": {**options, "security": security}}

@@ -254,7 +254,7 @@ class Job(ProcessInterface):
             if self.processes > 1:
                 args += ["--nworkers", str(self.processes)]
             args.append("--nanny" if self.nanny else "--no-nanny")
-            args += worker_preload_args(self.nanny)
+            args += worker_preload_args(self.nanny, tls=self.security is not None)
         if self.death_timeout is not None:
             args += ["--death-timeout", f"{parse_timedelta(self.death_timeout):g}"]
         for flag, value in (("--interface", self.interface), ("--protocol", self.protocol)):

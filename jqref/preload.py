@@ -14,11 +14,12 @@ import functools
 import importlib.resources
 import zlib
 
-from . import worker_signals
+from . import ssl_error_queue, worker_signals
 
-#: Run in every job's worker processes, and in its nanny.
+#: Run in every job's worker processes.
 WORKER_MODULES = (worker_signals,)
-NANNY_MODULES = ()
+#: Run in every process of a cluster that talks TLS: nanny, workers, scheduler.
+TLS_MODULES = (ssl_error_queue,)
 
 
 @functools.cache
@@ -31,9 +32,15 @@ def preload_text(module) -> str:
             f"{'jqref/' + name!r}, 'exec'))")
 
 
-def worker_preload_args(nanny: bool) -> list[str]:
+def worker_preload_args(nanny: bool, tls: bool) -> list[str]:
     """`dask worker` options that load these modules in the worker processes and the nanny."""
-    args = [arg for module in WORKER_MODULES for arg in ("--preload", preload_text(module))]
+    tls_modules = TLS_MODULES if tls else ()
+    args = [arg for module in (*WORKER_MODULES, *tls_modules) for arg in ("--preload", preload_text(module))]
     if nanny:
-        args += [arg for module in NANNY_MODULES for arg in ("--preload-nanny", preload_text(module))]
+        args += [arg for module in tls_modules for arg in ("--preload-nanny", preload_text(module))]
     return args
+
+
+def scheduler_preloads(tls: bool) -> list[str]:
+    """Preload texts for a scheduler started elsewhere (on the login node)."""
+    return [preload_text(module) for module in TLS_MODULES] if tls else []

@@ -81,7 +81,7 @@ def test_worker_command():
     assert command_line(job.job_script()) == [
         "/opt/py/bin/python", "-m", "distributed.cli.dask_worker", "tcp://10.0.0.1:8786",
         "--name", "dask-worker-0", "--nthreads", "2", "--memory-limit", str(4 * 2**30),
-        "--nworkers", "2", "--nanny", *worker_preload_args(nanny=True),
+        "--nworkers", "2", "--nanny", *worker_preload_args(nanny=True, tls=False),
         "--death-timeout", "30", "--interface", "eth0", "--local-directory", "/tmp/x", "--resources", "GPU=1",
     ]
 
