@@ -94,9 +94,12 @@ class BatchQueue:
     async def submit(self, job: Job) -> str:
         try:
             job_id = await self._submit_once(job)
-        except ConnectionLost:
+        except ConnectionLost as lost:
             # The submission may or may not have reached the batch system:
-            # ask the queue for the job's tag rather than submit it twice.
+            # ask the queue for the job's tag rather than submit it twice,
+            # once a submit command that outlived the connection has finished.
+            if lost.remote_pid is not None:
+                await self._wait_until_gone(lost.remote_pid)
             job_id = await self._find(job)
             if job_id is None:
                 logger.warning("submission of %s was interrupted before it reached the queue; submitting again", job.name)
@@ -118,6 +121,20 @@ class BatchQueue:
             async with self.runner.script_file(script) as path:
                 result = await self.runner.run([*argv, path])
         return self.job_cls.parse_job_id(result.check().stdout)
+
+    async def _wait_until_gone(self, pid: int, timeout: float = 120.0) -> None:
+        """Until process `pid` no longer runs where the commands run: a submit
+        command cut off from its connection may still be committing its job."""
+        deadline = time.monotonic() + timeout
+        wait = 0.1
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ConnectionLost):
+                if not (await self.runner.run(["ps", "-p", str(pid)])).ok:
+                    return
+            await asyncio.sleep(wait)
+            wait = min(2 * wait, 2.0)
+        logger.warning("the interrupted submit command (pid %s) still runs after %g s; looking for its job anyway",
+                       pid, timeout)
 
     async def _find(self, job: Job, attempts: int = 3) -> str | None:
         """The id of the queued job carrying `job`'s tag, if any."""

@@ -61,8 +61,11 @@ class ConnectionLost(CommandError):
     """The connection to the login node dropped while a command ran: it may or
     may not have taken effect."""
 
-    def __init__(self, argv: Sequence[str], reason: str):
+    def __init__(self, argv: Sequence[str], reason: str, remote_pid: int | None = None):
         super().__init__(CommandResult(tuple(argv), -1, "", reason), what="was interrupted by a lost connection")
+        #: The command's process on the remote host, if it had started: it
+        #: may still be running there, and finish what it was doing.
+        self.remote_pid = remote_pid
 
 
 class Runner(Protocol):

@@ -43,6 +43,13 @@ logger = logging.getLogger(__name__)
 MAX_CHANNEL_RETRY_DELAY = 0.5
 
 
+def _remote_pid(out: bytearray, marker: str) -> int | None:
+    """The pid the command's marker line gave, once the whole line arrived."""
+    _, found, rest = bytes(out).partition(f"{marker} ".encode())
+    pid, newline, _ = rest.partition(b"\n")
+    return int(pid) if found and newline and pid.isdigit() else None
+
+
 class _NotStarted(Exception):
     """sshd closed a command's channel before the command started: safe to retry."""
 
@@ -177,7 +184,10 @@ class SSHRunner:
     # ---- commands ---------------------------------------------------------
 
     def _command_line(self, argv: tuple[str, ...], marker: str) -> str:
-        inner = f"printf '%s\\n' {marker}; exec {shlex.join(argv)}"
+        # The marker line says the command starts, and as which process (exec
+        # keeps the shell's pid). If it cannot be written, the channel is gone
+        # and the command must not run.
+        inner = f"printf '%s %s\\n' {marker} \"$$\" || exit 141; exec {shlex.join(argv)}"
         if self.login_shell:
             return shlex.join(["bash", "-l", "-c", inner])
         return inner
@@ -232,18 +242,20 @@ class SSHRunner:
                     channel.exec_command(self._command_line(argv, marker))
                 except (paramiko.SSHException, EOFError, OSError) as e:
                     self._not_started_or_lost(channel, argv, e)
+                out, err = bytearray(), bytearray()
                 try:
                     if stdin is not None:
                         channel.sendall(stdin.encode())
                     channel.shutdown_write()
-                    out, err = self._collect(channel, argv, marker, deadline, timeout)
+                    self._collect(channel, argv, marker, deadline, timeout, out, err)
                 except (paramiko.SSHException, EOFError, OSError) as e:
                     # Sent, perhaps run: the caller decides whether to look before retrying.
                     if not channel.get_transport().is_active():
                         self._drop()
-                    raise ConnectionLost(argv, f"the SSH channel failed: {e}") from e
-        head, found, body = out.partition(marker + "\n")
-        return CommandResult(argv, channel.recv_exit_status(), body if found else head, err)
+                    raise ConnectionLost(argv, f"the SSH channel failed: {e}", _remote_pid(out, marker)) from e
+        head, found, body = out.decode(errors="replace").partition(f"{marker} ")
+        return CommandResult(argv, channel.recv_exit_status(), body.partition("\n")[2] if found else head,
+                             err.decode(errors="replace"))
 
     def _not_started_or_lost(self, channel: paramiko.Channel, argv, reason) -> None:
         """A channel closed before its command started: `_NotStarted` while the
@@ -253,11 +265,11 @@ class SSHRunner:
         self._drop()
         raise ConnectionLost(argv, "the SSH connection closed before the command finished")
 
-    def _collect(self, channel: paramiko.Channel, argv, marker: str, deadline: float,
-                 timeout: float) -> tuple[str, str]:
-        """Read stdout and stderr together until the command exits, or give up
-        at the deadline: waiting for an exit status alone can hang for ever."""
-        out, err = bytearray(), bytearray()
+    def _collect(self, channel: paramiko.Channel, argv, marker: str, deadline: float, timeout: float,
+                 out: bytearray, err: bytearray) -> None:
+        """Read stdout and stderr together into `out` and `err` until the command
+        exits, or give up at the deadline: waiting for an exit status alone can
+        hang for ever."""
         while True:
             if channel.recv_ready():
                 out += channel.recv(65536)
@@ -280,16 +292,16 @@ class SSHRunner:
                 raise CommandTimeout(argv, timeout)
             else:
                 select.select([channel], [], [], 0.05)
-        return out.decode(errors="replace"), err.decode(errors="replace")
 
     def _closed_early(self, channel: paramiko.Channel, argv, marker: str, out: bytearray) -> None:
         """The channel ended without an exit status. Before the marker, the
         command never started; after it, it may have run."""
-        if marker.encode() not in out:
+        pid = _remote_pid(out, marker)
+        if pid is None:
             self._not_started_or_lost(channel, argv, "sshd closed the channel before the command started")
         if not channel.get_transport().is_active():
             self._drop()
-        raise ConnectionLost(argv, "the SSH connection closed before the command finished")
+        raise ConnectionLost(argv, "the SSH connection closed before the command finished", pid)
 
     async def run(self, argv, *, stdin=None, timeout=None):
         argv = _checked_argv(argv)

@@ -50,7 +50,7 @@ class RemoteProcess:
                 for line in (line.decode(errors="replace") for line in lines):
                     if started:
                         self._lines.put(line)
-                    started = started or line == marker
+                    started = started or line.startswith(f"{marker} ")  # "<marker> <pid>"
                 got_data = True
             if not got_data and (self.channel.closed or self.channel.exit_status_ready()
                                  or not self.channel.get_transport().is_active()):

@@ -119,8 +119,8 @@ class DroppingRunner(ScriptedRunner):
 
         self.calls.append(list(argv))
         step = self.results.pop(0)
-        if step is None:
-            raise ConnectionLost(argv, "dropped")
+        if step is None or isinstance(step, int):  # an int: the remote pid the command had started as
+            raise ConnectionLost(argv, "dropped", remote_pid=step)
         rc, out, err = step
         return CommandResult(tuple(argv), rc, out, err)
 
@@ -138,6 +138,19 @@ def test_interrupted_submission_that_reached_the_queue_is_adopted_not_repeated()
     runner.results = results()
     assert run(batch.submit(j)) == "41"
     assert [c[0] for c in runner.calls] == ["sbatch", "squeue"]
+    assert batch.submitted == 1
+
+
+def test_the_lookup_waits_for_a_submit_command_that_outlived_its_connection():
+    # sbatch had started as pid 77 when the connection dropped: it may still
+    # commit the job, so the queue is asked only once it has exited.
+    runner = DroppingRunner()
+    batch = BatchQueue(SLURMJob, runner)
+    j = job(batch)
+    runner.results = [77, (0, "  PID TTY TIME CMD\n   77 ?  00:00:00 sbatch\n", ""), (1, "", ""),
+                      (0, f"42 {j.tag}\n", "")]
+    assert run(batch.submit(j)) == "42"
+    assert runner.calls[1:3] == [["ps", "-p", "77"], ["ps", "-p", "77"]] and runner.calls[3][0] == "squeue"
     assert batch.submitted == 1
 
 

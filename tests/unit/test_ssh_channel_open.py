@@ -108,8 +108,8 @@ class ScriptedChannel:
         if self.closes_early:
             self.closed = True
             raise paramiko.SSHException("Channel closed.")
-        marker = command.split()[2].rstrip(";").encode()  # printf "%s\n" <marker>; exec ...
-        self.pending = marker + b"\n" + self.output
+        marker = command.split()[3].encode()  # printf '%s %s\n' <marker> "$$" || exit 141; exec ...
+        self.pending = marker + b" 4242\n" + self.output
         self.eof_received = True
         self.transport.commands_run += 1
 

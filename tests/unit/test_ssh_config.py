@@ -1,5 +1,9 @@
 """How SSHRunner reads destinations and ~/.ssh/config, as OpenSSH would."""
 
+import os
+import signal
+import subprocess
+
 import paramiko
 import pytest
 
@@ -50,6 +54,22 @@ def test_jump_loops_are_refused():
 def test_commands_are_quoted_word_by_word_behind_a_marker():
     runner = SSHRunner("host.example", config_file=None)
     line = runner._command_line(("echo", "$(id)", "a b"), "MARK")
-    assert line == "printf '%s\\n' MARK; exec echo '$(id)' 'a b'"
+    shell = subprocess.run(["sh", "-c", line], capture_output=True, text=True, check=True)
+    first, _, rest = shell.stdout.partition("\n")
+    marker, pid = first.split(" ")
+    assert (marker, rest) == ("MARK", "$(id) a b\n") and pid.isdigit()  # the pid the command ran as
     login = SSHRunner("host.example", config_file=None, login_shell=True)._command_line(("squeue",), "MARK")
     assert login.startswith("bash -l -c ")
+
+
+@pytest.mark.parametrize("sigpipe", [signal.SIG_DFL, signal.SIG_IGN])
+def test_a_command_whose_channel_is_gone_before_it_starts_never_runs(tmp_path, sigpipe):
+    # sshd gone: the marker line cannot be written, so the command must not
+    # run afterwards, whether or not the remote shell ignores SIGPIPE.
+    flag = tmp_path / "ran"
+    line = SSHRunner("host.example", config_file=None)._command_line(("touch", str(flag)), "MARK")
+    read, write = os.pipe()
+    os.close(read)
+    subprocess.run(["sh", "-c", line], stdout=write, preexec_fn=lambda: signal.signal(signal.SIGPIPE, sigpipe))
+    os.close(write)
+    assert not flag.exists()
