@@ -9,6 +9,7 @@ from .runners import CommandError, CommandResult, ConnectionLost, LocalRunner, R
 from .sge import SGECluster, SGEJob
 from .slurm import SLURMCluster, SLURMJob
 from .ssh import SSHRunner
+from .tls import InsecureSchedulerWarning
 
 __all__ = [
     "BatchQueue",
@@ -17,6 +18,7 @@ __all__ = [
     "ConnectionLost",
     "HTCondorCluster",
     "HTCondorJob",
+    "InsecureSchedulerWarning",
     "Job",
     "JobCancelError",
     "JobQueueCluster",

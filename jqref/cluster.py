@@ -25,6 +25,7 @@ from distributed.scheduler import Scheduler
 
 from . import ssl_error_queue
 from .batch import BatchQueue
+from .config import Options
 from .job import Job
 from .login_scheduler import LoginNodeScheduler
 from .preload import scheduler_preloads
@@ -87,7 +88,8 @@ class JobQueueCluster(SpecCluster):
     firewalls), ``scheduler_on="login"`` runs the scheduler on the login node
     instead, reached through a port forwarded over the SSH connection.
     ``security=True`` encrypts and authenticates every Dask connection with
-    TLS, using a certificate made for this cluster alone.
+    TLS, using a certificate made for this cluster alone; it is the default
+    with ``scheduler_on="login"``, where others can reach the scheduler.
     """
 
     job_cls: ClassVar[type[Job]]
@@ -123,7 +125,11 @@ class JobQueueCluster(SpecCluster):
     ):
         if job_cls is not None:
             self.job_cls = job_cls
-        security = cluster_security(security)
+        self.scheduler_on = Options(self.job_cls.config_name, config_name).get("scheduler_on", scheduler_on)
+        if self.scheduler_on not in ("client", "login"):
+            raise ValueError(f"scheduler_on must be 'client' or 'login', got {self.scheduler_on!r}")
+        security = cluster_security(security, shared_host=self.scheduler_on == "login",
+                                    tls_unavailable=self.job_cls.tls_unavailable)
         job_kwargs.setdefault("job_name", name)
         job_kwargs.update(interface=interface, protocol=protocol, security=security, config_name=config_name,
                           shared_temp_directory=shared_temp_directory)
@@ -142,9 +148,6 @@ class JobQueueCluster(SpecCluster):
                                  "(an environment with the same Python and distributed versions as this one)")
         self._owns_runner = runner is None or ssh is not None
         self.runner = runner or LocalRunner()
-        self.scheduler_on = opt("scheduler_on", scheduler_on)
-        if self.scheduler_on not in ("client", "login"):
-            raise ValueError(f"scheduler_on must be 'client' or 'login', got {self.scheduler_on!r}")
         if self.scheduler_on == "login" and not isinstance(self.runner, SSHRunner):
             raise ValueError("scheduler_on='login' starts the scheduler over SSH: give ssh= (or an SSHRunner)")
         self.batch = BatchQueue(self.job_cls, self.runner, on_ended=self._job_ended)

@@ -58,13 +58,12 @@ class HTCondorJob(Job):
     config_name = "htcondor"
     submit_command = ("condor_submit", "-terse")
     cancel_command = ("condor_rm",)
+    tls_unavailable = ("the workers' key would travel in the job's arguments, which condor_q -long shows to every "
+                       "user of the pool")
 
     def configure(self):
         if self.queue is not None:
             raise ValueError(f"HTCondor has no queues: queue={self.queue!r} cannot be requested")
-        if self.security is not None:
-            raise ValueError("TLS (security=) is not available on HTCondor yet: the workers' key would travel in "
-                             "the job's arguments, which condor_q -long shows to every user of the pool")
         self.disk = self.option("disk")
         self.environment = dict(self.option("environment") or {})
 

@@ -103,6 +103,8 @@ class Job(ProcessInterface):
     #: `cancel_grace_period`. None where the cancel command itself signals
     #: first and waits a grace period (SGE -notify, HTCondor).
     signal_command: ClassVar[Sequence[str] | None] = None
+    #: Why this batch system cannot carry the workers' TLS key, if it cannot.
+    tls_unavailable: ClassVar[str | None] = None
     #: Whether the submit command reads the job script from stdin; if not, the
     #: script is written to a temporary file whose path ends the argv.
     submit_reads_stdin: ClassVar[bool] = True
@@ -187,6 +189,8 @@ class Job(ProcessInterface):
         self.submit_command_extra = _as_list("submit_command_extra", opt("submit_command_extra"))
         self.cancel_command_extra = _as_list("cancel_command_extra", opt("cancel_command_extra"))
         self.cancel_grace_period = parse_timedelta(opt("cancel_grace_period"))
+        if security is not None and self.tls_unavailable:
+            raise ValueError(f"TLS (security=) is not available on {self.config_name}: {self.tls_unavailable}")
         self.security = security
         self.configure()
         self.job_script()  # so that options no script can carry fail here, not at submission

@@ -1,7 +1,9 @@
 """TLS between client, scheduler and workers, from one distributed `Security`.
 
 ``security=True`` makes a key and self-signed certificate for this cluster
-only, in memory (``Security.temporary``). A scheduler on the login node and
+only, in memory (``Security.temporary``). It is the default for a scheduler
+on a login node: a Dask scheduler runs whatever code its clients send, as the
+cluster's owner, and anyone on a shared login node can reach it. A scheduler on the login node and
 the workers get the material as PEM contents, never as paths on this
 machine: it reaches them over the SSH channel and inside the job script,
 never as a file written on the way.
@@ -10,12 +12,30 @@ never as a file written on the way.
 from __future__ import annotations
 
 import pathlib
+import warnings
 
 import dask.config
 from distributed.security import Security
 
 
-def cluster_security(security: Security | bool | None) -> Security | None:
+class InsecureSchedulerWarning(UserWarning):
+    """A scheduler others can connect to runs without TLS."""
+
+
+def cluster_security(security: Security | bool | None, *, shared_host: bool = False,
+                     tls_unavailable: str | None = None) -> Security | None:
+    """The cluster's `Security`. `security=None` means the default: TLS with a
+    certificate of its own when the scheduler runs on a `shared_host` (unless
+    the batch system cannot carry it, `tls_unavailable` saying why), none
+    otherwise. Declining it there with `security=False` is warned about."""
+    if shared_host and security in (None, False):
+        if security is None and tls_unavailable is None:
+            security = True
+        else:
+            reason = "security=False" if security is False else tls_unavailable
+            warnings.warn(f"the Dask scheduler on the login node runs without TLS ({reason}): anyone who can reach "
+                          "it there can run code as you through it", InsecureSchedulerWarning, stacklevel=3)
+            return None
     if security is True:
         return Security.temporary()
     if security is None or security is False:

@@ -85,8 +85,8 @@ def mode_options(mode: str) -> dict:
         return {}
     ssh = {"python": "/opt/jqref/bin/python3"}  # the compute nodes' environment, not this machine's
     if scheduler_on() == "login":
-        # On the login node, listening where the compute nodes reach it. (The
-        # client's hop is inside SSH; TLS has its own test in test_login_scheduler.)
+        # On the login node, listening where the compute nodes reach it (with
+        # TLS, the default there).
         return {**ssh, "scheduler_on": "login", "scheduler_options": {"host": os.environ["JQREF_LOGIN_ADDRESS"]}}
     return {**ssh, "scheduler_options": {"host": os.environ["JQREF_SCHEDULER_HOST"]}}
 

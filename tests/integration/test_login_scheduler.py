@@ -30,7 +30,7 @@ def scheduler_processes(runner) -> list[str]:
 def test_workers_reach_the_login_node_and_the_dashboard_is_forwarded(make_cluster, client_for, runner):
     cluster = make_cluster()
     client = client_for(cluster)
-    assert cluster.scheduler_address.startswith("tcp://127.0.0.1:"), "the client talks through the forward"
+    assert cluster.scheduler_address.startswith("tls://127.0.0.1:"), "the client talks through the forward, with TLS"
     cluster.scale(jobs=2)
     wait_for(lambda: worker_count(client) == 2, "2 workers connected to the login node's scheduler")
     assert client.submit(lambda x: x + 1, 41).result() == 42
@@ -42,17 +42,48 @@ def test_workers_reach_the_login_node_and_the_dashboard_is_forwarded(make_cluste
 
 
 @pytest.mark.parametrize("attempt", range(3))
-def test_tls_between_client_scheduler_and_workers(make_cluster, client_for, attempt):
-    # With nanny (the default), and three times: before jqref cleared OpenSSL's
-    # error queue (ssl_error_queue), most runs here lost every connection soon
-    # after the workers registered.
-    cluster = make_cluster(security=True)
+def test_tls_between_client_scheduler_and_workers_by_default(make_cluster, client_for, attempt):
+    # With nannies (the default), and three times: before jqref cleared
+    # OpenSSL's error queue (ssl_error_queue), most runs here lost every
+    # connection soon after the workers registered.
+    cluster = make_cluster()
     client = client_for(cluster)
     cluster.scale(jobs=2)
     wait_for(lambda: worker_count(client) == 2, "2 workers connected over TLS")
     assert cluster.scheduler.address.startswith("tls://") and cluster.scheduler_address.startswith("tls://127.0.0.1:")
     assert all(w.startswith("tls://") for w in client.scheduler_info(n_workers=-1)["workers"])
     assert sum(client.gather(client.map(lambda x: x * x, range(20)))) == sum(x * x for x in range(20))
+
+
+#: Run on the login node by someone without the cluster's certificate: a Dask
+#: client over plain TCP, and a TLS client that presents no certificate.
+CONNECT_WITHOUT_THE_CERTIFICATE = """
+import socket, ssl, sys
+from distributed import Client
+address = sys.argv[1]
+try:
+    Client(address.replace("tls://", "tcp://"), timeout="5s").close()
+    print("dask client over TCP connected")
+except OSError as e:
+    print("dask client over TCP refused")
+host, port = address.removeprefix("tls://").rsplit(":", 1)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+try:
+    with socket.create_connection((host, int(port)), timeout=5) as raw, context.wrap_socket(raw) as tls:
+        tls.sendall(b"hello")
+        print("TLS without a certificate", "refused" if tls.recv(1) == b"" else "answered")
+except OSError as e:
+    print("TLS without a certificate refused")
+"""
+
+
+def test_on_the_login_node_clients_without_the_cluster_certificate_are_refused(make_cluster, runner, cluster_options):
+    cluster = make_cluster()
+    attempt = runner.run_blocking([cluster_options["python"], "-c", CONNECT_WITHOUT_THE_CERTIFICATE,
+                                   cluster.scheduler.address], timeout=120).check()
+    assert attempt.stdout.splitlines() == ["dask client over TCP refused", "TLS without a certificate refused"], \
+        attempt.stdout + attempt.stderr
 
 
 def test_killed_client_takes_the_remote_scheduler_and_then_the_jobs_with_it(testbed, job_name, cluster_options,

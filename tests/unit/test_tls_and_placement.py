@@ -1,6 +1,7 @@
 """TLS material for workers, and the scheduler placement option."""
 
 import shlex
+import warnings
 
 import dask.config
 import pytest
@@ -9,13 +10,27 @@ from distributed.security import Security
 from jqref import HTCondorJob, SLURMCluster
 from jqref.login_scheduler import MAIN_SOURCE
 from jqref.slurm import SLURMJob
-from jqref.tls import cluster_security, role_options, worker_environment
+from jqref.tls import InsecureSchedulerWarning, cluster_security, role_options, worker_environment
 
 
 def test_true_makes_a_certificate_for_this_cluster_alone():
     first, second = cluster_security(True), cluster_security(True)
     assert first.require_encryption and first.tls_ca_file != second.tls_ca_file
     assert cluster_security(None) is None and cluster_security(False) is None
+
+
+def test_a_scheduler_on_a_shared_login_node_gets_tls_by_default():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cluster_security(None, shared_host=True).require_encryption
+        assert cluster_security(None) is None  # the scheduler in this process
+
+
+def test_declining_tls_on_a_shared_login_node_is_warned_about_with_the_reason():
+    with pytest.warns(InsecureSchedulerWarning, match=r"security=False.*run code as you"):
+        assert cluster_security(False, shared_host=True) is None
+    with pytest.warns(InsecureSchedulerWarning, match="condor_q -long"):
+        assert cluster_security(None, shared_host=True, tls_unavailable=HTCondorJob.tls_unavailable) is None
 
 
 def test_a_security_without_certificates_is_refused():
