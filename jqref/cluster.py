@@ -136,8 +136,9 @@ class JobQueueCluster(SpecCluster):
         # A job rendered from these options now, so that bad options fail here
         # and processes/cores/memory are known however they were given.
         self._template = self.job_cls(**job_kwargs)
-        job_kwargs = self._job_kwargs = {**self._template.options.keywords(), "security": security,
-                                         "config_name": config_name}
+        # Every job reads the template's options, resolved once: they all match
+        # it, and the worker group below, whatever the config says later.
+        self._job_kwargs = {"shared_options": self._template.options, "security": security}
         opt = self._template.options.get
         if ssh is not None and runner is not None:
             raise ValueError("give ssh= (a destination) or runner=, not both")
@@ -174,15 +175,7 @@ class JobQueueCluster(SpecCluster):
 
         worker = {
             "cls": self.job_cls,
-            "options": {
-                **job_kwargs,
-                "batch": self.batch,
-                # As resolved for the template: every job matches it, and the
-                # group below, whatever the config says later.
-                "cores": self._template.cores,
-                "memory": self._template.memory,
-                "processes": self._template.processes,
-            },
+            "options": {**self._job_kwargs, "batch": self.batch},
         }
         if self._template.processes > 1:
             worker["group"] = [f"-{i}" for i in range(self._template.processes)]

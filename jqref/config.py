@@ -84,18 +84,11 @@ class Options:
                 raise TypeError(f"{owner} got an unexpected keyword argument {name!r}"
                                 f"{_closest(name, {keyword(k) for k in self.known})}")
             self.kwargs[key] = value
+        #: Options already resolved: the jobs of a cluster share its Options,
+        #: so each reads the config once, and all see what the first saw.
+        self._resolved: dict[str, Any] = {}
         for namespace in NAMESPACES:
             self._check_config(namespace)
-
-    def keywords(self) -> dict[str, Any]:
-        """The keyword arguments with other names replaced by jqref's, so that
-        jobs made from them do not warn again."""
-        other = {**self.renamed, **self.aliases}
-        out = {keyword(key): value for key, value in self.kwargs.items() if key not in other}
-        for key, value in self.kwargs.items():
-            if key in other and _empty(out.get(keyword(other[key]))):
-                out[keyword(other[key])] = value
-        return out
 
     def _check_config(self, namespace: str) -> None:
         section = dask.config.get(f"{namespace}.{self.section}", default=None) or {}
@@ -123,15 +116,20 @@ class Options:
         else:
             what = f"config key {source}.{self.section}.{old} is dask-jobqueue's old name for {new!r}"
         effect = "it is ignored because the new name is set" if ignored else "jqref still reads it"
-        warnings.warn(f"{what}: {effect}; please use the new name", FutureWarning, stacklevel=4)
+        warnings.warn(f"{what}: {effect}; please use the new name", FutureWarning, stacklevel=5)
 
     def get(self, name: str, value: Any = None) -> Any:
         """One option; `value` (a keyword argument) wins unless it is None."""
         if value is not None:
             return value
         key = config_key(name)
+        if key not in self._resolved:
+            self._resolved[key] = self._resolve(key)
+        return self._resolved[key]
+
+    def _resolve(self, key: str) -> Any:
         if key not in self.defaults:
-            raise KeyError(f"no jqref option {name!r}")
+            raise KeyError(f"no jqref option {keyword(key)!r}")
         for source in (self.kwargs, *NAMESPACES):
             found = self._read(source, key)
             for old, deprecated in self._old_names(key):

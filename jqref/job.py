@@ -123,14 +123,19 @@ class Job(ProcessInterface):
         batch: BatchQueue | None = None,
         security: Security | None = None,
         config_name: str | None = None,
+        shared_options: Options | None = None,
         **options: Any,
     ):
         """`options` are the keys of this scheduler's section in `jqref.yaml`
         (as keywords: `job_name` for `name`, underscores for dashes), and
-        dask-jobqueue's names for them."""
+        dask-jobqueue's names for them. A cluster passes its jobs
+        `shared_options` instead: resolved once for all of them."""
         super().__init__(scheduler=scheduler, name=name)
-        self.options = Options(self.config_name, config_name, options, renamed=self.renamed_options,
-                               aliases=self.option_aliases, owner=type(self).__name__)
+        if shared_options is not None and (options or config_name):
+            raise TypeError("give shared_options or options, not both")
+        self.options = shared_options or Options(self.config_name, config_name, options,
+                                                 renamed=self.renamed_options, aliases=self.option_aliases,
+                                                 owner=type(self).__name__)
         opt = self.option
         self.scheduler = scheduler
         self.name = name

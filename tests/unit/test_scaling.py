@@ -65,6 +65,14 @@ def test_group_names_match_the_job_script_wherever_processes_came_from(cluster_f
         assert "--name grp-0" in cluster.job_script()
 
 
+def test_jobs_keep_the_options_the_cluster_started_with_and_share_them(cluster_factory):
+    with dask.config.set({"jqref.slurm.queue": "first"}):
+        cluster = cluster_factory(cores=1, memory="1GiB")
+    with dask.config.set({"jqref.slurm.queue": "later", "jqref.slurm.processes": 1}):
+        assert "--partition first" in cluster.job_script()
+    assert cluster.new_spec["options"]["shared_options"] is cluster._template.options
+
+
 def test_single_process_jobs_have_no_group(cluster_factory):
     cluster = cluster_factory(cores=1, memory="1GiB")
     assert "group" not in cluster.new_spec and "--nworkers" not in cluster.job_script()
