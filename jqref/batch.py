@@ -164,6 +164,8 @@ class BatchQueue:
         await asyncio.sleep(0)  # the other cancels of this moment, started together, join the round
         self._cancel_round = None
         try:
+            if self.job_cls.unwarned_states:
+                await self._wait_until_warned_on_cancel(cancel_round.jobs)
             at_once = cancel_round.jobs
             if self._can_signal:
                 at_once = await self._signal(cancel_round.jobs)
@@ -171,6 +173,27 @@ class BatchQueue:
                 await self._cancel_chunk({job_id: at_once[job_id] for job_id in chunk})
         finally:
             cancel_round.done.set()
+
+    async def _wait_until_warned_on_cancel(self, jobs: dict[str, Job]) -> None:
+        """Until none of `jobs` is in a state its cancel would kill it in
+        without warning, asking the batch system afresh (a poll's answer may
+        be a moment old), for at most the grace period."""
+        deadline = time.monotonic() + next(iter(jobs.values())).cancel_grace_period
+        while True:
+            try:
+                result = await self.runner.run(self.job_cls.status_command(list(jobs)))
+                states = self.job_cls.parse_states(result, list(jobs))
+            except CommandError as e:  # cancelling is what is left
+                logger.info("could not check the jobs' states before cancelling them: %s", e)
+                return
+            states = {job_id: states[job_id] for job_id in jobs if job_id in states}
+            unwarned = [job_id for job_id, (_, word) in states.items() if word in self.job_cls.unwarned_states]
+            for job_id, (state, _) in states.items():
+                if state.active:
+                    jobs[job_id].state = state
+            if not unwarned or time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(0.5)
 
     async def _signal(self, jobs: dict[str, Job]) -> dict[str, Job]:
         """Send the running ones of `jobs` SIGTERM and cancel them later if they

@@ -103,6 +103,10 @@ class Job(ProcessInterface):
     #: `cancel_grace_period`. None where the cancel command itself signals
     #: first and waits a grace period (SGE -notify, HTCondor).
     signal_command: ClassVar[Sequence[str] | None] = None
+    #: The batch system's words for states in which its cancel kills a job
+    #: without the warning it gives running jobs: a cancel waits for the job
+    #: to leave them, up to `cancel_grace_period` (SGE's transfer state).
+    unwarned_states: ClassVar[frozenset[str]] = frozenset()
     #: Why this batch system cannot carry the workers' TLS key, if it cannot.
     tls_unavailable: ClassVar[str | None] = None
     #: Whether the submit command reads the job script from stdin; if not, the

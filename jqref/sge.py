@@ -39,6 +39,8 @@ class SGEJob(Job):
     directive_prefix = "#$"
     submit_command = ("qsub", "-terse")
     cancel_command = ("qdel",)
+    # qdel kills a job still in transfer outright; -notify's warning comes only once it runs.
+    unwarned_states = frozenset({"t"})
 
     option_aliases = {"project": "account"}  # dask-jobqueue's name for SGE's -P
 

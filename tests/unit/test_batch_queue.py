@@ -285,3 +285,22 @@ def test_without_a_signal_command_on_the_site_jobs_are_cancelled_at_once_from_th
     run(one_after_the_other())
     assert runner.calls == [["qsig", "-s", "TERM", "1"], ["qdel", "1"], ["qdel", "2"]]
     assert set(batch.cancelled) == {"1", "2"}
+
+
+def sge_listing(state):
+    return (0, "<?xml version='1.0'?><job_info><queue_info><job_list state='running'><JB_job_number>9</JB_job_number>"
+               f"<state>{state}</state></job_list></queue_info></job_info>", "")
+
+
+def test_a_job_in_transfer_is_cancelled_once_running_where_only_running_jobs_are_warned():
+    from jqref.sge import SGEJob
+
+    # Grid Engine's qdel kills a job still in transfer without -notify's warning.
+    runner = ScriptedRunner(sge_listing("t"), sge_listing("t"), sge_listing("r"), (0, "", ""))
+    batch = BatchQueue(SGEJob, runner)
+    j = SGEJob("tcp://a:1", "w-0", batch=batch, cores=1, memory="1GiB")
+    j.job_id = "9"
+    batch.active["9"] = j
+    run(j.close())
+    assert [call[0] for call in runner.calls] == ["qstat", "qstat", "qstat", "qdel"]
+    assert batch.cancelled == {"9": j}
