@@ -95,10 +95,6 @@ def test_connection_killed_during_scale_ends_with_exactly_the_requested_jobs(
 ):
     if scheduler_on() == "login":
         pytest.skip("a scheduler on the login node lives as long as its connection: cutting it ends the cluster")
-    if testbed.name == "htcondor":
-        # Open bug: in two full CI runs (never alone) the four resubmitted
-        # jobs stayed queued without workers for 180 s after the cut.
-        pytest.skip("htcondor: resubmissions after a cut sometimes never start (open bug, see the session note)")
     # A login profile that takes a while, so the cut lands while the
     # submissions are in flight.
     profile = "/home/dask/.bash_profile"
