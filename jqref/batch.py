@@ -84,6 +84,7 @@ class BatchQueue:
         self.cancel_errors: list[str] = []
         self._cancel_round: _CancelRound | None = None
         self._hard_cancels: set[asyncio.Task] = set()
+        self._record_save_pending = False
         #: Cleared when this site lacks the signal command (e.g. qsig under the Slurm-backed PBS commands).
         self._can_signal = job_cls.signal_command is not None
         self.polls = 0
@@ -107,7 +108,7 @@ class BatchQueue:
             else:
                 logger.warning("submission of %s was interrupted but reached the queue as job %s", job.name, job_id)
         self.active[job_id] = job
-        self._save_record()
+        self._save_record_soon()
         self.submitted += 1
         logger.info("submitted %s as job %s", job.name, job_id)
         return job_id
@@ -257,8 +258,16 @@ class BatchQueue:
         logger.error("could not cancel job %s (%s): %s", job_id, job.name, message)
 
     def _save_record(self) -> None:
+        self._record_save_pending = False
         if self.record is not None:
             self.record.save([*self.active, *self.cancelled])
+
+    def _save_record_soon(self) -> None:
+        """Save once the submissions finishing in this moment are all in: the
+        jobs of one scale() cost one write of the record, not one each."""
+        if self.record is not None and not self._record_save_pending:
+            self._record_save_pending = True
+            asyncio.get_running_loop().call_soon(self._save_record)
 
     async def poll(self) -> None:
         """Ask the batch system about every job once; report the ones that ended."""

@@ -304,3 +304,23 @@ def test_a_job_in_transfer_is_cancelled_once_running_where_only_running_jobs_are
     run(j.close())
     assert [call[0] for call in runner.calls] == ["qstat", "qstat", "qstat", "qdel"]
     assert batch.cancelled == {"9": j}
+
+
+def test_jobs_submitted_together_are_recorded_with_one_write():
+    class CountingRecord:
+        def __init__(self):
+            self.saves = []
+
+        def save(self, jobs):
+            self.saves.append(list(jobs))
+
+    runner = ScriptedRunner(*[(0, f"{i}\n", "") for i in range(1, 6)])
+    record = CountingRecord()
+    batch = BatchQueue(SLURMJob, runner, record=record)
+
+    async def submit_together():
+        await asyncio.gather(*(batch.submit(job(batch, f"w-{i}")) for i in range(5)))
+        await asyncio.sleep(0)
+
+    run(submit_together())
+    assert record.saves == [["1", "2", "3", "4", "5"]]
