@@ -661,6 +661,60 @@ def cmd_startup(args):
     emit(results)
 
 
+# ---- polling at scale: what one status poll costs the client ------------------------
+
+
+def _status_output(scheduler: str, ids: list[str]) -> str:
+    """What each batch system's status command prints for `ids`, all running."""
+    if scheduler == "slurm":
+        return "".join(f"{i} RUNNING\n" for i in ids)
+    if scheduler == "sge":
+        entries = "".join(f"<job_list state='running'><JB_job_number>{i}</JB_job_number><JB_name>dask-worker"
+                          f"</JB_name><state>r</state></job_list>" for i in ids)
+        return f"<?xml version='1.0'?><job_info><queue_info>{entries}</queue_info></job_info>"
+    if scheduler == "htcondor":
+        return "".join(f"{i.split('.')[0]} 0 2\n" for i in ids)
+    return "".join(f"Job Id: {i}\n    Job_Name = dask-worker-0123abcd\n    job_state = R\n    queue = workq\n\n"
+                   for i in ids)
+
+
+def cmd_poll(args):
+    """One BatchQueue.poll over n running jobs against a stub runner that
+    prints the batch system's answer at once: the commands it issues and the
+    client's time to build them and parse the answer."""
+    from jqref import BatchQueue, HTCondorJob, PBSJob, SGEJob, SLURMJob
+    from jqref.runners import CommandResult
+    classes = {"slurm": SLURMJob, "sge": SGEJob, "htcondor": HTCondorJob, "pbs": PBSJob}
+    rows = []
+    for scheduler, job_cls in classes.items():
+        for n in args.n:
+            ids = [f"{1000 + i}.0" if scheduler == "htcondor" else f"{1000 + i}" for i in range(n)]
+            known = set(ids)
+
+            class Answers:
+                commands = 0
+
+                async def run(self, argv, *, stdin=None, timeout=None):
+                    Answers.commands += 1
+                    named = [i for a in argv for i in a.removeprefix("--jobs=").split(",")]  # squeue's one argument
+                    shown = [i for i in named if i in known] or ids  # SGE's qstat -xml names none
+                    return CommandResult(tuple(argv), 0, _status_output(scheduler, shown), "")
+
+            batch = BatchQueue(job_cls, Answers())
+            template = job_cls(None, "w", cores=1, memory="1GiB")
+            batch.active = dict.fromkeys(ids, template)
+            template.state = template.state.RUNNING
+            times = []
+            for _ in range(args.repeat):
+                t = time.perf_counter()
+                asyncio.run(batch.poll())
+                times.append(time.perf_counter() - t)
+            rows.append(dict(scheduler=scheduler, n=n, poll_s=times, commands_per_poll=Answers.commands / args.repeat))
+            log(f"poll {scheduler} n={n}: {statistics.median(times) * 1e3:.1f} ms, "
+                f"{Answers.commands / args.repeat:g} command(s)")
+    emit(rows)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -685,9 +739,12 @@ def main(argv=None):
     o.add_argument("--repeat", type=int, default=5)
     s = sub.add_parser("startup")
     s.add_argument("--repeat", type=int, default=5)
+    pl = sub.add_parser("poll")
+    pl.add_argument("--n", type=int, nargs="+", default=[100, 1000, 5000])
+    pl.add_argument("--repeat", type=int, default=5)
     args = p.parse_args(argv)
     {"workers": cmd_workers, "queue": cmd_queue, "rtt": cmd_rtt, "startup": cmd_startup,
-     "overhead": cmd_overhead}[args.cmd](args)
+     "overhead": cmd_overhead, "poll": cmd_poll}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -228,10 +228,11 @@ class PBSJob(Job):
             complaints = [line for line in result.stderr.splitlines() if line.strip() and not _GONE.search(line)]
             if complaints or not (result.stderr.strip() or cls._silent_no_jobs(result)):
                 raise CommandError(result)
+        asked = set(job_ids)
         by_sequence = {sequence_number(job_id): job_id for job_id in job_ids}
         states = {}
         for shown, attributes in parse_qstat_full(result.stdout).items():
-            job_id = shown if shown in job_ids else by_sequence.get(sequence_number(shown))
+            job_id = shown if shown in asked else by_sequence.get(sequence_number(shown))
             if job_id is None:
                 continue
             if "job_state" not in attributes:
