@@ -183,11 +183,13 @@ class SSHRunner:
 
     # ---- commands ---------------------------------------------------------
 
-    def _command_line(self, argv: tuple[str, ...], marker: str) -> str:
+    def _command_line(self, argv: tuple[str, ...], marker: str, reads_stdin: bool = True) -> str:
         # The marker line says the command starts, and as which process (exec
         # keeps the shell's pid). If it cannot be written, the channel is gone
-        # and the command must not run.
-        inner = f"printf '%s %s\\n' {marker} \"$$\" || exit 141; exec {shlex.join(argv)}"
+        # and the command must not run. A command given no input reads
+        # /dev/null rather than wait for the channel's EOF.
+        redirect = "" if reads_stdin else " </dev/null"
+        inner = f"printf '%s %s\\n' {marker} \"$$\" || exit 141; exec {shlex.join(argv)}{redirect}"
         if self.login_shell:
             return shlex.join(["bash", "-l", "-c", inner])
         return inner
@@ -239,14 +241,18 @@ class SSHRunner:
             channel = self._open_channel(argv, timeout, deadline)
             with channel:
                 try:
-                    channel.exec_command(self._command_line(argv, marker))
+                    channel.exec_command(self._command_line(argv, marker, reads_stdin=stdin is not None))
                 except (paramiko.SSHException, EOFError, OSError) as e:
                     self._not_started_or_lost(channel, argv, e)
                 out, err = bytearray(), bytearray()
                 try:
                     if stdin is not None:
+                        # No EOF otherwise: paramiko sends it outside the channel's lock, so it can
+                        # follow the CLOSE it sends in answer to sshd's, and sshd ends the whole
+                        # connection over an EOF for a channel it has freed ("ieof packet referred
+                        # to nonexistent channel"). The EOF that close() sends comes before its CLOSE.
                         channel.sendall(stdin.encode())
-                    channel.shutdown_write()
+                        channel.shutdown_write()
                     self._collect(channel, argv, marker, deadline, timeout, out, err)
                 except (paramiko.SSHException, EOFError, OSError) as e:
                     # Sent, perhaps run: the caller decides whether to look before retrying.

@@ -117,7 +117,7 @@ class ScriptedChannel:
         pass
 
     def shutdown_write(self):
-        pass
+        self.transport.separate_eofs += 1
 
     def recv_ready(self):
         return bool(self.pending)
@@ -143,6 +143,7 @@ class EarlyClosingTransport(RefusingTransport):
         super().__init__(refusals=0)
         self.early = early
         self.commands_run = 0
+        self.separate_eofs = 0
 
     def open_session(self, timeout=None):
         self.attempts += 1
@@ -161,3 +162,13 @@ def test_channels_closed_early_until_the_deadline_fail_the_command_as_not_run():
     with pytest.raises(ConnectionLost, match=r"so the command was not run"):
         connected_runner(transport).run_blocking(["squeue"], timeout=0.3)
     assert transport.commands_run == 0
+
+
+def test_a_command_without_input_gets_no_separate_eof_that_could_follow_the_close():
+    # paramiko sends an EOF outside the channel's lock: after the CLOSE it
+    # sends in answer to sshd's, sshd drops the whole connection over it.
+    transport = EarlyClosingTransport(early=0)
+    runner = connected_runner(transport)
+    assert runner.run_blocking(["squeue"], timeout=10).stdout == "ok\n"
+    assert transport.separate_eofs == 0
+    assert runner._command_line(("squeue",), "MARK", reads_stdin=False).endswith("exec squeue </dev/null")

@@ -73,3 +73,14 @@ def test_a_command_whose_channel_is_gone_before_it_starts_never_runs(tmp_path, s
     subprocess.run(["sh", "-c", line], stdout=write, preexec_fn=lambda: signal.signal(signal.SIGPIPE, sigpipe))
     os.close(write)
     assert not flag.exists()
+
+
+def test_a_command_given_no_input_reads_nothing_rather_than_wait_for_the_channel():
+    line = SSHRunner("host.example", config_file=None)._command_line(("cat",), "MARK", reads_stdin=False)
+    read, write = os.pipe()  # a channel whose EOF never comes
+    try:
+        shell = subprocess.run(["sh", "-c", line], stdin=read, capture_output=True, text=True, timeout=10)
+    finally:
+        os.close(read)
+        os.close(write)
+    assert shell.returncode == 0 and shell.stdout.partition("\n")[2] == ""
