@@ -6,9 +6,11 @@ are cancelled with one command: either is split into chunks only when its
 ids would make too long a command line. Where the batch system can signal a
 job without ending it, a running job is cancelled in two steps: SIGTERM,
 which its workers handle by closing and handing their tasks back, and the
-cancel command only if the job is still there after the grace period. A job the batch system reports as
-over (failed, cancelled from outside, or simply gone from the queue) is
-handed to `on_ended` so the cluster can replace it. A poll that fails says
+cancel command only if the job is still there after the grace period.
+
+A job the batch system reports as over (failed, cancelled from outside, or
+simply gone from the queue) is handed to `on_ended` so the cluster can
+replace it. A poll that fails says
 nothing about the jobs and changes nothing.
 """
 
@@ -182,8 +184,7 @@ class BatchQueue:
         deadline = time.monotonic() + next(iter(jobs.values())).cancel_grace_period
         while True:
             try:
-                result = await self.runner.run(self.job_cls.status_command(list(jobs)))
-                states = self.job_cls.parse_states(result, list(jobs))
+                states = await self._states(list(jobs))
             except CommandError as e:  # cancelling is what is left
                 logger.info("could not check the jobs' states before cancelling them: %s", e)
                 return
@@ -274,10 +275,7 @@ class BatchQueue:
         ids = [*self.active, *self.cancelled]
         if not ids:
             return
-        states = {}
-        for chunk in self._status_chunks(ids):
-            result = await self.runner.run(self.job_cls.status_command(chunk))
-            states.update(self.job_cls.parse_states(result, chunk))
+        states = await self._states(ids)
         self.polls += 1
         changed = False
         for job_id in ids:
@@ -298,6 +296,14 @@ class BatchQueue:
                     changed = True
         if changed:
             self._save_record()
+
+    async def _states(self, ids: list[str]) -> dict[str, tuple[JobState, str]]:
+        """What the batch system says about `ids`: one status command, or one per chunk."""
+        states = {}
+        for chunk in self._status_chunks(ids):
+            result = await self.runner.run(self.job_cls.status_command(chunk))
+            states.update(self.job_cls.parse_states(result, chunk))
+        return states
 
     def _status_chunks(self, ids: list[str]) -> list[list[str]]:
         """One status command for all ids unless naming them all would make

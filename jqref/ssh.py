@@ -50,6 +50,24 @@ def _remote_pid(out: bytearray, marker: str) -> int | None:
     return int(pid) if found and newline and pid.isdigit() else None
 
 
+class _Backoff:
+    """Waits between tries of something never sent: doubling up to
+    `MAX_CHANNEL_RETRY_DELAY`, until `deadline` (time.monotonic())."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.delay = 0.05
+
+    def wait(self) -> bool:
+        """Sleep before the next try; False, without sleeping, once the deadline has passed."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(self.delay, left))
+        self.delay = min(2 * self.delay, MAX_CHANNEL_RETRY_DELAY)
+        return True
+
+
 class _NotStarted(Exception):
     """sshd closed a command's channel before the command started: safe to retry."""
 
@@ -201,8 +219,7 @@ class SSHRunner:
         connection, which is dropped only if it is really dead, for up to the
         command's `timeout`. Nothing has been sent, so retrying is always safe;
         the `ConnectionLost` at the deadline says so, for callers to retry too."""
-        deadline = deadline or time.monotonic() + timeout
-        delay = 0.05
+        backoff = _Backoff(deadline or time.monotonic() + timeout)
         while True:
             transport = self._transport()
             try:
@@ -210,30 +227,23 @@ class SSHRunner:
             except (paramiko.SSHException, EOFError, OSError) as e:
                 if not transport.is_active():
                     self._drop()
-                left = deadline - time.monotonic()
-                if left <= 0:
+                if not backoff.wait():
                     raise ConnectionLost(argv, f"the SSH channel could not be opened within {timeout:g} s, "
                                                f"so the command was not sent: {e}") from e
-                time.sleep(min(delay, left))
-                delay = min(2 * delay, MAX_CHANNEL_RETRY_DELAY)
 
     def _exec(self, argv: tuple[str, ...], stdin: str | None, timeout: float) -> CommandResult:
         """Run `argv` on a channel of its own. A channel that sshd closes before
         the command's shell printed the marker never ran the command (sshd
         does so under a burst of sessions): that is retried on a new channel
         until the deadline, as a refused open is."""
-        deadline = time.monotonic() + timeout
-        delay = 0.05
+        backoff = _Backoff(time.monotonic() + timeout)
         while True:
             try:
-                return self._exec_once(argv, stdin, deadline, timeout)
+                return self._exec_once(argv, stdin, backoff.deadline, timeout)
             except _NotStarted as e:
-                left = deadline - time.monotonic()
-                if left <= 0:
+                if not backoff.wait():
                     raise ConnectionLost(argv, f"sshd closed every channel for it within {timeout:g} s, "
                                                f"so the command was not run: {e}") from None
-                time.sleep(min(delay, left))
-                delay = min(2 * delay, MAX_CHANNEL_RETRY_DELAY)
 
     def _exec_once(self, argv: tuple[str, ...], stdin: str | None, deadline: float, timeout: float) -> CommandResult:
         marker = f"jqref-{uuid.uuid4().hex}"
