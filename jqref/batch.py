@@ -1,5 +1,11 @@
 """The jobs one cluster has in a batch system: submitted, polled, cancelled.
 
+Jobs submitted at the same moment (one scale() or adapt step) go in as
+one array where the batch system has arrays: one submit command for up to
+`max_array_size` jobs. Each element is still a job of its own, with its own
+id, state, replacement and cancel; only its script is shared, and picks the
+element's worker name by its index.
+
 All jobs of a cluster are polled with one batched status command per
 interval, and jobs cancelled at the same moment (a scale-down, `close()`)
 are cancelled with one command: either is split into chunks only when its
@@ -58,6 +64,15 @@ def chunks(ids: Sequence[str], max_ids: int = MAX_IDS_PER_COMMAND,
 
 
 @dataclass
+class _SubmitRound:
+    """The submissions asked for in one moment, and each one's id or error."""
+
+    jobs: list[Job] = field(default_factory=list)
+    outcomes: dict[Job, str | Exception] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
 class _CancelRound:
     """The cancels asked for in one moment: one command per chunk for all of them."""
 
@@ -84,6 +99,7 @@ class BatchQueue:
         #: Jobs we asked the batch system to cancel and have not yet seen leave.
         self.cancelled: dict[str, Job] = {}
         self.cancel_errors: list[str] = []
+        self._submit_round: _SubmitRound | None = None
         self._cancel_round: _CancelRound | None = None
         self._hard_cancels: set[asyncio.Task] = set()
         self._record_save_pending = False
@@ -91,29 +107,94 @@ class BatchQueue:
         self._can_signal = job_cls.signal_command is not None
         self.polls = 0
         self.submitted = 0
+        self.submit_commands = 0
         self.cancel_commands = 0
         BatchQueue._instances.add(self)
 
     async def submit(self, job: Job) -> str:
+        """Submit one job, together with every other job whose submission is
+        asked for in the same moment (SpecCluster starts the jobs of one
+        scale() or adapt step concurrently): as arrays where the batch system
+        has them and the cluster allows them, else one submission each."""
+        leader = self._submit_round is None
+        if leader:
+            self._submit_round = _SubmitRound()
+        submit_round = self._submit_round
+        submit_round.jobs.append(job)
+        if leader:
+            try:
+                await asyncio.sleep(0)  # the other submissions of this moment join the round
+                self._submit_round = None
+                await asyncio.gather(*(self._submit_together(jobs, submit_round.outcomes)
+                                       for jobs in self._submissions(submit_round.jobs)))
+            finally:
+                self._submit_round = None
+                submit_round.done.set()
+        else:
+            await submit_round.done.wait()
+        outcome = submit_round.outcomes.get(job) or RuntimeError(f"the submission of {job.name} was abandoned")
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _submissions(self, jobs: list[Job]) -> list[list[Job]]:
+        """`jobs` grouped into the submissions they become: an array for the
+        jobs of one cluster (they share their options), up to its size limit."""
+        groups: dict[tuple, list[Job]] = {}
+        for job in jobs:
+            groups.setdefault((type(job), id(job.options), job.scheduler, id(job.security)), []).append(job)
+        submissions = []
+        for group in groups.values():
+            template = group[0]
+            if not (template.array_index_variable and template.option("arrays")):
+                submissions += [[job] for job in group]
+                continue
+            size = int(template.option("max_array_size") or len(group))
+            submissions += [group[start:start + size] for start in range(0, len(group), size)]
+        return submissions
+
+    async def _submit_together(self, jobs: list[Job], outcomes: dict[Job, str | Exception]) -> None:
+        """One submission for `jobs`, its outcome (the id or the error) recorded for each."""
         try:
-            job_id = await self._submit_once(job)
+            job_ids = await self._submit_reconciled(jobs)
+        except Exception as e:
+            for job in jobs:
+                outcomes[job] = e
+            return
+        for job, job_id in zip(jobs, job_ids):
+            outcomes[job] = job_id
+            self.active[job_id] = job
+        self._save_record_soon()
+        self.submitted += len(jobs)
+        if len(jobs) == 1:
+            logger.info("submitted %s as job %s", jobs[0].name, job_ids[0])
+        else:
+            logger.info("submitted %d jobs (%s to %s) as array jobs %s to %s",
+                        len(jobs), jobs[0].name, jobs[-1].name, job_ids[0], job_ids[-1])
+
+    async def _submit_reconciled(self, jobs: list[Job]) -> list[str]:
+        """The ids of `jobs` once submitted, and submitted only once even if the
+        connection is lost while the batch system answers."""
+        script_job = jobs[0] if len(jobs) == 1 else jobs[0].array_of(jobs)
+        try:
+            first_id = await self._submit_once(script_job)
         except ConnectionLost as lost:
             # The submission may or may not have reached the batch system:
             # ask the queue for the job's tag rather than submit it twice,
             # once a submit command that outlived the connection has finished.
             if lost.remote_pid is not None:
                 await self._wait_until_gone(lost.remote_pid)
-            job_id = await self._find(job)
-            if job_id is None:
-                logger.warning("submission of %s was interrupted before it reached the queue; submitting again", job.name)
-                job_id = await self._submit_once(job)
+            first_id = await self._find(script_job)
+            if first_id is None:
+                logger.warning("submission of %s was interrupted before it reached the queue; submitting again",
+                               script_job.name)
+                first_id = await self._submit_once(script_job)
             else:
-                logger.warning("submission of %s was interrupted but reached the queue as job %s", job.name, job_id)
-        self.active[job_id] = job
-        self._save_record_soon()
-        self.submitted += 1
-        logger.info("submitted %s as job %s", job.name, job_id)
-        return job_id
+                logger.warning("submission of %s was interrupted but reached the queue as job %s",
+                               script_job.name, first_id)
+        if len(jobs) == 1:
+            return [first_id]
+        return [self.job_cls.element_id(first_id, self.job_cls.array_first_index + i) for i in range(len(jobs))]
 
     async def _submit_once(self, job: Job) -> str:
         script = job.job_script()
@@ -123,6 +204,7 @@ class BatchQueue:
         else:
             async with self.runner.script_file(script) as path:
                 result = await self.runner.run([*argv, path])
+        self.submit_commands += 1
         return self.job_cls.parse_job_id(result.check().stdout)
 
     async def _wait_until_gone(self, pid: int, timeout: float = 120.0) -> None:
@@ -208,7 +290,7 @@ class BatchQueue:
                 result = await self.runner.run(template.signal_argv(chunk))
             except CommandError as e:  # no answer: cancelling is what is left
                 result = e.result
-            if not result.ok:
+            if not result.ok and not self.job_cls.already_gone(result):  # gone is as good as signalled
                 if result.returncode == COMMAND_NOT_FOUND:
                     self._can_signal = False
                 logger.info("could not signal jobs %s, cancelling them now: %s", ", ".join(chunk), CommandError(result))

@@ -36,11 +36,12 @@ def _condor_value(value: str) -> str:
     return value.replace("$", "$(DOLLAR)")
 
 
-def _condor_words(words: list[str]) -> str:
+def _condor_words(words: list[str], macros: list[str] = ()) -> str:
     """The new `arguments`/`environment` syntax: double-quoted as a whole, each
-    word single-quoted, quote characters doubled."""
-    quoted = ("'" + _condor_value(w).replace("'", "''").replace('"', '""') + "'" for w in words)
-    return '"' + " ".join(quoted) + '"'
+    word single-quoted, quote characters doubled; `macros` are words of
+    jqref's own that HTCondor expands (such as $(ProcId))."""
+    quoted = ["'" + _condor_value(w).replace("'", "''").replace('"', '""') + "'" for w in words]
+    return '"' + " ".join([*quoted, *(f"'{m}'" for m in macros)]) + '"'
 
 
 def _seconds(walltime: str | int) -> int:
@@ -58,6 +59,8 @@ class HTCondorJob(Job):
     config_name = "htcondor"
     submit_command = ("condor_submit", "-terse")
     cancel_command = ("condor_rm",)
+    # An array is one description queued N times; each job's ProcId is its index.
+    array_index_variable = "JQREF_ARRAY_INDEX"
     tls_unavailable = ("the workers' key would travel in the job's arguments, which condor_q -long shows to every "
                        "user of the pool")
 
@@ -81,8 +84,9 @@ class HTCondorJob(Job):
             # condor_rm sends the job SIGTERM, then kills it after this long.
             "job_max_vacate_time": str(max(1, round(self.cancel_grace_period))),
         }
-        if self.environment:
-            description["environment"] = _condor_words([f"{k}={v}" for k, v in self.environment.items()])
+        index = [f"{self.array_index_variable}=$(ProcId)"] if self.element_names is not None else []
+        if self.environment or index:
+            description["environment"] = _condor_words([f"{k}={v}" for k, v in self.environment.items()], index)
         if self.disk:
             description["request_disk"] = str(memory_in_units(parse_bytes(self.disk), "KiB"))
         if self.walltime:
@@ -105,7 +109,8 @@ class HTCondorJob(Job):
         return self.skip_directives(lines)
 
     def job_script(self):
-        return "\n".join([*self.directive_lines(), "queue"]) + "\n"
+        count = f" {len(self.element_names)}" if self.element_names is not None else ""
+        return "\n".join([*self.directive_lines(), "queue" + count]) + "\n"
 
     def submit_argv(self):
         return [*super().submit_argv(), "-"]  # the description comes on stdin
@@ -118,6 +123,11 @@ class HTCondorJob(Job):
         if not (cluster.isdigit() and proc.isdigit()):
             raise ValueError(f"condor_submit printed no job id: {stdout!r}")
         return first
+
+    @classmethod
+    def element_id(cls, array_id, index):
+        cluster = array_id.split(".")[0]
+        return f"{cluster}.{index}"
 
     @classmethod
     def already_gone(cls, result):

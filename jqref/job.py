@@ -8,6 +8,7 @@ read a job id and job states from their output.
 
 from __future__ import annotations
 
+import copy
 import enum
 import functools
 import math
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 
     from .batch import BatchQueue
 
+
+#: The shell variable an array element's worker name is chosen into.
+ELEMENT_NAME_VARIABLE = "JQREF_WORKER_NAME"
 
 #: dask-jobqueue's `worker_command` default: the only one given --nworkers and --nanny.
 DASK_WORKER = "distributed.cli.dask_worker"
@@ -112,6 +116,15 @@ class Job(ProcessInterface):
     #: Whether the submit command reads the job script from stdin; if not, the
     #: script is written to a temporary file whose path ends the argv.
     submit_reads_stdin: ClassVar[bool] = True
+    #: How one submission becomes many jobs (an array), where it can: the
+    #: variable that holds an element's index inside the job (empty: no
+    #: arrays), the first index, and the directive option taking the range.
+    array_index_variable: ClassVar[str] = ""
+    array_option: ClassVar[str | None] = None
+    array_first_index: ClassVar[int] = 0
+    #: Set on the copy that renders an array's script (see `array_of`): the
+    #: worker name of each element, in index order.
+    element_names: list[str] | None = None
 
     #: dask-jobqueue's other names for this scheduler's options, in config
     #: spelling: deprecated ones (read with a FutureWarning), and current ones
@@ -222,6 +235,16 @@ class Job(ProcessInterface):
         raise NotImplementedError
 
     @classmethod
+    def element_id(cls, array_id: str, index: int) -> str:
+        """The id of element `index` of the array the submit command reported as `array_id`."""
+        raise NotImplementedError
+
+    @property
+    def array_range(self) -> str:
+        """The index range of this array's elements, e.g. '0-11'."""
+        return f"{self.array_first_index}-{self.array_first_index + len(self.element_names) - 1}"
+
+    @classmethod
     def already_gone(cls, result: CommandResult) -> bool:
         """Whether a failed cancel only says the job had already left the queue."""
         return False
@@ -261,8 +284,7 @@ class Job(ProcessInterface):
         """The command that starts the workers, as shell words (see `shell`
         for what may expand in them)."""
         words = [*self.python_words, "-m", *shell.command("worker_command", [self.worker_command])]
-        args = [self.scheduler or "SCHEDULER-ADDRESS", "--name", str(self.name),
-                "--nthreads", str(self.worker_threads), "--memory-limit", str(self.worker_memory)]
+        args = ["--nthreads", str(self.worker_threads), "--memory-limit", str(self.worker_memory)]
         if self.worker_command == DASK_WORKER:  # other worker commands may not know these
             if self.processes > 1:
                 args += ["--nworkers", str(self.processes)]
@@ -273,7 +295,9 @@ class Job(ProcessInterface):
         for flag, value in (("--interface", self.interface), ("--protocol", self.protocol)):
             if value is not None:
                 args += [flag, str(value)]
-        words += map(shell.literal, args)
+        name = (f'"${ELEMENT_NAME_VARIABLE}"' if self.element_names is not None
+                else shell.literal(str(self.name)))
+        words += [shell.literal(self.scheduler or "SCHEDULER-ADDRESS"), "--name", name, *map(shell.literal, args)]
         if self.local_directory is not None:
             words += ["--local-directory", shell.path("local_directory", self.local_directory)]
         return words + shell.command("worker_extra_args", self.worker_extra_args)
@@ -284,8 +308,11 @@ class Job(ProcessInterface):
 
     def directive_lines(self) -> list[str]:
         # A line break would end the directive's comment line: what follows would run.
+        directives = list(self.directives())
+        if self.element_names is not None:
+            directives.append((self.array_option, self.array_range))
         lines = [f"{self.directive_prefix} {shlex.join(single_line('directive', t) for t in tokens)}"
-                 for tokens in self.directives()]
+                 for tokens in directives]
         extras = _as_list("job_extra_directives", self.job_extra_directives)
         lines += [f"{self.directive_prefix} {single_line('job_extra_directives', extra)}" for extra in extras]
         return self.skip_directives(lines)
@@ -297,11 +324,30 @@ class Job(ProcessInterface):
     def shell_commands(self) -> list[str]:
         """What the job runs: the prologue, the version check, then the workers."""
         return [
+            *self.element_name_selection(),
             *self.job_script_prologue,
             *(f"export {name}={shlex.quote(value)}" for name, value in self.worker_environment().items()),
             _worker_versions_check(self.python_words),
             "exec " + " ".join(self.worker_words()),
         ]
+
+    def element_name_selection(self) -> list[str]:
+        """In an array's script, the line that gives each element its worker
+        name by its index (one line: HTCondor's body must be one)."""
+        if self.element_names is None:
+            return []
+        cases = [f"{self.array_first_index + i}) {ELEMENT_NAME_VARIABLE}={shlex.quote(str(name))} ;;"
+                 for i, name in enumerate(self.element_names)]
+        index = f'"${self.array_index_variable}"'
+        unknown = f"echo 'jqref: no worker name for array element '{index} >&2; exit 3"
+        return [f"case {index} in {' '.join(cases)} *) {unknown} ;; esac"]
+
+    def array_of(self, jobs: Sequence[Job]) -> Job:
+        """A copy of this job whose script submits `jobs` (this one first, all
+        of the same cluster) as one array: element i runs the workers of jobs[i]."""
+        template = copy.copy(self)
+        template.element_names = [str(job.name) for job in jobs]
+        return template
 
     def job_script(self) -> str:
         return "\n".join([self.shebang, "", *self.directive_lines(), "", *self.shell_commands()]) + "\n"

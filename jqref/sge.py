@@ -41,6 +41,9 @@ class SGEJob(Job):
     cancel_command = ("qdel",)
     # qdel kills a job still in transfer outright; -notify's warning comes only once it runs.
     unwarned_states = frozenset({"t"})
+    array_option = "-t"
+    array_first_index = 1
+    array_index_variable = "SGE_TASK_ID"
 
     option_aliases = {"project": "account"}  # dask-jobqueue's name for SGE's -P
 
@@ -104,6 +107,10 @@ class SGEJob(Job):
         return job_id
 
     @classmethod
+    def element_id(cls, array_id, index):
+        return f"{array_id}.{index}"
+
+    @classmethod
     def already_gone(cls, result):
         return "does not exist" in result.stdout + result.stderr
 
@@ -120,14 +127,17 @@ class SGEJob(Job):
 
     @classmethod
     def status_command(cls, job_ids):
-        # Lists all of this user's jobs: one call whatever the number of jobs.
-        return ["qstat", "-xml"]
+        # Lists all of this user's jobs: one call whatever the number of jobs;
+        # -g d: one entry per array element, pending ones too.
+        return ["qstat", "-xml", "-g", "d"]
 
     @classmethod
     def parse_states(cls, result, job_ids):
         states = {}
         for entry in _xml(result).iter("job_list"):
             job_id = entry.findtext("JB_job_number")
+            if entry.findtext("tasks"):
+                job_id = cls.element_id(job_id, entry.findtext("tasks"))
             code = entry.findtext("state") or ""
             if "E" in code:
                 states[job_id] = (JobState.HELD, code)  # Eqw: it will never start

@@ -8,6 +8,11 @@ from .cluster import JobQueueCluster
 from .job import Job, JobState, memory_in_units
 from .runners import CommandError
 
+#: scancel's exit status for ESLURM_ALREADY_DONE (2021 % 256): "Job/step already
+#: completing or completed", which it prints only with -v. A signal gets it when
+#: the job ends on the signal before scancel's retry of a job in transition.
+_ALREADY_DONE_EXIT = 229
+
 _PENDING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING"}
 _ENDED = {
     "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
@@ -23,6 +28,8 @@ class SLURMJob(Job):
     # The batch shell only, which is the nanny (the script execs it): its
     # workers close when it asks them to, not all at once.
     signal_command = ("scancel", "--batch", "--signal=TERM")
+    array_option = "--array"
+    array_index_variable = "SLURM_ARRAY_TASK_ID"
 
     renamed_options = {"project": "account"}  # dask-jobqueue 0.9 deprecates project for -A
 
@@ -54,8 +61,17 @@ class SLURMJob(Job):
             raise ValueError(f"sbatch printed no job id: {stdout!r}")
         return job_id
 
+    @classmethod
+    def element_id(cls, array_id, index):
+        return f"{array_id}_{index}"
+
+    @classmethod
+    def already_gone(cls, result):
+        return result.returncode == _ALREADY_DONE_EXIT or "already completing or completed" in result.stderr
+
     def find_command(self):
-        return ["squeue", "--noheader", "--states=all", "--format=%i %k", f"--name={self.job_name}"]
+        # %F: an array's own id (a plain job's id otherwise), which element_id builds on.
+        return ["squeue", "--noheader", "--states=all", "--format=%F %k", f"--name={self.job_name}"]
 
     @classmethod
     def parse_found(cls, result, tag):
@@ -67,7 +83,8 @@ class SLURMJob(Job):
 
     @classmethod
     def status_command(cls, job_ids):
-        return ["squeue", "--noheader", "--states=all", "--format=%i %T", "--jobs=" + ",".join(job_ids)]
+        # --array: one line per element (123_4), pending ones too.
+        return ["squeue", "--noheader", "--array", "--states=all", "--format=%i %T", "--jobs=" + ",".join(job_ids)]
 
     @classmethod
     def parse_states(cls, result, job_ids):

@@ -79,13 +79,56 @@ def test_death_timeout_ends_jobs_of_a_killed_client(testbed, job_name, cluster_o
     wait_for(lambda: not testbed.active_jobs(job_name), "the killed client's jobs to end", timeout=15 + 90)
 
 
-def test_close_cancels_running_and_pending_jobs(make_cluster, testbed, job_name):
-    cluster = make_cluster(cores=2, memory="1GiB")
-    cluster.scale(jobs=4)  # the testbed fits two such jobs: two stay pending
-    wait_for(lambda: len(testbed.active_jobs(job_name)) == 4, "4 jobs in the queue")
-    wait_for(lambda: sum(j.state is JobState.RUNNING for j in cluster.workers.values()) == 2, "2 jobs running")
+def commands_run(cluster) -> list[list[str]]:
+    """Every command the cluster's queue runs from now on, as it reaches the runner."""
+    seen = []
+    run = cluster.batch.runner.run
+
+    async def recording(argv, **kwargs):
+        seen.append(list(argv))
+        return await run(argv, **kwargs)
+    cluster.batch.runner.run = recording
+    return seen
+
+
+def test_jobs_started_together_are_one_array_whose_elements_live_and_leave_on_their_own(
+        make_cluster, client_for, testbed, job_name):
+    cluster = make_cluster()
+    client = client_for(cluster)
+    job_cls = cluster.job_cls
+    commands = commands_run(cluster)
+    cluster.scale(jobs=12)  # the testbed runs 4 one-core jobs at once: 8 stay pending
+    wait_for(lambda: len(testbed.active_jobs(job_name)) == 12, "12 jobs in the queue")
+    queued = testbed.active_jobs(job_name)
+    submits = [c for c in commands if c[0] == job_cls.submit_command[0]]
+    assert len(submits) == (1 if job_cls.array_index_variable else 12), submits  # PBS: no arrays (see pbs.py)
+    jobs = list(cluster.batch.active.values())
+    assert set(cluster.batch.active) == queued and {job.name for job in jobs} == set(cluster.worker_spec)
+
+    # Each running element has the workers of its own spec entry.
+    wait_for(lambda: worker_count(client) == 4, "the 4 jobs that fit to have their workers")
+    if job_cls.array_index_variable:
+        index_of = {job.name: job_cls.array_first_index + i for i, job in enumerate(jobs)}
+        variable = job_cls.array_index_variable
+        reported = client.run(lambda: __import__("os").environ[variable])
+        names = client.scheduler_info(n_workers=-1)["workers"]
+        assert {names[a]["name"]: int(index) for a, index in reported.items()} == {
+            names[a]["name"]: index_of[names[a]["name"]] for a in reported}
+
+    # One element cancelled from outside is replaced by exactly one job.
+    running = next(job for job in jobs if job.state is JobState.RUNNING)
+    testbed.cancel(running.job_id)
+    wait_for(lambda: len(ids := testbed.active_jobs(job_name)) == 12 and running.job_id not in ids,
+             "one replacement for the cancelled element")
+    assert len(cluster.worker_spec) == 12 and len(cluster.batch.active) == 12
+
+    del commands[:]
     cluster.close()
     assert testbed.active_jobs(job_name) == set()
+    signal = list(job_cls.signal_command or ())
+    cancels = [c for c in commands if c[:len(job_cls.cancel_command)] == list(job_cls.cancel_command)
+               and not (signal and c[:len(signal)] == signal)]
+    assert len(cancels) == 1, cancels  # one command for all 12 ids, which fit one
 
 
 def test_job_cancelled_from_outside_is_replaced(make_cluster, client_for, testbed, job_name):

@@ -236,7 +236,7 @@ def test_running_jobs_are_signalled_first_and_not_cancelled_when_they_leave_with
     jobs = running_jobs(batch, runner, 2, grace="30s")
     run(batch.cancel_all(timeout=10, interval=0.01))
     assert runner.calls[2:] == [["scancel", "--batch", "--signal=TERM", "1", "2"],
-                                ["squeue", "--noheader", "--states=all", "--format=%i %T", "--jobs=1,2"]]
+                                ["squeue", "--noheader", "--array", "--states=all", "--format=%i %T", "--jobs=1,2"]]
     assert batch.cancelled == {} and [j.state for j in jobs] == [JobState.ENDED] * 2
 
 

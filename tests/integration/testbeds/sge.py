@@ -40,8 +40,10 @@ class SGE(Testbed):
         return ElementTree.fromstring(self.run(*argv))
 
     def active_jobs(self, job_name):
-        root = self._xml("qstat", "-xml", "-u", "*")
-        return {e.findtext("JB_job_number") for e in root.iter("job_list") if e.findtext("JB_name") == job_name}
+        # -g d: one entry per array element, whose id is <job>.<task>.
+        root = self._xml("qstat", "-xml", "-g", "d", "-u", "*")
+        return {".".join(filter(None, [e.findtext("JB_job_number"), e.findtext("tasks")]))
+                for e in root.iter("job_list") if e.findtext("JB_name") == job_name}
 
     def cancel(self, job_id):
         self.run("qdel", job_id)

@@ -29,7 +29,8 @@ class Slurm(Testbed):
     unknown_queue_error = "invalid partition"
 
     def active_jobs(self, job_name):
-        out = self.run("squeue", "--noheader", "--format=%i", f"--name={job_name}", "--states=PENDING,RUNNING,CONFIGURING,COMPLETING")
+        out = self.run("squeue", "--noheader", "--array", "--format=%i", f"--name={job_name}",
+                       "--states=PENDING,RUNNING,CONFIGURING,COMPLETING")
         return set(out.split())
 
     def cancel(self, job_id):
