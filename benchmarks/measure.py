@@ -47,7 +47,17 @@ SHAPES = {
     1: dict(jobs=1, cores=1, processes=1, job_cpu=1, memory="512MiB"),
     4: dict(jobs=4, cores=1, processes=1, job_cpu=1, memory="512MiB"),
     8: dict(jobs=4, cores=2, processes=2, job_cpu=1, memory="1GiB"),
+    # On the scale flavour of the testbed only (SCALE=1: nodes advertise 32 CPUs).
+    # 64 workers starting at once on 2 real cores take about a minute, longer
+    # than the usual death-timeout: a worker would give up before it connects.
+    16: dict(jobs=16, cores=1, processes=1, job_cpu=1, memory="512MiB", death_timeout=240),
+    64: dict(jobs=64, cores=1, processes=1, job_cpu=1, memory="512MiB", death_timeout=240),
 }
+#: An array element's id as jqref names it (123_4), a plain job's id otherwise:
+#: the key of a job's start stamp.
+JQREF_JOB_ID = '"${SLURM_ARRAY_TASK_ID:+${SLURM_ARRAY_JOB_ID}_}${SLURM_ARRAY_TASK_ID:-$SLURM_JOB_ID}"'
+#: jqref contenders, and the options that make them differ.
+JQREF_VARIANTS = {"jqref-local": {}, "jqref-ssh": {}, "jqref-noarray": {"arrays": False}, "jqref-nocheck": {}}
 COMMON = dict(walltime="00:30:00", python=PYTHON, nanny=True, death_timeout=30, log_directory=LOGS)
 
 
@@ -200,15 +210,18 @@ def arrivals_plugin():
 
 def make_cluster(contender, shape, job_name, stamp_dir, runner, scheduler_host, poll_interval):
     options = dict(COMMON, cores=shape["cores"], memory=shape["memory"], processes=shape["processes"],
-                   job_cpu=shape["job_cpu"], job_name=job_name, job_script_prologue=[stamp_line(stamp_dir)])
+                   job_cpu=shape["job_cpu"], job_name=job_name,
+                   death_timeout=shape.get("death_timeout", COMMON["death_timeout"]))
     if contender == "djq":
+        options["job_script_prologue"] = [stamp_line(stamp_dir)]
         from dask_jobqueue import SLURMCluster
         return SLURMCluster(**options, scheduler_options={"dashboard_address": ":0"})
     from jqref import SLURMCluster
     scheduler_options = {"host": scheduler_host} if scheduler_host else {}
     extra = {"job_cls": no_check_job()} if contender == "jqref-nocheck" else {}
     return SLURMCluster(**options, runner=runner, dashboard_address=":0", poll_interval=poll_interval,
-                        scheduler_options=scheduler_options, **extra)
+                        scheduler_options=scheduler_options, job_script_prologue=[stamp_line(stamp_dir, JQREF_JOB_ID)],
+                        **JQREF_VARIANTS[contender], **extra)
 
 
 def no_check_job():
@@ -247,7 +260,7 @@ class FloorCluster:
                   "--memory-limit", str(mem_mib * 2**20 // s["processes"])]
         if s["processes"] > 1:
             worker += ["--nworkers", str(s["processes"])]
-        worker += ["--nanny" if self.nanny else "--no-nanny", "--death-timeout", str(COMMON["death_timeout"])]
+        worker += ["--nanny" if self.nanny else "--no-nanny", "--death-timeout", str(s.get("death_timeout", COMMON["death_timeout"]))]
         return "\n".join([
             "#!/usr/bin/env bash",
             f"#SBATCH --job-name={self.job_name}",
@@ -308,7 +321,7 @@ def measure_once(contender, n, run_id, shell, runner, scheduler_host, poll_inter
         else:
             cluster.scale(jobs=shape["jobs"])
         t_submitted = time.time() if contender.startswith("floor") else None
-        deadline = time.monotonic() + DEADLINE
+        deadline = time.monotonic() + max(DEADLINE, shape.get("death_timeout", 0))
         while len(arrivals.times) < n and time.monotonic() < deadline:
             if t_submitted is None and len(cluster.workers) >= shape["jobs"] \
                     and all(getattr(j, "job_id", None) for j in cluster.workers.values()):
@@ -361,7 +374,7 @@ def cmd_workers(args):
         runner.run_blocking(["true"]).check()  # the connection is opened here, outside the timing
         log(f"SSH connection opened in {time.time() - t:.2f}s")
         scheduler_host = os.environ["JQREF_SCHEDULER_HOST"]
-    elif args.contender in ("jqref-local", "jqref-nocheck"):
+    elif args.contender in ("jqref-local", "jqref-noarray", "jqref-nocheck"):
         from jqref import LocalRunner
         runner = LocalRunner()
     # In SSH mode the benchmark's own checks use a connection of their own.
@@ -395,7 +408,7 @@ def cmd_queue(args):
     if args.contender == "jqref-ssh":
         runner = ssh_runner()
         runner.run_blocking(["true"]).check()
-    elif args.contender == "jqref-local":
+    elif args.contender in ("jqref-local", "jqref-noarray"):
         from jqref import LocalRunner
         runner = LocalRunner()
     shell = Shell(ssh_runner() if args.contender == "jqref-ssh" else None)
@@ -423,7 +436,7 @@ def cmd_queue(args):
         else:
             from jqref import SLURMCluster
             cluster = SLURMCluster(**options, runner=counting, dashboard_address=":0",
-                                   poll_interval=args.poll_interval)
+                                   poll_interval=args.poll_interval, **JQREF_VARIANTS[args.contender])
         r = dict(contender=args.contender, k=k, repeat=repeat, poll_interval_s=args.poll_interval)
         try:
             queue_once(args, k, repeat, cluster, counting, calls, r, shell)
@@ -719,12 +732,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("workers")
-    w.add_argument("--contender", required=True, choices=["floor", "floor-nonanny", "jqref-local", "jqref-nocheck", "jqref-ssh", "djq"])
+    w.add_argument("--contender", required=True, choices=["floor", "floor-nonanny", *JQREF_VARIANTS, "djq"])
     w.add_argument("--n", type=int, nargs="+", default=[1, 4, 8], choices=sorted(SHAPES))
     w.add_argument("--round", type=int, default=0)
     w.add_argument("--poll-interval", type=float, default=5.0)
     q = sub.add_parser("queue")
-    q.add_argument("--contender", required=True, choices=["jqref-local", "jqref-ssh", "djq"])
+    q.add_argument("--contender", required=True, choices=["jqref-local", "jqref-ssh", "jqref-noarray", "djq"])
     q.add_argument("--k", type=int, nargs="+", default=[1, 10, 100])
     q.add_argument("--poll-interval", type=float, default=1.0)
     q.add_argument("--window", type=float, default=5.0)

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 CONTENDERS = [("floor", "floor (bare sbatch --array + worker)", "#9e9e9e"),
               ("jqref-local", "jqref local", "#1f77b4"),
+              ("jqref-noarray", "jqref local, one sbatch per job", "#9467bd"),
               ("jqref-nocheck", "jqref local without version check (experiment)", "#aec7e8"),
               ("jqref-ssh", "jqref SSH (via bastion)", "#17becf"),
               ("djq", "dask-jobqueue", "#ff7f0e")]
@@ -44,7 +45,8 @@ def main(src, png):
     ax.set_xticks(range(len(ns)), [f"N={n} worker{'s' if n > 1 else ''}\n({jobs[n]} job{'s' if jobs[n] > 1 else ''})" for n in ns])
     ax.set_ylabel("seconds from scale(jobs=…) to N workers connected")
     mach = data["machine"]
-    ax.set_title(f"SLURM testbed (2 compute nodes x 2 CPUs), {data['config']['rounds']} rounds\n"
+    nodes = "2 nodes advertising 32 CPUs each (SCALE=1)" if data["config"].get("scale") else "2 compute nodes x 2 CPUs"
+    ax.set_title(f"SLURM testbed ({nodes}), {data['config']['rounds']} rounds\n"
                  f"{mach['date']}, {mach['cpu']}: bars = median, whiskers = min/max", fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(axis="y", alpha=0.3)

@@ -28,8 +28,15 @@ READY_TIMEOUT=${READY_TIMEOUT:-300}
 # ISOLATED=1 is the variant whose compute nodes cannot reach this machine
 # (docker/isolated.yaml); its suite runs in SSH mode with the scheduler on
 # the login node (pytest's --isolated).
+# SCALE=1 is the variant whose nodes advertise many more CPUs than the machine
+# has (docker/scale.yaml; SLURM and HTCondor), for 64 small jobs at once.
 compose_files=(-f "$dir/compose.yaml")
-if [ "${ISOLATED:-0}" = 1 ]; then
+if [ "${SCALE:-0}" = 1 ]; then
+    [ "$sched" = slurm ] || [ "$sched" = htcondor ] || { echo "testbed: SCALE=1 exists for slurm and htcondor" >&2; exit 2; }
+    [ "${ISOLATED:-0}" = 1 ] && { echo "testbed: SCALE=1 and ISOLATED=1 do not combine" >&2; exit 2; }
+    project=${TESTBED_PROJECT:-jqref-scale-$sched}
+    compose_files+=(-f "$here/docker/scale.yaml")
+elif [ "${ISOLATED:-0}" = 1 ]; then
     project=${TESTBED_PROJECT:-jqref-iso-$sched}
     compose_files+=(-f "$here/docker/isolated.yaml")
 else

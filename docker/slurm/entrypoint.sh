@@ -28,6 +28,13 @@ for _ in $(seq 50); do
 done
 munge -n </dev/null | unmunge >/dev/null || { log "munged does not answer"; exit 1; }
 
+# The scale flavour (docker/scale.yaml): every node, controller included,
+# must read the same node figures.
+if [ -n "${JQREF_NODE_CPUS:-}" ]; then
+    sed -i -E "s/^(NodeName=\S+) CPUs=[0-9]+ RealMemory=[0-9]+/\1 CPUs=$JQREF_NODE_CPUS RealMemory=$JQREF_NODE_MEMORY_MB/" \
+        /etc/slurm/slurm.conf
+fi
+
 case "$role" in
     slurmctld)
         exec /usr/sbin/slurmctld -D
