@@ -146,10 +146,10 @@ class BatchQueue:
         submissions = []
         for group in groups.values():
             template = group[0]
-            if not (template.array_index_variable and template.option("arrays")):
+            if not (template.array_index_variable and template.arrays):
                 submissions += [[job] for job in group]
                 continue
-            size = int(template.option("max_array_size") or len(group))
+            size = template.max_array_size or len(group)
             submissions += [group[start:start + size] for start in range(0, len(group), size)]
         return submissions
 

@@ -211,6 +211,11 @@ class Job(ProcessInterface):
         self.submit_command_extra = _as_list("submit_command_extra", opt("submit_command_extra"))
         self.cancel_command_extra = _as_list("cancel_command_extra", opt("cancel_command_extra"))
         self.cancel_grace_period = parse_timedelta(opt("cancel_grace_period"))
+        self.arrays = bool(opt("arrays"))
+        self.max_array_size = opt("max_array_size")
+        if self.max_array_size is not None and (not isinstance(self.max_array_size, int) or self.max_array_size < 1):
+            raise ValueError(f"max_array_size must be a whole number of at least 1 (or None: no limit), "
+                             f"got {self.max_array_size!r}")
         if security is not None and self.tls_unavailable:
             raise ValueError(f"TLS (security=) is not available on {self.config_name}: {self.tls_unavailable}")
         self.security = security

@@ -131,19 +131,6 @@ def test_jobs_started_together_are_one_array_whose_elements_live_and_leave_on_th
     assert len(cancels) == 1, cancels  # one command for all 12 ids, which fit one
 
 
-def test_job_cancelled_from_outside_is_replaced(make_cluster, client_for, testbed, job_name):
-    cluster = make_cluster()
-    client = client_for(cluster)
-    cluster.scale(jobs=1)
-    wait_for(lambda: worker_count(client) == 1, "1 worker")
-    (first,) = testbed.active_jobs(job_name)
-    testbed.cancel(first)
-    replacement = wait_for(lambda: testbed.active_jobs(job_name) - {first}, "a replacement job")
-    wait_for(lambda: worker_count(client) == 1 and testbed.active_jobs(job_name) == replacement,
-             "exactly one job, with its worker connected")
-    assert len(replacement) == 1 and len(cluster.worker_spec) == 1
-
-
 def test_directives_take_effect_and_hostile_names_arrive_intact(make_cluster, client_for, testbed, job_name):
     name = job_name + testbed.hostile_name_suffix
     cluster = make_cluster(cores=2, memory="1GiB", processes=1, walltime="00:07:00", job_name=name)

@@ -67,6 +67,12 @@ def test_arrays_are_split_at_the_size_limit_and_a_lone_job_is_a_plain_job():
     assert "--array" not in str(runner.calls) and batch.submit_commands == 3
 
 
+@pytest.mark.parametrize("size", [0, -1, 2.5, "10"])
+def test_a_max_array_size_that_is_not_a_positive_whole_number_is_refused(size):
+    with pytest.raises(ValueError, match="max_array_size must be a whole number"):
+        cluster_jobs(SLURMJob, 1, max_array_size=size)
+
+
 def test_jobs_of_different_clusters_are_not_mixed_in_one_array():
     runner = ScriptedRunner((0, "1\n", ""), (0, "2\n", ""))
     batch = BatchQueue(SLURMJob, runner)
