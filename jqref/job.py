@@ -220,7 +220,8 @@ class Job(ProcessInterface):
             raise ValueError(f"TLS (security=) is not available on {self.config_name}: {self.tls_unavailable}")
         self.security = security
         self.configure()
-        self.job_script()  # so that options no script can carry fail here, not at submission
+        if shared_options is None:  # a cluster's jobs share options its template job already rendered
+            self.job_script()  # so that options no script can carry fail here, not at submission
 
     def option(self, name: str) -> Any:
         """One of this job's options, resolved (keyword, config, default)."""
