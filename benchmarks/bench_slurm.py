@@ -357,7 +357,8 @@ def write_report(data, path, png_name):
       f"measurements (2 cores). Every contender ran once per round, in an order rotated from round to round, so "
       f"slow phases hit all of them; ratios are medians of per-round ratios.")
     w("- Same job options for every contender: cores/processes/memory per the shapes below, walltime 00:30:00, "
-      "nanny on, death-timeout 30 s, python /opt/jqref/bin/python3, one `printf` of `$EPOCHREALTIME` as job "
+      f"nanny on, death-timeout {'240 s (64 workers starting at once here take about a minute)' if scale else '30 s'}, "
+      "python /opt/jqref/bin/python3, one `printf` of `$EPOCHREALTIME` as job "
       "prologue (the job's start stamp; a bash builtin). jqref polls every 5 s (its default); dask-jobqueue does "
       "not poll. SSH mode: from this machine through the bastion (ProxyJump), scheduler on the compose gateway.")
     if 8 in ns:
