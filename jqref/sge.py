@@ -7,7 +7,9 @@ qdel kills a job with SIGKILL, which gives workers no chance to close. Jobs
 are therefore submitted with `-notify`: qdel then first sends SIGUSR2 and
 SIGKILL only after the queue's `notify` time. Dask does not handle SIGUSR2
 (by default it would end the worker as abruptly), so the job script starts
-the workers with SIGUSR2 ignored and turns it into the SIGTERM they close on.
+the workers with SIGUSR2 ignored and turns it into the SIGTERM they close on,
+once: Grid Engine delivers the warning twice (to the job's process group, then
+to each process carrying its group id, execd's default ENABLE_ADDGRP_KILL).
 """
 
 from __future__ import annotations
@@ -91,7 +93,10 @@ class SGEJob(Job):
             "trap '' USR2",  # ignored by the workers, who inherit this
             run.removeprefix("exec ") + " &",
             "worker=$!",
-            "trap 'kill -TERM \"$worker\"' USR2",  # qdel's notice: close gracefully
+            # qdel's notice: close gracefully. Grid Engine sends it twice (to the
+            # process group, then to each process of the job), and a second
+            # SIGTERM makes a closing nanny die at once: pass it on once.
+            "trap '[ -n \"$warned\" ] || { warned=1; kill -TERM \"$worker\"; }' USR2",
             # wait returns early when the trap runs: wait again until the workers are gone.
             'wait "$worker"; status=$?',
             'while kill -0 "$worker" 2>/dev/null; do wait "$worker"; status=$?; done',

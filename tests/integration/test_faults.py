@@ -135,9 +135,6 @@ def test_cancel_lets_the_worker_close_and_its_tasks_go_to_the_others(make_cluste
     # would) sends it a signal it handles before any hard kill, on every batch
     # system: the worker process itself closes and tells the scheduler why,
     # rather than dying with its nanny, and the work completes on the others.
-    if not testbed.cancel_always_warns:
-        pytest.skip(f"{testbed.name} sometimes kills a job that just started without warning it "
-                    "(see the testbed adapter)")
     cluster = make_cluster()
     client = client_for(cluster)
     cluster.scale(jobs=2)

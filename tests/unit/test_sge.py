@@ -1,6 +1,11 @@
 """Grid Engine: directives, job ids, qstat -xml states, name rules."""
 
+import os
 import shlex
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -96,21 +101,52 @@ def test_found_by_tag_in_the_job_context():
     assert SGEJob.parse_found(CommandResult(("qstat",), 0, "<unknown_jobs/>", ""), "jqref-mine") is None
 
 
-def test_jobs_get_a_notice_before_qdel_kills_them_and_turn_it_into_sigterm():
-    j = job(worker_extra_args=["--lifetime", "1 h"])
+#: The compute node's Python for the job script below: the version check
+#: passes; the worker ignores USR2 if it inherited that (as the job script
+#: arranges), logs every SIGTERM and exits 7 a moment after the first.
+FAKE_PYTHON = f"""#!{sys.executable}
+import os, signal, sys, time
+if "-c" in sys.argv:
+    sys.exit(0)
+log = os.environ["SIGNAL_LOG"]
+def term(*_):
+    with open(log, "a") as f:
+        f.write("TERM\\n")
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+signal.signal(signal.SIGTERM, term)
+signal.signal(signal.SIGALRM, lambda *_: sys.exit(7))
+with open(log, "a") as f:
+    f.write(f"started {{signal.getsignal(signal.SIGUSR2) == signal.SIG_IGN}}\\n")
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_qdels_warning_reaches_the_workers_once_as_sigterm_though_grid_engine_sends_it_twice(tmp_path):
+    # Grid Engine warns a -notify job with SIGUSR2 to its process group and
+    # then again to each of its processes; a second SIGTERM would make a
+    # closing nanny die at once (distributed restores SIGTERM's default).
+    python = tmp_path / "python"
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    log = tmp_path / "signals"
+    j = job(python=str(python))
     assert ["-notify"] in directives(j)
-    body = j.job_script().split("\n\n", 2)[2].splitlines()
-    worker = " ".join(j.worker_words())
-    assert body[-7:] == [
-        "trap '' USR2",
-        worker + " &",
-        "worker=$!",
-        "trap 'kill -TERM \"$worker\"' USR2",
-        'wait "$worker"; status=$?',
-        'while kill -0 "$worker" 2>/dev/null; do wait "$worker"; status=$?; done',
-        'exit "$status"',
-    ]
-    assert not any(line.startswith("exec ") for line in body)
+    script = tmp_path / "job.sh"
+    script.write_text(j.job_script())
+    shell = subprocess.Popen(["bash", str(script)], env={"PATH": "/usr/bin:/bin", "SIGNAL_LOG": str(log)},
+                             start_new_session=True)
+    deadline = time.monotonic() + 20
+    while not (log.exists() and "started" in log.read_text()):
+        assert time.monotonic() < deadline and shell.poll() is None, "the worker never started"
+        time.sleep(0.02)
+    os.killpg(shell.pid, signal.SIGUSR2)  # the shepherd's kill(-pgid)
+    while "TERM" not in log.read_text():
+        assert time.monotonic() < deadline, "the warning never reached the worker"
+        time.sleep(0.01)
+    os.kill(shell.pid, signal.SIGUSR2)  # its pass over the job's processes, once the trap has run
+    assert shell.wait(timeout=20) == 7  # the worker's own exit status, after it closed
+    assert log.read_text().splitlines() == ["started True", "TERM"]
 
 
 def test_the_notice_can_be_skipped_like_any_directive():

@@ -19,9 +19,6 @@ class Testbed:
     unknown_queue_error: str
     #: Characters a job name may hold here, to build a hostile but valid name.
     hostile_name_suffix = " 'q' $(x) `y`"
-    #: Whether cancelling a running job always warns it (a signal its workers
-    #: handle) before killing it.
-    cancel_always_warns = True
     #: A variable the batch system sets in every job, and whether it holds the
     #: job's id as the queue shows it (else a per-job scratch directory).
     job_variable = "SLURM_JOB_ID"

@@ -30,11 +30,6 @@ class SGE(Testbed):
     unknown_queue_error = "unknown queue"
     hostile_name_suffix = "$(x)`y`;&|"  # Grid Engine refuses whitespace and quotes in names
     job_variable = "JOB_ID"
-    # Grid Engine 8.1.9 here: qdel of a job that started a second or two ago
-    # sometimes kills it without -notify's SIGUSR2, although qstat already
-    # shows it in 'r' (2 of 7 runs in local mode; the job log has no signal at
-    # all). jqref waits out the transfer state ('t'); this it cannot see.
-    cancel_always_warns = False
 
     def _xml(self, *argv):
         return ElementTree.fromstring(self.run(*argv))
