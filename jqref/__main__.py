@@ -1,14 +1,18 @@
 """The jqref command: find and cancel jobs that crashed clients left behind.
 
-    jqref list              every recorded cluster, its process and its jobs
+    jqref list              every recorded cluster, its process and its jobs,
+                            and the detached sessions one can attach to
     jqref cleanup [ID...]   cancel the jobs of clusters whose process is gone
-                            (only the records named, if any; --all: running ones too)
+                            (only the records named, if any; --all: running ones too);
+                            a detached session only when named or with --all,
+                            its scheduler stopped too
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from .records import load_records, records_dir
 
@@ -19,6 +23,11 @@ def list_records(_args) -> int:
         print(f"no clusters recorded in {records_dir()}")
     for record in records:
         status = "gone (orphaned jobs)" if record.orphaned else "running or on another host"
+        if record.session is not None:
+            age = (time.time() - record.session["started"]) / 60
+            cluster = record.session["cluster_class"].rpartition(".")[2]
+            status = (f"detached session, started {age:.0f} min ago, "
+                      f"{'attachable' if record.orphaned else 'attached'}: {cluster}.attach({record.id!r})")
         print(f"{record.id}  {record.job_class.rpartition('.')[2]}  pid {record.pid}@{record.host}: {status}; "
               f"{len(record.jobs)} job(s): {' '.join(record.jobs) or '-'}")
     return 0
@@ -29,7 +38,7 @@ def cleanup(args) -> int:
     for record in load_records():
         if args.ids and record.id not in args.ids:
             continue
-        if not (args.all or record.orphaned):
+        if not (args.all or record.orphaned and (record.session is None or record.id in args.ids)):
             continue
         errors = record.cancel_jobs()
         if errors:

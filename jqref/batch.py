@@ -30,6 +30,8 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from distributed.core import Status
+
 from .job import Job, JobState
 from .records import JobRecord
 from .runners import CommandError, ConnectionLost, Runner
@@ -110,6 +112,13 @@ class BatchQueue:
         self.submit_commands = 0
         self.cancel_commands = 0
         BatchQueue._instances.add(self)
+
+    def adopt(self, job: Job, job_id: str) -> None:
+        """Track `job_id`, submitted by an earlier client of the same cluster (attach), as `job`."""
+        job.job_id = job_id
+        job.status = Status.running
+        self.active[job_id] = job
+        self._save_record_soon()
 
     async def submit(self, job: Job) -> str:
         """Submit one job, together with every other job whose submission is
@@ -343,7 +352,7 @@ class BatchQueue:
     def _save_record(self) -> None:
         self._record_save_pending = False
         if self.record is not None:
-            self.record.save([*self.active, *self.cancelled])
+            self.record.save({job_id: job.name for job_id, job in {**self.active, **self.cancelled}.items()})
 
     def _save_record_soon(self) -> None:
         """Save once the submissions finishing in this moment are all in: the

@@ -13,6 +13,8 @@ import atexit
 import functools
 import logging
 import math
+import os
+import socket
 import weakref
 from contextlib import suppress
 from typing import Any, ClassVar
@@ -21,15 +23,17 @@ import dask.config
 from dask.utils import parse_bytes, parse_timedelta
 from distributed.core import Status
 from distributed.deploy.spec import SpecCluster
+from distributed.objects import SchedulerInfo
 from distributed.scheduler import Scheduler
+from distributed.security import Security
 
-from . import ssl_error_queue
+from . import client_reconnect, ssl_error_queue
 from .batch import BatchQueue
 from .config import Options
 from .job import Job
 from .login_scheduler import LoginNodeScheduler
 from .preload import scheduler_preloads
-from .records import JobRecord, describe_runner
+from .records import JobRecord, describe_runner, detached_session, runner_from, session_record
 from .runners import LocalRunner, Runner
 from .ssh import SSHRunner
 from .tls import cluster_security
@@ -90,6 +94,10 @@ class JobQueueCluster(SpecCluster):
     ``security=True`` encrypts and authenticates every Dask connection with
     TLS, using a certificate made for this cluster alone; it is the default
     with ``scheduler_on="login"``, where others can reach the scheduler.
+    With ``detach=True`` as well, that scheduler outlives the SSH connection:
+    the cluster carries on when the connection comes back, and another
+    process can take it over (`attach`), until nothing has been in touch
+    with it for ``idle_timeout``; then it cancels its jobs and ends.
     """
 
     job_cls: ClassVar[type[Job]]
@@ -121,13 +129,35 @@ class JobQueueCluster(SpecCluster):
         scheduler_on: str | None = None,
         config_name: str | None = None,
         shared_temp_directory: str | None = None,
+        detach: bool | None = None,
+        idle_timeout: str | float | None = None,
+        _attached: tuple[JobRecord, dict] | None = None,
         **job_kwargs: Any,
     ):
         if job_cls is not None:
             self.job_cls = job_cls
-        self.scheduler_on = Options(self.job_cls.config_name, config_name).get("scheduler_on", scheduler_on)
+        #: What `attach` needs to make this cluster again in another process.
+        reusable_options = {
+            **job_kwargs, "name": name, "dashboard_address": dashboard_address, "host": host,
+            "scheduler_options": scheduler_options, "interface": interface, "protocol": protocol,
+            "poll_interval": poll_interval, "max_jobs": max_jobs, "config_name": config_name,
+            "shared_temp_directory": shared_temp_directory, "idle_timeout": idle_timeout,
+        }
+        placement = Options(self.job_cls.config_name, config_name)
+        self.scheduler_on = placement.get("scheduler_on", scheduler_on)
         if self.scheduler_on not in ("client", "login"):
             raise ValueError(f"scheduler_on must be 'client' or 'login', got {self.scheduler_on!r}")
+        self.detach = bool(placement.get("detach", detach))
+        self.idle_timeout = parse_timedelta(placement.get("idle_timeout", idle_timeout))
+        if self.detach and self.scheduler_on != "login":
+            raise ValueError("detach=True keeps the scheduler on the login node running without its SSH "
+                             "connection: it needs scheduler_on='login'")
+        if self.detach and security is False:
+            raise ValueError("a detached scheduler stays on the login node, where others can reach it, so it "
+                             "always uses TLS: security=False cannot go with detach=True")
+        if self.detach and self.job_cls.tls_unavailable:
+            raise ValueError(f"detach=True needs TLS, which {self.job_cls.config_name} cannot carry: "
+                             f"{self.job_cls.tls_unavailable}")
         security = cluster_security(security, shared_host=self.scheduler_on == "login",
                                     tls_unavailable=self.job_cls.tls_unavailable)
         job_kwargs.setdefault("job_name", name)
@@ -147,7 +177,7 @@ class JobQueueCluster(SpecCluster):
             if self._template.python is None:
                 raise ValueError("over SSH, say which Python the compute nodes run: python='/path/to/python' "
                                  "(an environment with the same Python and distributed versions as this one)")
-        self._owns_runner = runner is None or ssh is not None
+        self._owns_runner = runner is None or ssh is not None or _attached is not None
         self.runner = runner or LocalRunner()
         if self.scheduler_on == "login" and not isinstance(self.runner, SSHRunner):
             raise ValueError("scheduler_on='login' starts the scheduler over SSH: give ssh= (or an SSHRunner)")
@@ -156,11 +186,18 @@ class JobQueueCluster(SpecCluster):
         self.max_jobs = opt("max_jobs", max_jobs)
         #: Accepted for dask-jobqueue's sake: jqref hands TLS material to jobs inline, not through files.
         self.shared_temp_directory = self._template.shared_temp_directory
-        self.batch.record = JobRecord(
-            job_class=f"{self.job_cls.__module__}.{self.job_cls.__qualname__}",
-            cancel_command=self._template.cancel_argv([]),
-            runner=describe_runner(self.runner),
-        )
+        if _attached is not None:
+            self.batch.record, running = _attached
+            self.batch.record.claim()
+        else:
+            self.batch.record, running = JobRecord(
+                job_class=f"{self.job_cls.__module__}.{self.job_cls.__qualname__}",
+                cancel_command=self._template.cancel_argv([]),
+                runner=describe_runner(self.runner),
+            ), None
+            if self.detach:
+                self.batch.record.session = detached_session(type(self), self.batch.record.id, reusable_options,
+                                                             security)
 
         options = dict(opt("scheduler_options"))
         options.update(scheduler_options or {})
@@ -180,6 +217,9 @@ class JobQueueCluster(SpecCluster):
         if self._template.processes > 1:
             worker["group"] = [f"-{i}" for i in range(self._template.processes)]
         self._watch: asyncio.Task | None = None
+        self._heartbeat: asyncio.Task | None = None
+        #: Jobs of the session attached to, by id: their worker names.
+        self._adopted = dict(self.batch.record.names) if _attached is not None else {}
         self._connected_jobs: set[str] = set()
         self._failed_starts = 0
         JobQueueCluster._live.add(self)
@@ -189,22 +229,28 @@ class JobQueueCluster(SpecCluster):
             initial_jobs = min(initial_jobs, self.max_jobs)
         if security is not None:
             ssl_error_queue.apply()  # this process's client, and the scheduler if it runs here
+        if self.detach:
+            client_reconnect.apply()
         if self.scheduler_on == "login":
             remote = {**options, "preload": [*options.get("preload", []), *scheduler_preloads(security is not None)]}
+            session = {"directory": self.batch.record.session["directory"], "idle_timeout": self.idle_timeout,
+                       "cancel_command": self._template.cancel_argv([])} if self.detach else None
             scheduler = {"cls": LoginNodeScheduler, "options": {
                 "runner": self.runner, "python": self._template.python_words, "options": remote,
-                "security": security}}
+                "security": security, "session": session, "running": running}}
         else:
             scheduler = {"cls": scheduler_cls, "options": {**options, "security": security}}
         super().__init__(
             scheduler=scheduler,
             security=security,
-            workers={self._new_worker_name(i): worker for i in range(initial_jobs)},
+            workers={**{self._new_worker_name(i): worker for i in range(initial_jobs)},
+                     **{name: worker for name in self._adopted.values()}},
             worker=worker,
             loop=loop,
             silence_logs=silence_logs,
             asynchronous=asynchronous,
             name=name,
+            shutdown_on_close=not self.detach,  # distributed closes clusters at exit; a detached one stays
         )
 
     # ---- naming and rendering -------------------------------------------
@@ -329,14 +375,75 @@ class JobQueueCluster(SpecCluster):
 
     async def _start(self):
         await super()._start()
+        self._adopt_jobs()
         if self._watch is None:
             self._watch = asyncio.create_task(self.batch.watch(self.poll_interval))
+        if self.detach and self._heartbeat is None:
+            self._heartbeat = asyncio.create_task(self._keep_session())
+
+    def _adopt_jobs(self) -> None:
+        """The jobs of the session attached to become this cluster's, as if it had started them."""
+        for job_id, name in self._adopted.items():
+            job = self.job_cls(self.scheduler.address, name, batch=self.batch, **self._job_kwargs)
+            self.batch.adopt(job, job_id)
+            job._cluster = weakref.ref(self)
+            self.workers[name] = job
+            self._created.add(job)
+            self._connected_jobs.add(name)
+        self._adopted = {}
+
+    async def _keep_session(self) -> None:
+        """Tell the detached scheduler that this cluster object is alive, and
+        which jobs it has, for it to cancel if it is ever left alone."""
+        while True:
+            with suppress(OSError):  # the connection is down: the next heartbeat counts
+                await self.scheduler_comm.jqref_heartbeat(
+                    jobs={job_id: job.name for job_id, job in self.batch.active.items()})
+            await asyncio.sleep(min(self.idle_timeout / 3, 10))
+
+    async def _watch_worker_status(self, comm):
+        """SpecCluster stops hearing about workers when the connection drops;
+        a detached scheduler is still there after it comes back: listen again."""
+        while True:
+            await super()._watch_worker_status(comm)
+            if not self.detach:
+                return
+            while self.status == Status.running:
+                try:
+                    comm = await self.scheduler_comm.live_comm()
+                    await comm.write({"op": "subscribe_worker_status"})
+                    self.scheduler_info = SchedulerInfo(await comm.read())
+                    self._watch_worker_status_comm = comm
+                    break
+                except OSError:
+                    await asyncio.sleep(1)
+            else:
+                return
+
+    @classmethod
+    def attach(cls, session: str, **options) -> JobQueueCluster:
+        """Take over the cluster of a detached session (``detach=True``) from
+        a new process on this machine: its scheduler, workers, data and jobs.
+        `session` is its id, as `jqref list` shows; `options` replace what
+        the session recorded (e.g. ``runner=``)."""
+        record = session_record(session)
+        if record.host == socket.gethostname() and not record.orphaned and record.pid != os.getpid():
+            raise RuntimeError(f"session {session} is still controlled by process {record.pid}: close it there "
+                               "(or end that process) before attaching")
+        cluster_cls = record.cluster_class()
+        if not issubclass(cluster_cls, cls):
+            raise TypeError(f"session {session} is a {cluster_cls.__name__}, not a {cls.__name__}")
+        runner = options.pop("runner", None) or runner_from(record.runner)
+        running = LoginNodeScheduler.read_state(runner, record.session["directory"])
+        return cluster_cls(runner=runner, security=Security(**record.session["security"]), scheduler_on="login",
+                           detach=True, _attached=(record, running), **{**record.session["options"], **options})
 
     async def _close(self):
-        if self._watch is not None:
-            self._watch.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._watch
+        for task in (self._watch, self._heartbeat):
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
         try:
             await super()._close()
         finally:
@@ -349,9 +456,15 @@ class JobQueueCluster(SpecCluster):
 
 @atexit.register
 def _cancel_jobs_at_exit():
-    """Close clusters still open at exit; cancel directly whatever that leaves."""
+    """Close clusters still open at exit; cancel directly whatever that leaves.
+    Detached clusters stay, for `attach`: their scheduler ends them when idle."""
     for cluster in list(JobQueueCluster._live):
-        if cluster.status not in (Status.closed, Status.failed) and not cluster.asynchronous:
+        if cluster.detach and cluster.status == Status.running:
+            logger.warning("leaving detached cluster %s running on %s: attach with %s.attach(%r); it closes "
+                           "itself after %g s without a client", cluster.batch.record.id, cluster.runner.destination,
+                           type(cluster).__name__, cluster.batch.record.id, cluster.idle_timeout)
+            BatchQueue._instances.discard(cluster.batch)
+        elif cluster.status not in (Status.closed, Status.failed) and not cluster.asynchronous:
             with suppress(Exception):
                 cluster.close(timeout=30)
     for batch in list(BatchQueue._instances):

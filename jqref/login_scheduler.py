@@ -4,9 +4,11 @@ With ``scheduler_on="login"``, a cluster driven over SSH starts its scheduler
 on the login node (`login_scheduler_main`, over the same connection) and
 talks to it through a forwarded local port. Workers connect to the login
 node, which they can reach; this machine only ever connects out, over SSH.
-The scheduler's lifetime is the SSH channel's: when the client closes,
-crashes or loses the connection, the scheduler ends, the workers follow
-after their death-timeout, and their jobs end with them.
+By default the scheduler's lifetime is the SSH channel's: when the client
+closes, crashes or loses the connection, the scheduler ends, the workers
+follow after their death-timeout, and their jobs end with them. A detached
+one (``detach=True``) outlives the channel, so that a client can reconnect
+or attach again, until nobody has been in touch for its idle timeout.
 """
 
 from __future__ import annotations
@@ -35,8 +37,13 @@ class LoginNodeScheduler(ProcessInterface):
     forwarded port)."""
 
     def __init__(self, runner, python: list[str], options: dict, security: Security | None = None,
-                 start_timeout: float = 120):
+                 start_timeout: float = 120, session: dict | None = None, running: dict | None = None):
+        """`session` ({"directory", "idle_timeout", "cancel_command"}) detaches
+        the scheduler; `running` is the state of a detached one to attach to
+        instead of starting one."""
         super().__init__()
+        self.session = session
+        self.running = running
         self.runner = runner
         self.python = python
         self.options = options
@@ -49,19 +56,7 @@ class LoginNodeScheduler(ProcessInterface):
         self._forwards = []
 
     async def start(self):
-        spec = {"options": self.options,
-                "security": role_options(self.security, "scheduler") if self.security else None}
-        # Through sh, so that `python` expands as it does in job scripts ($HOME/...): its
-        # words are rendered by the policy in `shell`; the source is an argument, never shell text.
-        command = ["sh", "-c", f'exec {" ".join(self.python)} -c "$1"', "jqref-scheduler", MAIN_SOURCE]
-        self.process = await asyncio.to_thread(self.runner.spawn, command, stdin=json.dumps(spec) + "\n")
-        try:
-            started = json.loads(await asyncio.to_thread(self.process.read_line, self.start_timeout))
-        except (CommandError, ValueError) as e:
-            self.process.close()
-            raise RuntimeError(f"the Dask scheduler on the login node ({self.runner.destination}) did not start: {e}\n"
-                               f"It runs {' '.join(self.python)} there, which needs the workers' environment "
-                               "(the same Python and distributed as this one).") from None
+        started = self.running or await self._start_remote()
         self.address = started["address"]
         self.pid = started["pid"]
         protocol, location = parse_address(self.address)
@@ -72,15 +67,33 @@ class LoginNodeScheduler(ProcessInterface):
             self.dashboard_link = f"http://127.0.0.1:{self._forward(host, started['dashboard_port']).local_port}/status"
         await super().start()
 
+    async def _start_remote(self) -> dict:
+        spec = {"options": self.options, "session": self.session,
+                "security": role_options(self.security, "scheduler") if self.security else None}
+        # Through sh, so that `python` expands as it does in job scripts ($HOME/...): its
+        # words are rendered by the policy in `shell`; the source is an argument, never shell text.
+        command = ["sh", "-c", f'exec {" ".join(self.python)} -c "$1"', "jqref-scheduler", MAIN_SOURCE]
+        self.process = await asyncio.to_thread(self.runner.spawn, command, stdin=json.dumps(spec) + "\n")
+        try:
+            return json.loads(await asyncio.to_thread(self.process.read_line, self.start_timeout))
+        except (CommandError, ValueError) as e:
+            self.process.close()
+            raise RuntimeError(f"the Dask scheduler on the login node ({self.runner.destination}) did not start: {e}\n"
+                               f"It runs {' '.join(self.python)} there, which needs the workers' environment "
+                               "(the same Python and distributed as this one).") from None
+
     def _forward(self, host: str, port: int):
         forward = self.runner.forward(host, port)
         self._forwards.append(forward)
         return forward
 
     async def close(self):
+        """Called once SpecCluster told the scheduler to close: wait for it to be gone."""
         for forward in self._forwards:
             forward.close()
-        if self.process is not None:
+        if self.session is not None and self.pid is not None:
+            await self._wait_detached_gone()
+        elif self.process is not None:
             self.process.close_stdin()
             if not await asyncio.to_thread(self.process.wait, 30):
                 try:
@@ -90,3 +103,25 @@ class LoginNodeScheduler(ProcessInterface):
                                    "own once its SSH channel is gone", self.pid, e)
             self.process.close()
         await super().close()
+
+    async def _wait_detached_gone(self, timeout: float = 30) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            while (await self.runner.run(["kill", "-0", str(self.pid)])).ok:
+                if asyncio.get_running_loop().time() > deadline:
+                    await self.runner.run(["kill", str(self.pid)])
+                    return
+                await asyncio.sleep(0.5)
+        except (CommandError, ConnectionError) as e:
+            logger.warning("could not check that the detached scheduler on the login node (pid %s) ended: %s; "
+                           "it closes on its own after its idle timeout", self.pid, e)
+
+    @staticmethod
+    def read_state(runner, directory: str) -> dict:
+        """The state a detached scheduler keeps on the login node; an error
+        saying so if it is gone (closed, or ended after its idle timeout)."""
+        result = runner.run_blocking(["cat", f"{directory}/state.json"])
+        if not result.ok:
+            raise LookupError(f"the detached scheduler is gone from {runner.destination} ({directory}/state.json: "
+                              f"{result.stderr.strip()}): it was closed, or closed itself after its idle timeout")
+        return json.loads(result.stdout)

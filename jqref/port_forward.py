@@ -38,15 +38,17 @@ class PortForward:
                 conn, peer = self._listener.accept()
             except OSError:
                 return
-            try:
-                channel = self.runner._transport().open_channel("direct-tcpip", self.remote, peer)
-            except Exception as e:  # the far end refused or the link is down: this connection fails, not the forward
-                logger.warning("forwarding to %s:%d over SSH failed: %s", *self.remote, e)
-                conn.close()
-                continue
-            threading.Thread(target=self._pump, args=(conn, channel), daemon=True).start()
+            # Each connection in a thread of its own: opening its channel may
+            # first have to connect again, which must not hold up the others.
+            threading.Thread(target=self._carry, args=(conn, peer), daemon=True).start()
 
-    def _pump(self, conn: socket.socket, channel: paramiko.Channel) -> None:
+    def _carry(self, conn: socket.socket, peer) -> None:
+        try:
+            channel = self.runner._transport().open_channel("direct-tcpip", self.remote, peer)
+        except Exception as e:  # the far end refused or the link is down: this connection fails, not the forward
+            logger.warning("forwarding to %s:%d over SSH failed: %s", *self.remote, e)
+            conn.close()
+            return
         pair = (conn, channel)
         self._open.add(pair)
         try:

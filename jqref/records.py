@@ -5,6 +5,12 @@ Every cluster writes ``$XDG_STATE_HOME/jqref/<id>.json`` (default
 when it closes cleanly. A record whose process is gone belongs to a client
 that crashed or was killed: ``jqref list`` shows them, ``jqref cleanup``
 cancels their jobs with the same batch system and runner the cluster used.
+
+A detached cluster's record (``detach=True``) also holds its session: where
+its scheduler keeps its state on the login node, the options and TLS
+material to make the cluster again (`JobQueueCluster.attach`), and each
+job's worker name. Its jobs are not orphaned when the process is gone: the
+session can be attached to, and its scheduler cancels them when left idle.
 """
 
 from __future__ import annotations
@@ -16,10 +22,13 @@ import os
 import pathlib
 import socket
 import tempfile
+import time
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from .runners import LocalRunner, Runner
+from .tls import security_contents
 
 
 def records_dir() -> pathlib.Path:
@@ -51,13 +60,20 @@ class JobRecord:
     pid: int = field(default_factory=os.getpid)
     host: str = field(default_factory=socket.gethostname)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    #: Worker (spec) name of each job, by id.
+    names: dict[str, str] = field(default_factory=dict)
+    #: A detached cluster's session (see `detached_session`), else None.
+    session: dict | None = None
 
     @property
     def path(self) -> pathlib.Path:
         return records_dir() / f"{self.id}.json"
 
-    def save(self, jobs) -> None:
-        """Write atomically, so a crash never leaves half a record."""
+    def save(self, jobs: Mapping[str, str] | Iterable[str]) -> None:
+        """Record `jobs` (ids, or ids mapped to their worker names), written
+        atomically, so a crash never leaves half a record. It holds TLS keys
+        for a session: the file and its directory are the user's alone."""
+        self.names = dict(jobs) if isinstance(jobs, Mapping) else {}
         self.jobs = sorted(jobs)
         directory = records_dir()
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -69,6 +85,14 @@ class JobRecord:
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+    def claim(self) -> None:
+        """This process owns the cluster now (it attached to the session)."""
+        self.pid, self.host = os.getpid(), socket.gethostname()
+
+    def cluster_class(self) -> type:
+        module, _, name = self.session["cluster_class"].rpartition(".")
+        return getattr(importlib.import_module(module), name)
 
     @property
     def orphaned(self) -> bool:
@@ -84,15 +108,52 @@ class JobRecord:
         return False
 
     def cancel_jobs(self) -> list[str]:
-        """Cancel the recorded jobs; returns the errors (empty when all went)."""
+        """Cancel the recorded jobs, and stop a session's scheduler; returns
+        the errors (empty when all went)."""
+        runner = runner_from(self.runner)
+        errors = []
+        if self.session is not None:
+            state = runner.run_blocking(["cat", f"{self.session['directory']}/state.json"])
+            if state.ok:  # else it is gone already
+                stop = runner.run_blocking(["kill", str(json.loads(state.stdout)["pid"])])
+                errors += [] if stop.ok else [f"could not stop the detached scheduler: {stop.stderr.strip()}"]
         if not self.jobs:
-            return []
+            return errors
         module, _, name = self.job_class.rpartition(".")
         job_cls = getattr(importlib.import_module(module), name)
-        result = runner_from(self.runner).run_blocking([*self.cancel_command, *self.jobs])
+        result = runner.run_blocking([*self.cancel_command, *self.jobs])
         if result.ok or job_cls.already_gone(result):
-            return []
-        return [f"{' '.join(result.argv)} failed (exit {result.returncode}): {result.stderr.strip()}"]
+            return errors
+        return [*errors, f"{' '.join(result.argv)} failed (exit {result.returncode}): {result.stderr.strip()}"]
+
+
+def detached_session(cluster_cls: type, record_id: str, options: dict, security) -> dict:
+    """A detached cluster's session: what `attach` makes it again from. The
+    options must be plain data (they are written as JSON)."""
+    options = {k: v for k, v in options.items() if v is not None}
+    try:
+        json.dumps(options)
+    except TypeError as e:
+        raise TypeError(f"detach=True records the cluster's options to attach to it later, and they must be plain "
+                        f"data (strings, numbers, lists, dicts): {e}") from None
+    return {
+        "cluster_class": f"{cluster_cls.__module__}.{cluster_cls.__qualname__}",
+        "directory": f".jqref/sessions/{record_id}",
+        "options": options,
+        "security": security_contents(security),
+        "started": time.time(),
+    }
+
+
+def session_record(session: str) -> JobRecord:
+    """The record of detached session `session`; an error saying what exists if there is none."""
+    records = load_records()
+    for record in records:
+        if record.id == session and record.session is not None:
+            return record
+    sessions = [r.id for r in records if r.session is not None]
+    raise LookupError(f"no detached session {session!r} in {records_dir()}; "
+                      f"sessions there: {', '.join(sessions) or 'none'} (jqref list shows them)")
 
 
 def load_records() -> list[JobRecord]:

@@ -165,10 +165,20 @@ class SSHRunner:
             for client in reversed(clients):
                 client.close()
             raise
-        # paramiko leaves Nagle on: every small command would wait ~40 ms.
-        clients[0].get_transport().sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._tune(clients[0].get_transport().sock)
         clients[-1].get_transport().set_keepalive(int(self.keepalive))
         self._clients = clients
+
+    def _tune(self, sock: socket.socket) -> None:
+        """paramiko leaves Nagle on: every small command would wait ~40 ms. And
+        its keepalives expect no answer, so a connection that silently died
+        (Wi-Fi gone, laptop asleep) would look alive for ever: the kernel
+        gives up on it when what was sent stays unacknowledged for three
+        keepalive intervals, and the next command reconnects."""
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(3 * self.keepalive * 1000))
 
     def _drop(self) -> None:
         for client in reversed(self._clients):

@@ -67,6 +67,14 @@ def role_options(security: Security, role: str) -> dict:
     }
 
 
+def security_contents(security: Security) -> dict:
+    """Keyword arguments for `Security` that make the same one in another process: all its material as PEM contents."""
+    roles = ("client", "scheduler", "worker")
+    return {"require_encryption": security.require_encryption, "tls_ca_file": _pem(security.tls_ca_file),
+            **{f"tls_{role}_{part}": _pem(getattr(security, f"tls_{role}_{part}"))
+               for role in roles for part in ("cert", "key")}}
+
+
 def worker_environment(security: Security) -> dict[str, str]:
     """Environment that makes a worker started by the `dask worker` command
     use TLS: dask config passed the way dask passes it to subprocesses."""

@@ -1,8 +1,10 @@
-"""A client process for the death-timeout test: it starts a cluster, prints
-its job ids once the workers are up, and waits to be killed with SIGKILL.
+"""A client process for the tests of what a killed client leaves: it starts a
+cluster, prints its job ids and record id (a detached cluster's session) as
+JSON once the workers are up, and waits to be killed with SIGKILL.
 
 Arguments: scheduler, mode, the cluster options as JSON, the number of jobs
-to ask for and the number of workers to wait for."""
+to ask for, the number of workers to wait for, and optionally "publish": the
+client first publishes a result, ``answer`` (42), made on a worker."""
 
 import json
 import signal
@@ -19,6 +21,11 @@ if mode == "ssh":
     options["runner"] = ssh_runner()
 cluster = TESTBEDS[scheduler].cluster_cls(**options)
 cluster.scale(jobs=jobs)
-Client(cluster).wait_for_workers(workers, timeout=300)
-print(json.dumps(sorted(cluster.batch.active)), flush=True)
+client = Client(cluster)
+client.wait_for_workers(workers, timeout=300)
+if sys.argv[6:] == ["publish"]:
+    answer = client.submit(lambda: 6 * 7)
+    answer.result()
+    client.publish_dataset(answer=answer)
+print(json.dumps({"jobs": sorted(cluster.batch.active), "record": cluster.batch.record.id}), flush=True)
 signal.pause()  # until the test kills us

@@ -298,17 +298,20 @@ def worker_names(client) -> set[str]:
     return {w["name"] for w in client.scheduler_info(n_workers=-1)["workers"].values()}
 
 
-def start_and_kill_client(scheduler: str, mode: str, options: dict, jobs: int, workers: int) -> set[str]:
-    """Run a client in its own process until `workers` workers are up, then
-    SIGKILL it (nothing gets to cancel anything). Returns its job ids."""
+def start_and_kill_client(scheduler: str, mode: str, options: dict, jobs: int, workers: int,
+                          publish: bool = False) -> tuple[set[str], str]:
+    """Run a client in its own process until `workers` workers are up (and it
+    published ``answer``, if asked), then SIGKILL it (nothing gets to cancel
+    anything). Returns its job ids and its record's id."""
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.integration.client_to_kill", scheduler, mode, json.dumps(options),
-         str(jobs), str(workers)],
+         str(jobs), str(workers), *(["publish"] if publish else [])],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": repo},
     )
     try:
-        return set(json.loads(proc.stdout.readline()))
+        started = json.loads(proc.stdout.readline())
+        return set(started["jobs"]), started["record"]
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()

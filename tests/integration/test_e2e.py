@@ -73,7 +73,7 @@ def test_adapt_follows_the_load_without_oscillating(make_cluster, client_for, te
 
 
 def test_death_timeout_ends_jobs_of_a_killed_client(testbed, job_name, cluster_options, mode):
-    job_ids = start_and_kill_client(testbed.name, mode, {**cluster_options, "death_timeout": 15}, jobs=2, workers=2)
+    job_ids, _ = start_and_kill_client(testbed.name, mode, {**cluster_options, "death_timeout": 15}, jobs=2, workers=2)
     assert len(job_ids) == 2
     # death_timeout is 15 s; the rest of the deadline is margin for a busy machine.
     wait_for(lambda: not testbed.active_jobs(job_name), "the killed client's jobs to end", timeout=15 + 90)

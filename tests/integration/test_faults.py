@@ -76,7 +76,7 @@ def test_client_crash_leaves_a_record_and_jqref_cleanup_cancels_its_jobs(testbed
     # shows what it left, `jqref cleanup` cancels it without waiting for
     # death-timeout.
     options = {**cluster_options, "cores": 2, "memory": "1GiB", "processes": 1, "death_timeout": 120}
-    job_ids = start_and_kill_client(testbed.name, mode, options, jobs=4, workers=2)
+    job_ids, _ = start_and_kill_client(testbed.name, mode, options, jobs=4, workers=2)
     assert len(job_ids) == 4 and testbed.active_jobs(job_name) == job_ids
     listing = subprocess.run([sys.executable, "-m", "jqref", "list"], capture_output=True, text=True, check=True).stdout
     (record,) = [line.split()[0] for line in listing.splitlines() if "gone" in line and job_ids <= set(line.split())]

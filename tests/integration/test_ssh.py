@@ -93,15 +93,14 @@ def test_login_shell_output_noise_does_not_reach_the_parser(runner):
 def test_connection_killed_during_scale_ends_with_exactly_the_requested_jobs(
     make_cluster, client_for, testbed, job_name, runner, caplog
 ):
-    if scheduler_on() == "login":
-        pytest.skip("a scheduler on the login node lives as long as its connection: cutting it ends the cluster")
     # A login profile that takes a while, so the cut lands while the
-    # submissions are in flight.
+    # submissions are in flight. A scheduler on the login node must outlive
+    # the cut: detached.
     profile = "/home/dask/.bash_profile"
     runner.run_blocking(["sh", "-c", f"echo 'sleep 2' > {profile}"]).check()
     slow = SSHRunner(destination(), config_file=os.environ["JQREF_SSH_CONFIG"], login_shell=True)
     try:
-        cluster = make_cluster(runner=slow)
+        cluster = make_cluster(runner=slow, **({"detach": True} if scheduler_on() == "login" else {}))
         client = client_for(cluster)
         cluster.scale(jobs=4)
         nodes = node_containers()

@@ -63,3 +63,35 @@ def test_ssh_runner_is_rebuilt_from_its_description(tmp_path):
     config.write_text("Host login\n  HostName 10.0.0.9\n  User dask\n  Port 2222\n")
     runner = runner_from({"kind": "ssh", "destination": "login", "config_file": str(config)})
     assert (runner.hops[-1].hostname, runner.hops[-1].port, runner.hops[-1].user) == ("10.0.0.9", 2222, "dask")
+
+
+def test_a_detached_session_is_listed_as_attachable_and_cleaned_up_only_when_named(tmp_path, monkeypatch, capsys):
+    # The session's scheduler stands in as a real process; its state where a detached scheduler keeps it.
+    monkeypatch.chdir(tmp_path)
+    scheduler = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    session = tmp_path / ".jqref" / "sessions" / "s1"
+    session.mkdir(parents=True)
+    (session / "state.json").write_text(json.dumps({"pid": scheduler.pid}))
+    r = record(["echo", "cancel"], pid=dead_pid())
+    r.session = {"cluster_class": "jqref.slurm.SLURMCluster", "directory": ".jqref/sessions/s1", "started": 0}
+    r.save({"7": "w-0"})
+    try:
+        assert main(["list"]) == 0
+        assert f"attachable: SLURMCluster.attach('{r.id}')" in capsys.readouterr().out
+        assert main(["cleanup"]) == 0
+        assert [x.id for x in load_records()] == [r.id] and scheduler.poll() is None, "an attachable session was cleaned"
+        assert main(["cleanup", r.id]) == 0
+        assert "cancelled 1 job(s): 7" in capsys.readouterr().out
+        assert scheduler.wait(timeout=10) != 0 and load_records() == []
+    finally:
+        scheduler.kill()
+
+
+def test_attaching_to_an_unknown_session_names_the_ones_there():
+    from jqref.records import session_record
+
+    r = record(["scancel"], pid=dead_pid())
+    r.session = {"cluster_class": "jqref.slurm.SLURMCluster", "directory": "x", "started": 0}
+    r.save({})
+    with pytest.raises(LookupError, match=f"no detached session 'nope'.*sessions there: {r.id}"):
+        session_record("nope")

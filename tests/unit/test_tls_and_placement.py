@@ -7,7 +7,7 @@ import dask.config
 import pytest
 from distributed.security import Security
 
-from jqref import HTCondorJob, SLURMCluster
+from jqref import HTCondorCluster, HTCondorJob, SLURMCluster
 from jqref.login_scheduler import MAIN_SOURCE
 from jqref.slurm import SLURMJob
 from jqref.tls import InsecureSchedulerWarning, cluster_security, role_options, worker_environment
@@ -74,7 +74,17 @@ def test_scheduler_placement_is_checked():
         SLURMCluster(cores=1, memory="1GiB", scheduler_on="login")
 
 
+def test_detach_needs_the_login_node_and_tls():
+    with pytest.raises(ValueError, match="needs scheduler_on='login'"):
+        SLURMCluster(cores=1, memory="1GiB", detach=True)
+    with pytest.raises(ValueError, match="always uses TLS"):
+        SLURMCluster(cores=1, memory="1GiB", detach=True, scheduler_on="login", security=False)
+    with pytest.raises(ValueError, match="detach=True needs TLS, which htcondor cannot carry"):
+        HTCondorCluster(cores=1, memory="1GiB", detach=True, scheduler_on="login", ssh="login", python="python3")
+
+
 def test_the_login_node_side_needs_only_python_and_distributed():
     imports = {line.split()[1] for line in MAIN_SOURCE.splitlines() if line.strip().startswith(("import ", "from "))}
-    assert imports <= {"asyncio", "json", "os", "sys", "threading", "distributed", "distributed.security"}
+    assert imports <= {"asyncio", "contextlib", "json", "os", "shutil", "subprocess", "sys", "threading", "time",
+                       "distributed", "distributed.diagnostics.plugin", "distributed.security"}
     compile(MAIN_SOURCE, "login_scheduler_main", "exec")

@@ -1,0 +1,101 @@
+"""A detached scheduler's session (`login_scheduler_main.Session`) and the
+client side of a reconnect (`client_reconnect`), with a real scheduler, worker
+and client in this process: the connection drop is a real closed comm."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import types
+
+from distributed import Client, Scheduler, Worker
+
+from jqref import client_reconnect
+from jqref.login_scheduler_main import Session
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def session_of(scheduler, directory, idle_timeout=60.0, cancel_command=("true",)):
+    return Session(scheduler, str(directory), idle_timeout, list(cancel_command), {"address": scheduler.address})
+
+
+def test_left_alone_for_its_idle_timeout_it_cancels_the_jobs_it_was_told_about_and_closes(tmp_path):
+    cancelled = tmp_path / "cancelled"
+    record_arguments = [sys.executable, "-c", "import sys; open(sys.argv[1], 'w').write(' '.join(sys.argv[2:]))",
+                        str(cancelled)]
+
+    async def main():
+        async with Scheduler(dashboard_address=":0") as scheduler:
+            session = session_of(scheduler, tmp_path, idle_timeout=0.5, cancel_command=record_arguments)
+            session.heartbeat(jobs={"11": "w-0", "12": "w-1"})
+            assert json.loads((tmp_path / "state.json").read_text())["jobs"] == {"11": "w-0", "12": "w-1"}
+            started = time.monotonic()
+            await session.expire()
+            assert time.monotonic() - started >= 0.5
+            return scheduler.status.name
+
+    assert run(main()) == "closed"
+    assert cancelled.read_text() == "11 12"
+    assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_connected_client_or_a_heartbeat_keeps_it_open(tmp_path):
+    async def main():
+        async with Scheduler(dashboard_address=":0") as scheduler:
+            session = session_of(scheduler, tmp_path, idle_timeout=0.2)
+            async with Client(scheduler.address, asynchronous=True):
+                await asyncio.sleep(0.3)
+                assert not session.idle()
+            session.heartbeat()
+            assert not session.idle()
+            await asyncio.sleep(0.3)
+            return session.idle()
+
+    assert run(main()) is True
+
+
+def test_a_client_whose_connection_drops_gets_its_futures_completed_after_it_reconnects(tmp_path):
+    client_reconnect.apply()
+
+    def slowly(x):
+        time.sleep(1)
+        return x + 1
+
+    async def main():
+        async with Scheduler(dashboard_address=":0") as scheduler, Worker(scheduler.address, nthreads=2):
+            session_of(scheduler, tmp_path)
+            async with Client(scheduler.address, asynchronous=True) as client:
+                client.cluster = types.SimpleNamespace(detach=True, idle_timeout=30, status=None)
+                done = client.submit(lambda: 41)
+                assert await done == 41
+                pending = client.submit(slowly, 1)
+                while pending.key not in scheduler.tasks:
+                    await asyncio.sleep(0.01)
+                client.scheduler_comm.comm.abort()  # the connection drops, the scheduler carries on
+                assert await pending == 2 and await done == 41
+                holders = [c for c in scheduler.clients if c.startswith("jqref-held-")]
+                return holders, {ts.key for ts in scheduler.clients[client.id].wants_what} >= {done.key, pending.key}
+
+    assert run(main()) == ([], True)
+
+
+def test_without_a_detached_cluster_a_dropped_client_loses_its_futures_as_distributed_does(tmp_path):
+    client_reconnect.apply()
+
+    async def main():
+        async with Scheduler(dashboard_address=":0") as scheduler, Worker(scheduler.address, nthreads=1):
+            async with Client(scheduler.address, asynchronous=True) as client:
+                pending = client.submit(time.sleep, 1)
+                while pending.key not in scheduler.tasks:
+                    await asyncio.sleep(0.01)
+                client.scheduler_comm.comm.abort()
+                await asyncio.sleep(0.1)
+                return pending.status
+
+    assert run(main()) == "cancelled"
+
