@@ -434,7 +434,10 @@ class JobQueueCluster(SpecCluster):
         if not issubclass(cluster_cls, cls):
             raise TypeError(f"session {session} is a {cluster_cls.__name__}, not a {cls.__name__}")
         runner = options.pop("runner", None) or runner_from(record.runner)
-        running = LoginNodeScheduler.read_state(runner, record.session["directory"])
+        try:
+            running = LoginNodeScheduler.read_state(runner, record.session["directory"])
+        except LookupError as e:
+            raise LookupError(f"{e}; `jqref cleanup {session}` forgets the session") from None
         return cluster_cls(runner=runner, security=Security(**record.session["security"]), scheduler_on="login",
                            detach=True, _attached=(record, running), **{**record.session["options"], **options})
 
