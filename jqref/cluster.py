@@ -27,7 +27,7 @@ from distributed.objects import SchedulerInfo
 from distributed.scheduler import Scheduler
 from distributed.security import Security
 
-from . import client_reconnect, ssl_error_queue
+from . import client_reconnect, session, ssl_error_queue
 from .batch import BatchQueue
 from .config import Options
 from .job import Job
@@ -233,11 +233,11 @@ class JobQueueCluster(SpecCluster):
             client_reconnect.apply()
         if self.scheduler_on == "login":
             remote = {**options, "preload": [*options.get("preload", []), *scheduler_preloads(security is not None)]}
-            session = {"directory": self.batch.record.session["directory"], "idle_timeout": self.idle_timeout,
-                       "cancel_command": self._template.cancel_argv([])} if self.detach else None
+            detached = {"directory": self.batch.record.session["directory"], "idle_timeout": self.idle_timeout,
+                        "cancel_command": self._template.cancel_argv([])} if self.detach else None
             scheduler = {"cls": LoginNodeScheduler, "options": {
                 "runner": self.runner, "python": self._template.python_words, "options": remote,
-                "security": security, "session": session, "running": running}}
+                "security": security, "session": detached, "running": running}}
         else:
             scheduler = {"cls": scheduler_cls, "options": {**options, "security": security}}
         super().__init__(
@@ -379,7 +379,7 @@ class JobQueueCluster(SpecCluster):
         if self._watch is None:
             self._watch = asyncio.create_task(self.batch.watch(self.poll_interval))
         if self.detach and self._heartbeat is None:
-            self._heartbeat = asyncio.create_task(self._keep_session())
+            self._heartbeat = asyncio.create_task(session.keep_alive(self))
 
     def _adopt_jobs(self) -> None:
         """The jobs of the session attached to become this cluster's, as if it had started them."""
@@ -391,15 +391,6 @@ class JobQueueCluster(SpecCluster):
             self._created.add(job)
             self._connected_jobs.add(name)
         self._adopted = {}
-
-    async def _keep_session(self) -> None:
-        """Tell the detached scheduler that this cluster object is alive, and
-        which jobs it has, for it to cancel if it is ever left alone."""
-        while True:
-            with suppress(OSError):  # the connection is down: the next heartbeat counts
-                await self.scheduler_comm.jqref_heartbeat(
-                    jobs={job_id: job.name for job_id, job in self.batch.active.items()})
-            await asyncio.sleep(min(self.idle_timeout / 3, 10))
 
     async def _watch_worker_status(self, comm):
         """SpecCluster stops hearing about workers when the connection drops;
@@ -421,23 +412,23 @@ class JobQueueCluster(SpecCluster):
                 return
 
     @classmethod
-    def attach(cls, session: str, **options) -> JobQueueCluster:
+    def attach(cls, session_id: str, **options) -> JobQueueCluster:
         """Take over the cluster of a detached session (``detach=True``) from
         a new process on this machine: its scheduler, workers, data and jobs.
-        `session` is its id, as `jqref list` shows; `options` replace what
-        the session recorded (e.g. ``runner=``)."""
-        record = session_record(session)
+        `session_id` is as `jqref list` shows it; `options` replace what the
+        session recorded (e.g. ``runner=``)."""
+        record = session_record(session_id)
         if record.host == socket.gethostname() and not record.orphaned and record.pid != os.getpid():
-            raise RuntimeError(f"session {session} is still controlled by process {record.pid}: close it there "
+            raise RuntimeError(f"session {session_id} is still controlled by process {record.pid}: close it there "
                                "(or end that process) before attaching")
         cluster_cls = record.cluster_class()
         if not issubclass(cluster_cls, cls):
-            raise TypeError(f"session {session} is a {cluster_cls.__name__}, not a {cls.__name__}")
+            raise TypeError(f"session {session_id} is a {cluster_cls.__name__}, not a {cls.__name__}")
         runner = options.pop("runner", None) or runner_from(record.runner)
         try:
-            running = LoginNodeScheduler.read_state(runner, record.session["directory"])
+            running = session.read_state(runner, record.session)
         except LookupError as e:
-            raise LookupError(f"{e}; `jqref cleanup {session}` forgets the session") from None
+            raise LookupError(f"{e}; `jqref cleanup {session_id}` forgets the session") from None
         return cluster_cls(runner=runner, security=Security(**record.session["security"]), scheduler_on="login",
                            detach=True, _attached=(record, running), **{**record.session["options"], **options})
 

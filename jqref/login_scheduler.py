@@ -115,13 +115,3 @@ class LoginNodeScheduler(ProcessInterface):
         except (CommandError, ConnectionError) as e:
             logger.warning("could not check that the detached scheduler on the login node (pid %s) ended: %s; "
                            "it closes on its own after its idle timeout", self.pid, e)
-
-    @staticmethod
-    def read_state(runner, directory: str) -> dict:
-        """The state a detached scheduler keeps on the login node; an error
-        saying so if it is gone (closed, or ended after its idle timeout)."""
-        result = runner.run_blocking(["cat", f"{directory}/state.json"])
-        if not result.ok:
-            raise LookupError(f"the detached scheduler is gone from {runner.destination} ({directory}/state.json: "
-                              f"{result.stderr.strip()}): it was closed, or closed itself after its idle timeout")
-        return json.loads(result.stdout)

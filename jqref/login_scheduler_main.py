@@ -5,13 +5,14 @@ workers need anyway.
 Protocol: one JSON line on stdin, ``{"options": <Scheduler kwargs>,
 "security": <Security kwargs with PEM contents> or null, "session": null or
 {"directory", "idle_timeout", "cancel_command"}}``; one JSON line on stdout
-once the scheduler listens, ``{"address", "dashboard_port", "pid"}``.
+once the scheduler listens, ``{"address", "dashboard_port", "pid"}`` (and
+"certificate", its certificate's SHA-256, with TLS).
 
 Without a session the scheduler lives as long as the SSH channel: it closes
 when stdin does (the client closed it, or the connection is gone).
 
 With one it is detached: it runs in a session of its own, logging to
-``<directory>/scheduler.log``, its address, pid and jobs in
+``<directory>/scheduler.log``, that line and its jobs in
 ``<directory>/state.json`` (both private to the user), and the command
 that started it returns. It ends when a client closes it, or when no client
 has been connected and no cluster object has sent a heartbeat for
@@ -22,6 +23,7 @@ connects again, so that its futures complete after a reconnect.
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import shutil
 import os
@@ -125,6 +127,8 @@ async def serve(spec, announce=sys.stdout):
         dashboard = scheduler.services.get("dashboard")
         started = {"address": scheduler.address, "dashboard_port": dashboard.port if dashboard else None,
                    "pid": os.getpid()}
+        if security is not None:  # what an attaching client checks (jqref.session.certificate_fingerprint)
+            started["certificate"] = hashlib.sha256(spec["security"]["tls_scheduler_cert"].strip().encode()).hexdigest()
         if session:
             ended = [Session(scheduler, session["directory"], session["idle_timeout"], session["cancel_command"],
                              started).expire()]

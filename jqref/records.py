@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from .runners import LocalRunner, Runner
+from .session import read_state
 from .tls import security_contents
 
 
@@ -113,10 +114,13 @@ class JobRecord:
         runner = runner_from(self.runner)
         errors = []
         if self.session is not None:
-            state = runner.run_blocking(["cat", f"{self.session['directory']}/state.json"])
-            if state.ok:  # else it is gone already
-                stop = runner.run_blocking(["kill", str(json.loads(state.stdout)["pid"])])
+            try:
+                stop = runner.run_blocking(["kill", str(read_state(runner, self.session)["pid"])])
                 errors += [] if stop.ok else [f"could not stop the detached scheduler: {stop.stderr.strip()}"]
+            except LookupError:  # it is gone already
+                pass
+            except PermissionError as e:
+                errors.append(str(e))
         if not self.jobs:
             return errors
         module, _, name = self.job_class.rpartition(".")

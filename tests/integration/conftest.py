@@ -19,6 +19,7 @@ firewall rule) is `scripts/testbed.sh prepare` and `access`, called once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pathlib
@@ -298,11 +299,11 @@ def worker_names(client) -> set[str]:
     return {w["name"] for w in client.scheduler_info(n_workers=-1)["workers"].values()}
 
 
-def start_and_kill_client(scheduler: str, mode: str, options: dict, jobs: int, workers: int,
-                          publish: bool = False) -> tuple[set[str], str]:
-    """Run a client in its own process until `workers` workers are up (and it
-    published ``answer``, if asked), then SIGKILL it (nothing gets to cancel
-    anything). Returns its job ids and its record's id."""
+@contextlib.contextmanager
+def client_process(scheduler: str, mode: str, options: dict, jobs: int, workers: int, publish: bool = False):
+    """A client in its own process, once `workers` workers are up (and it
+    published ``answer``, if asked): yields the process, its job ids and its
+    record's id, and SIGKILLs it at the end (nothing gets to cancel anything)."""
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.integration.client_to_kill", scheduler, mode, json.dumps(options),
@@ -311,10 +312,17 @@ def start_and_kill_client(scheduler: str, mode: str, options: dict, jobs: int, w
     )
     try:
         started = json.loads(proc.stdout.readline())
-        return set(started["jobs"]), started["record"]
+        yield proc, set(started["jobs"]), started["record"]
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+
+
+def start_and_kill_client(scheduler: str, mode: str, options: dict, jobs: int, workers: int,
+                          publish: bool = False) -> tuple[set[str], str]:
+    """`client_process`, killed at once: its job ids and its record's id."""
+    with client_process(scheduler, mode, options, jobs, workers, publish) as (_, job_ids, record):
+        return job_ids, record
 
 
 def node_containers():

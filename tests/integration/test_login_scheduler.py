@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -16,7 +17,9 @@ import urllib.request
 import pytest
 from distributed import Client
 
-from .conftest import node_containers, scheduler_on, start_and_kill_client, wait_for, worker_count
+from jqref.records import records_dir
+
+from .conftest import client_process, node_containers, scheduler_on, start_and_kill_client, wait_for, worker_count
 
 pytestmark = [
     pytest.mark.integration,
@@ -180,10 +183,15 @@ def test_a_detached_session_outlives_its_client_and_is_attached_to_again(testbed
 
 
 def test_a_detached_scheduler_left_alone_cancels_its_jobs_and_ends(testbed, job_name, cluster_options, mode, runner):
-    # Workers that would wait ten minutes for a lost scheduler: only the cancel ends their jobs in time.
+    # The client's process is stopped, as on a laptop asleep. Its workers would
+    # wait ten minutes for a lost scheduler: only the cancel ends their jobs in time.
     options = {**cluster_options, "detach": True, "idle_timeout": 20, "death_timeout": 600}
-    job_ids, record = start_and_kill_client(testbed.name, mode, options, jobs=2, workers=2)
-    assert len(scheduler_processes(runner)) == 1 and testbed.active_jobs(job_name) == job_ids
-    wait_for(lambda: not testbed.active_jobs(job_name) and not scheduler_processes(runner),
-             "the scheduler to cancel its jobs and end after 20 s alone", timeout=20 + 90)
-    assert not runner.run_blocking(["test", "-e", f".jqref/sessions/{record}"]).ok, "the session's state is left"
+    with client_process(testbed.name, mode, options, jobs=2, workers=2) as (client, job_ids, record):
+        client.send_signal(signal.SIGSTOP)
+        assert len(scheduler_processes(runner)) == 1 and testbed.active_jobs(job_name) == job_ids
+        wait_for(lambda: not testbed.active_jobs(job_name) and not scheduler_processes(runner),
+                 "the scheduler to cancel its jobs and end after 20 s alone", timeout=20 + 90)
+        assert not runner.run_blocking(["test", "-e", f".jqref/sessions/{record}"]).ok, "the session's state is left"
+        client.send_signal(signal.SIGCONT)  # the laptop wakes up: its cluster finds the scheduler gone and closes
+        wait_for(lambda: not (records_dir() / f"{record}.json").exists(), "the woken client's cluster to close",
+                 timeout=60)

@@ -5,9 +5,11 @@ import subprocess
 import sys
 
 import pytest
+from distributed.security import Security
 
 from jqref.__main__ import main
 from jqref.records import JobRecord, load_records, runner_from
+from jqref.session import certificate_fingerprint
 
 
 @pytest.fixture(autouse=True)
@@ -71,9 +73,12 @@ def test_a_detached_session_is_listed_as_attachable_and_cleaned_up_only_when_nam
     scheduler = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     session = tmp_path / ".jqref" / "sessions" / "s1"
     session.mkdir(parents=True)
-    (session / "state.json").write_text(json.dumps({"pid": scheduler.pid}))
+    certificate = Security.temporary().tls_scheduler_cert
+    (session / "state.json").write_text(json.dumps({"pid": scheduler.pid,
+                                                    "certificate": certificate_fingerprint(certificate)}))
     r = record(["echo", "cancel"], pid=dead_pid())
-    r.session = {"cluster_class": "jqref.slurm.SLURMCluster", "directory": ".jqref/sessions/s1", "started": 0}
+    r.session = {"cluster_class": "jqref.slurm.SLURMCluster", "directory": ".jqref/sessions/s1", "started": 0,
+                 "security": {"tls_scheduler_cert": certificate}}
     r.save({"7": "w-0"})
     try:
         assert main(["list"]) == 0
@@ -95,3 +100,18 @@ def test_attaching_to_an_unknown_session_names_the_ones_there():
     r.save({})
     with pytest.raises(LookupError, match=f"no detached session 'nope'.*sessions there: {r.id}"):
         session_record("nope")
+
+
+def test_a_session_whose_scheduler_has_another_certificate_is_not_attached_to_or_stopped(tmp_path, monkeypatch):
+    from jqref.runners import LocalRunner
+    from jqref.session import read_state
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "state.json").write_text(json.dumps({
+        "pid": 1, "certificate": certificate_fingerprint(Security.temporary().tls_scheduler_cert)}))
+    ours = {"directory": "s", "security": {"tls_scheduler_cert": Security.temporary().tls_scheduler_cert}}
+    with pytest.raises(PermissionError, match="does not have this session's certificate"):
+        read_state(LocalRunner(), ours)
+    with pytest.raises(LookupError, match="gone"):
+        read_state(LocalRunner(), {**ours, "directory": "elsewhere"})

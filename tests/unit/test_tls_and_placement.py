@@ -85,6 +85,6 @@ def test_detach_needs_the_login_node_and_tls():
 
 def test_the_login_node_side_needs_only_python_and_distributed():
     imports = {line.split()[1] for line in MAIN_SOURCE.splitlines() if line.strip().startswith(("import ", "from "))}
-    assert imports <= {"asyncio", "contextlib", "json", "os", "shutil", "subprocess", "sys", "threading", "time",
+    assert imports <= {"asyncio", "contextlib", "hashlib", "json", "os", "shutil", "subprocess", "sys", "threading", "time",
                        "distributed", "distributed.diagnostics.plugin", "distributed.security"}
     compile(MAIN_SOURCE, "login_scheduler_main", "exec")

@@ -1,0 +1,76 @@
+"""A detached cluster's session, from the client's side (``detach=True``).
+
+The scheduler on the login node keeps the session's state in
+``~/.jqref/sessions/<id>/state.json`` (see `login_scheduler_main`): its
+address, pid, jobs and the fingerprint of its certificate. A client reads it
+to attach, checks that the scheduler there is the one whose certificate it
+holds, and keeps telling the scheduler it is alive. When a client finds the
+state gone, the scheduler has ended: closed by another client, or by itself
+after its idle timeout while this one was away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from .runners import CommandError
+
+if TYPE_CHECKING:
+    from .cluster import JobQueueCluster
+
+logger = logging.getLogger(__name__)
+
+
+def state_path(directory: str) -> str:
+    return f"{directory}/state.json"
+
+
+def certificate_fingerprint(pem: str) -> str:
+    return hashlib.sha256(pem.strip().encode()).hexdigest()
+
+
+def read_state(runner, session: dict) -> dict:
+    """The state a detached scheduler keeps on the login node, checked
+    against the certificate this client holds; a `LookupError` if it is gone."""
+    where = getattr(runner, "destination", "this machine")
+    result = runner.run_blocking(["cat", state_path(session["directory"])])
+    if not result.ok:
+        raise LookupError(f"the detached scheduler is gone from {where} ({result.stderr.strip()}): "
+                          "it was closed, or closed itself after its idle timeout")
+    state = json.loads(result.stdout)
+    if state.get("certificate") != certificate_fingerprint(session["security"]["tls_scheduler_cert"]):
+        raise PermissionError(f"the scheduler in {session['directory']} on {where} does not have "
+                              "this session's certificate: it is not the one this session started")
+    return state
+
+
+async def ended(runner, session: dict) -> bool:
+    """Whether the session's scheduler is known to have ended (False when the login node cannot say)."""
+    try:
+        result = await runner.run(["test", "-e", state_path(session["directory"])])
+    except (CommandError, ConnectionError):
+        return False
+    return result.returncode == 1
+
+
+async def keep_alive(cluster: JobQueueCluster) -> None:
+    """Tell the detached scheduler that `cluster` is alive and which jobs it
+    has, for it to cancel if it is ever left alone. If the scheduler has
+    ended meanwhile, close the cluster: there is nothing left to control."""
+    session = cluster.batch.record.session
+    while True:
+        try:
+            await cluster.scheduler_comm.jqref_heartbeat(
+                jobs={job_id: job.name for job_id, job in cluster.batch.active.items()})
+        except OSError:  # the connection is down: the next heartbeat counts, unless the scheduler is gone
+            if await ended(cluster.runner, session):
+                logger.error("the detached scheduler of %s on %s has ended (closed elsewhere, or after %g s "
+                             "without a client): closing the cluster", cluster.batch.record.id,
+                             cluster.runner.destination, cluster.idle_timeout)
+                asyncio.ensure_future(cluster._close())
+                return
+        await asyncio.sleep(min(cluster.idle_timeout / 3, 10))
