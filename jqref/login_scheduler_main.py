@@ -60,6 +60,8 @@ class Session(SchedulerPlugin):
         self.last_contact = time.monotonic()
         self._release_keys = scheduler.remove_client
         scheduler.remove_client = self.hold_then_remove_client
+        self._register = scheduler.handlers["register-client"]
+        scheduler.handlers["register-client"] = self.register_again
         scheduler.handlers["jqref_heartbeat"] = self.heartbeat
         scheduler.add_plugin(self)
         write_private(self.state_path, self.state)
@@ -85,6 +87,19 @@ class Session(SchedulerPlugin):
             loop = asyncio.get_running_loop()
             loop.call_later(self.idle_timeout, self._release_held, client)
         self._release_keys(client, stimulus_id=stimulus_id)
+
+    async def register_again(self, comm, client=None, versions=None):
+        """A client registering while its old stream still looks open: that
+        connection died without the scheduler seeing it (sshd, between the
+        two, has not noticed yet). End the old stream first, which holds what
+        the client wanted, so that the new one gets it back."""
+        old = self.scheduler.client_comms.get(client)
+        if old is not None:
+            old.abort()
+            deadline = time.monotonic() + 10
+            while client in self.scheduler.client_comms and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+        return await self._register(comm, client=client, versions=versions)
 
     def add_client(self, scheduler, client):
         if self.holder(client) in scheduler.clients:

@@ -84,6 +84,73 @@ def test_a_client_whose_connection_drops_gets_its_futures_completed_after_it_rec
     assert run(main()) == ([], True)
 
 
+class Relay:
+    """A TCP relay between the client and the scheduler, as sshd is between a
+    laptop and a scheduler on the login node: `drop_client_side` ends the
+    client's side only, as a connection that died silently does, and the
+    scheduler's side stays open; until `accepting` is set again, new
+    connections are closed at once (the network is still down)."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.accepting = True
+        self.client_sides: list[asyncio.StreamWriter] = []
+        self.scheduler_sides: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return f"tcp://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _relay(self, client_reader, client_writer):
+        if not self.accepting:
+            client_writer.transport.abort()
+            return
+        scheduler_reader, scheduler_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.client_sides.append(client_writer)
+        self.scheduler_sides.append(scheduler_writer)
+
+        async def pump(reader, writer):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+
+        await asyncio.gather(pump(client_reader, scheduler_writer), pump(scheduler_reader, client_writer),
+                             return_exceptions=True)
+
+    def drop_client_side(self):
+        self.accepting = False
+        for writer in self.client_sides:
+            writer.transport.abort()
+        self.client_sides.clear()
+
+
+def test_a_client_back_before_the_scheduler_saw_its_connection_die_gets_its_futures_completed(tmp_path):
+    # A Wi-Fi change: the client's side of the connection dies, the login
+    # node's side does not (sshd notices much later). The task finishes while
+    # the client is away, and the client registers again while its old stream
+    # still looks open to the scheduler.
+    client_reconnect.apply()
+
+    async def main():
+        async with Scheduler(host="127.0.0.1", dashboard_address=":0") as scheduler, \
+                Worker(scheduler.address, nthreads=2):
+            session_of(scheduler, tmp_path)
+            relay = Relay(scheduler.port)
+            async with Client(await relay.start(), asynchronous=True) as client:
+                client.cluster = types.SimpleNamespace(detach=True, idle_timeout=30, status=None)
+                pending = client.submit(time.sleep, 0.5, pure=False)
+                while pending.key not in scheduler.tasks:
+                    await asyncio.sleep(0.01)
+                relay.drop_client_side()
+                while scheduler.tasks[pending.key].state != "memory":
+                    await asyncio.sleep(0.01)
+                relay.accepting = True
+                await pending
+                return pending.status, len(scheduler.client_comms)
+
+    assert run(main()) == ("finished", 1)
+
+
 def test_without_a_detached_cluster_a_dropped_client_loses_its_futures_as_distributed_does(tmp_path):
     client_reconnect.apply()
 
