@@ -76,6 +76,10 @@ def adaptive_bounds(job: Job, minimum=None, maximum=None, minimum_jobs=None, max
     return bounds
 
 
+#: A detached scheduler's idle timeout must span a few heartbeats of its clients.
+MIN_IDLE_TIMEOUT = 15
+
+
 class JobQueueCluster(SpecCluster):
     """Dask workers started in batch jobs.
 
@@ -149,6 +153,9 @@ class JobQueueCluster(SpecCluster):
             raise ValueError(f"scheduler_on must be 'client' or 'login', got {self.scheduler_on!r}")
         self.detach = bool(placement.get("detach", detach))
         self.idle_timeout = parse_timedelta(placement.get("idle_timeout", idle_timeout))
+        if self.idle_timeout < MIN_IDLE_TIMEOUT:
+            raise ValueError(f"idle_timeout must be at least {MIN_IDLE_TIMEOUT} s (clients are in touch every 5 s), "
+                             f"got {idle_timeout!r}")
         if self.detach and self.scheduler_on != "login":
             raise ValueError("detach=True keeps the scheduler on the login node running without its SSH "
                              "connection: it needs scheduler_on='login'")

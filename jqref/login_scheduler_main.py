@@ -57,7 +57,7 @@ class Session(SchedulerPlugin):
         self.idle_timeout = idle_timeout
         self.cancel_command = cancel_command
         self.state = {**started, "jobs": {}}
-        self.last_contact = time.monotonic()
+        self.last_contact = time.time()
         self._release_keys = scheduler.remove_client
         scheduler.remove_client = self.hold_then_remove_client
         self._register = scheduler.handlers["register-client"]
@@ -68,7 +68,7 @@ class Session(SchedulerPlugin):
 
     def heartbeat(self, comm=None, jobs=None):
         """A cluster object is in touch; `jobs` maps its job ids to worker names."""
-        self.last_contact = time.monotonic()
+        self.last_contact = time.time()
         if jobs is not None and jobs != self.state["jobs"]:
             self.state["jobs"] = jobs
             write_private(self.state_path, self.state)
@@ -120,9 +120,12 @@ class Session(SchedulerPlugin):
             self._release_keys(self.holder(client))
 
     def idle(self):
-        if self.scheduler.client_comms:
-            self.last_contact = time.monotonic()
-        return time.monotonic() - self.last_contact > self.idle_timeout
+        """Whether nobody has been in touch for `idle_timeout`: no cluster
+        object's heartbeat, no client's (a Client sends one every 5 s). An open stream alone does not count: the stream of a laptop
+        that went to sleep stays open here until sshd notices, hours later."""
+        clients = [state.last_seen for state in self.scheduler.clients.values()
+                   if state.client_key in self.scheduler.client_comms]
+        return time.time() - max([self.last_contact, *clients]) > self.idle_timeout
 
     async def expire(self):
         """Close once nobody has been in touch for `idle_timeout`, cancelling the jobs first."""

@@ -71,6 +71,8 @@ async def keep_alive(cluster: JobQueueCluster) -> None:
                 logger.error("the detached scheduler of %s on %s has ended (closed elsewhere, or after %g s "
                              "without a client): closing the cluster", cluster.batch.record.id,
                              cluster.runner.destination, cluster.idle_timeout)
+                await cluster.scheduler.close()  # its forwards; and the cluster does not wait for it to answer
+                cluster.shutdown_scheduler = False
                 asyncio.ensure_future(cluster._close())
                 return
         await asyncio.sleep(min(cluster.idle_timeout / 3, 10))

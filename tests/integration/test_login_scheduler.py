@@ -194,4 +194,4 @@ def test_a_detached_scheduler_left_alone_cancels_its_jobs_and_ends(testbed, job_
         assert not runner.run_blocking(["test", "-e", f".jqref/sessions/{record}"]).ok, "the session's state is left"
         client.send_signal(signal.SIGCONT)  # the laptop wakes up: its cluster finds the scheduler gone and closes
         wait_for(lambda: not (records_dir() / f"{record}.json").exists(), "the woken client's cluster to close",
-                 timeout=60)
+                 timeout=120)

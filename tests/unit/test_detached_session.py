@@ -10,6 +10,8 @@ import sys
 import time
 import types
 
+import dask.config
+import distributed.scheduler
 from distributed import Client, Scheduler, Worker
 
 from jqref import client_reconnect
@@ -44,16 +46,23 @@ def test_left_alone_for_its_idle_timeout_it_cancels_the_jobs_it_was_told_about_a
     assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o600
 
 
-def test_a_connected_client_or_a_heartbeat_keeps_it_open(tmp_path):
+def test_a_client_in_touch_or_a_heartbeat_keeps_it_open_and_a_silent_open_stream_does_not(tmp_path, monkeypatch):
+    # Clients in touch every 50 ms instead of every 5 s (the scheduler sets the interval).
+    monkeypatch.setattr(distributed.scheduler, "heartbeat_interval", lambda clients: 0.005)
+
     async def main():
         async with Scheduler(dashboard_address=":0") as scheduler:
-            session = session_of(scheduler, tmp_path, idle_timeout=0.2)
-            async with Client(scheduler.address, asynchronous=True):
-                await asyncio.sleep(0.3)
-                assert not session.idle()
+            session = session_of(scheduler, tmp_path, idle_timeout=0.3)
+            with dask.config.set({"distributed.client.heartbeat": "50ms"}):
+                async with Client(scheduler.address, asynchronous=True) as client:
+                    await asyncio.sleep(0.5)
+                    assert not session.idle(), "a client in touch"
+                    client._periodic_callbacks["heartbeat"].stop()  # its process stopped: the stream stays open
+                    await asyncio.sleep(0.5)
+                    assert session.idle() and client.id in scheduler.client_comms
             session.heartbeat()
-            assert not session.idle()
-            await asyncio.sleep(0.3)
+            assert not session.idle(), "a cluster object in touch"
+            await asyncio.sleep(0.5)
             return session.idle()
 
     assert run(main()) is True

@@ -79,6 +79,8 @@ def test_detach_needs_the_login_node_and_tls():
         SLURMCluster(cores=1, memory="1GiB", detach=True)
     with pytest.raises(ValueError, match="always uses TLS"):
         SLURMCluster(cores=1, memory="1GiB", detach=True, scheduler_on="login", security=False)
+    with pytest.raises(ValueError, match="idle_timeout must be at least 15 s"):
+        SLURMCluster(cores=1, memory="1GiB", detach=True, scheduler_on="login", idle_timeout="5s")
     with pytest.raises(ValueError, match="detach=True needs TLS, which htcondor cannot carry"):
         HTCondorCluster(cores=1, memory="1GiB", detach=True, scheduler_on="login", ssh="login", python="python3")
 
