@@ -107,9 +107,12 @@ def pytest_collection_modifyitems(config, items):
     keep, drop = [], []
     for item in items:
         delegate = item.path.name == "test_login_node.py"
-        # "host" tests drive the testbed from this machine; the isolated variant adds nothing to them.
-        host_only = item.get_closest_marker("host") and (ON_LOGIN_NODE or config.getoption("--isolated"))
-        wanted = delegating if delegate else in_process and not host_only
+        # "host" tests drive the testbed from this machine; the isolated variant adds nothing to them,
+        # nor to those where the scheduler's placement changes nothing.
+        isolated = config.getoption("--isolated")
+        host_only = item.get_closest_marker("host") and (ON_LOGIN_NODE or isolated)
+        repeated = isolated and item.get_closest_marker("placement_independent")
+        wanted = delegating if delegate else in_process and not host_only and not repeated
         (keep if wanted else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)

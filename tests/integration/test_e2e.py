@@ -32,6 +32,7 @@ def test_scale_up_computes_on_two_nodes_then_down(make_cluster, client_for, test
     wait_for(lambda: worker_count(client) == 0, "no workers")
 
 
+@pytest.mark.placement_independent
 def test_scale_by_cores_and_memory(make_cluster, testbed, job_name):
     cluster = make_cluster(cores=1, memory="512MiB")
     cluster.scale(cores=3)
@@ -72,6 +73,7 @@ def test_adapt_follows_the_load_without_oscillating(make_cluster, client_for, te
     assert 1 <= submitted <= 3, f"adapt submitted {submitted} jobs for a maximum of 2: it oscillates"
 
 
+@pytest.mark.placement_independent
 def test_death_timeout_ends_jobs_of_a_killed_client(testbed, job_name, cluster_options, mode):
     job_ids, _ = start_and_kill_client(testbed.name, mode, {**cluster_options, "death_timeout": 15}, jobs=2, workers=2)
     assert len(job_ids) == 2
@@ -91,6 +93,7 @@ def commands_run(cluster) -> list[list[str]]:
     return seen
 
 
+@pytest.mark.placement_independent
 def test_jobs_started_together_are_one_array_whose_elements_live_and_leave_on_their_own(
         make_cluster, client_for, testbed, job_name):
     cluster = make_cluster()
@@ -131,6 +134,7 @@ def test_jobs_started_together_are_one_array_whose_elements_live_and_leave_on_th
     assert len(cancels) == 1, cancels  # one command for all 12 ids, which fit one
 
 
+@pytest.mark.placement_independent
 def test_directives_take_effect_and_hostile_names_arrive_intact(make_cluster, client_for, testbed, job_name):
     name = job_name + testbed.hostile_name_suffix
     cluster = make_cluster(cores=2, memory="1GiB", processes=1, walltime="00:07:00", job_name=name)
@@ -143,6 +147,7 @@ def test_directives_take_effect_and_hostile_names_arrive_intact(make_cluster, cl
     wait_for(lambda: worker_names(client) == cluster.plan == {f"{name}-0"}, "the worker, named as in the spec")
 
 
+@pytest.mark.placement_independent
 def test_dask_jobqueue_style_values_expand_in_the_job(make_cluster, client_for, testbed, job_name):
     """`$VAR` in local_directory expands in the job's shell; worker_extra_args items are words."""
     variable = testbed.job_variable
@@ -167,6 +172,7 @@ def test_dask_jobqueue_style_values_expand_in_the_job(make_cluster, client_for, 
     assert client.submit(lambda: "used", resources={"GPU": 2}).result(timeout=PATIENCE) == "used"
 
 
+@pytest.mark.placement_independent
 def test_bad_input_is_refused_and_leaves_nothing(make_cluster, testbed, job_name):
     with pytest.raises(ValueError, match="not a size"):
         make_cluster(memory="plenty")

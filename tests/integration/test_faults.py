@@ -30,6 +30,7 @@ def slow_square_fn():
     return slow_square
 
 
+@pytest.mark.placement_independent
 def test_max_jobs_caps_scale_and_adapt(make_cluster, client_for, testbed, job_name):
     cluster = make_cluster(max_jobs=2)
     client = client_for(cluster)
@@ -50,6 +51,7 @@ def test_max_jobs_caps_scale_and_adapt(make_cluster, client_for, testbed, job_na
     assert max(seen) <= 2, f"adapt had {max(seen)} jobs in the queue with max_jobs=2"
 
 
+@pytest.mark.placement_independent
 def test_walltime_with_worker_lifetime_retires_and_replaces_without_losing_work(
     make_cluster, client_for, testbed, job_name, cluster_options
 ):
@@ -71,6 +73,7 @@ def test_walltime_with_worker_lifetime_retires_and_replaces_without_losing_work(
              "the cluster back at 2 jobs")
 
 
+@pytest.mark.placement_independent
 def test_client_crash_leaves_a_record_and_jqref_cleanup_cancels_its_jobs(testbed, job_name, cluster_options, mode):
     # Four two-core jobs: two run, two wait. The client dies; `jqref list`
     # shows what it left, `jqref cleanup` cancels it without waiting for
@@ -86,6 +89,7 @@ def test_client_crash_leaves_a_record_and_jqref_cleanup_cancels_its_jobs(testbed
     wait_for(lambda: not testbed.active_jobs(job_name), "the crashed client's jobs to be cancelled", timeout=60)
 
 
+@pytest.mark.placement_independent
 def test_controller_restart_is_not_a_job_outcome(make_cluster, client_for, testbed, job_name, mode, caplog):
     # The controller goes down and comes back restarted while two jobs run and
     # two wait. Polls fail meanwhile; a failed poll is not a job outcome: no

@@ -43,6 +43,7 @@ def destination():
     return os.environ["JQREF_SSH_DESTINATION"]
 
 
+@pytest.mark.placement_independent
 def test_unknown_host_is_refused(ssh_files):
     config, known, _ = ssh_files
     known.write_text("")
@@ -50,6 +51,7 @@ def test_unknown_host_is_refused(ssh_files):
         SSHRunner(destination(), config_file=str(config)).run_blocking(["true"])
 
 
+@pytest.mark.placement_independent
 def test_changed_host_key_is_refused_on_every_hop(ssh_files, tmp_path):
     config, known, real_known = ssh_files
     other = tmp_path / "other_key"
@@ -64,6 +66,7 @@ def test_changed_host_key_is_refused_on_every_hop(ssh_files, tmp_path):
             SSHRunner(destination(), config_file=str(config)).run_blocking(["true"])
 
 
+@pytest.mark.placement_independent
 def test_new_hosts_are_trusted_only_on_request(ssh_files):
     config, known, _ = ssh_files
     known.write_text("")
@@ -73,12 +76,14 @@ def test_new_hosts_are_trusted_only_on_request(ssh_files):
     assert SSHRunner(destination(), config_file=str(config)).run_blocking(["true"]).ok  # recorded: now known
 
 
+@pytest.mark.placement_independent
 def test_arguments_arrive_unchanged_and_nothing_runs_in_a_shell(runner):
     for value in HOSTILE:
         assert runner.run_blocking(["printf", "%s", value]).check().stdout == value
     assert not runner.run_blocking(["test", "-e", "/tmp/pwned"]).ok
 
 
+@pytest.mark.placement_independent
 def test_login_shell_output_noise_does_not_reach_the_parser(runner):
     profile = "/home/dask/.bash_profile"
     runner.run_blocking(["cp", "/dev/null", profile]).check()
