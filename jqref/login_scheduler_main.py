@@ -121,8 +121,9 @@ class Session(SchedulerPlugin):
 
     def idle(self):
         """Whether nobody has been in touch for `idle_timeout`: no cluster
-        object's heartbeat, no client's (a Client sends one every 5 s). An open stream alone does not count: the stream of a laptop
-        that went to sleep stays open here until sshd notices, hours later."""
+        object's heartbeat, no client's (a Client sends one every 5 s). An
+        open stream alone does not count: the stream of a laptop that went to
+        sleep stays open here until sshd notices, hours later."""
         clients = [state.last_seen for state in self.scheduler.clients.values()
                    if state.client_key in self.scheduler.client_comms]
         return time.time() - max([self.last_contact, *clients]) > self.idle_timeout

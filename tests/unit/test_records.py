@@ -84,7 +84,7 @@ def test_a_detached_session_is_listed_as_attachable_and_cleaned_up_only_when_nam
         assert main(["list"]) == 0
         assert f"attachable: SLURMCluster.attach('{r.id}')" in capsys.readouterr().out
         assert main(["cleanup"]) == 0
-        assert [x.id for x in load_records()] == [r.id] and scheduler.poll() is None, "an attachable session was cleaned"
+        assert [x.id for x in load_records()] == [r.id] and scheduler.poll() is None, "an attachable one went"
         assert main(["cleanup", r.id]) == 0
         assert "cancelled 1 job(s): 7" in capsys.readouterr().out
         assert scheduler.wait(timeout=10) != 0 and load_records() == []
