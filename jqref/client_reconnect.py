@@ -12,11 +12,28 @@ reconnected, which it does to the same forwarded local port.
 
 from __future__ import annotations
 
-import asyncio
+from collections import UserDict
 
 from distributed import Client
 
 _MARK = "_jqref_keeps_futures"
+
+
+class _KeptFutures(UserDict):
+    """`Client.futures` while distributed's reconnect starts: the same
+    futures, for everything that reads or adds them meanwhile, except that
+    there are none to cancel; clearing them puts the client's own dict back."""
+
+    def __init__(self, client: Client):
+        super().__init__()
+        self.client = client
+        self.data = client.futures
+
+    def values(self):
+        return ()
+
+    def clear(self):
+        self.client.futures = self.data
 
 
 def _detached_cluster(client: Client):
@@ -29,14 +46,11 @@ def _keeping_futures(reconnect):
         cluster = _detached_cluster(self)
         if cluster is None:
             return await reconnect(self)
-        futures, self.futures = self.futures, {}
+        futures = self.futures
+        self.futures = _KeptFutures(self)  # it cancels, then clears, every future before it reconnects
         timeout, self._timeout = self._timeout, max(self._timeout, cluster.idle_timeout)
         try:
-            reconnecting = asyncio.ensure_future(reconnect(self))
-            # It cancels and clears `self.futures` before its first wait: the empty stand-in.
-            await asyncio.sleep(0)
-            self.futures = futures
-            await reconnecting
+            await reconnect(self)
         finally:
             self.futures = futures
             self._timeout = timeout

@@ -85,7 +85,10 @@ def test_a_client_whose_connection_drops_gets_its_futures_completed_after_it_rec
                 pending = client.submit(slowly, 1)
                 while pending.key not in scheduler.tasks:
                     await asyncio.sleep(0.01)
+                gathering = asyncio.ensure_future(client.gather([pending, done]))  # waiting through the drop
+                await asyncio.sleep(0)
                 client.scheduler_comm.comm.abort()  # the connection drops, the scheduler carries on
+                assert await gathering == [2, 41]
                 assert await pending == 2 and await done == 41
                 holders = [c for c in scheduler.clients if c.startswith("jqref-held-")]
                 return holders, {ts.key for ts in scheduler.clients[client.id].wants_what} >= {done.key, pending.key}
