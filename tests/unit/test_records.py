@@ -70,7 +70,7 @@ def test_ssh_runner_is_rebuilt_from_its_description(tmp_path):
 def test_a_detached_session_is_listed_as_attachable_and_cleaned_up_only_when_named(tmp_path, monkeypatch, capsys):
     # The session's scheduler stands in as a real process; its state where a detached scheduler keeps it.
     monkeypatch.chdir(tmp_path)
-    scheduler = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    scheduler = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     session = tmp_path / ".jqref" / "sessions" / "s1"
     session.mkdir(parents=True)
     certificate = Security.temporary().tls_scheduler_cert
