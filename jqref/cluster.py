@@ -33,7 +33,7 @@ from .config import Options
 from .job import Job
 from .login_scheduler import LoginNodeScheduler
 from .preload import scheduler_preloads
-from .records import JobRecord, describe_runner, detached_session, runner_from, session_record
+from .records import JobRecord, describe_runner, runner_from, session_record
 from .runners import LocalRunner, Runner
 from .ssh import SSHRunner
 from .tls import cluster_security
@@ -203,7 +203,7 @@ class JobQueueCluster(SpecCluster):
                 runner=describe_runner(self.runner),
             ), None
             if self.detach:
-                self.batch.record.session = detached_session(type(self), self.batch.record.id, reusable_options,
+                self.batch.record.session = session.detached_session(type(self), self.batch.record.id, reusable_options,
                                                              security)
 
         options = dict(opt("scheduler_options"))

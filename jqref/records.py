@@ -22,14 +22,12 @@ import os
 import pathlib
 import socket
 import tempfile
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from .runners import LocalRunner, Runner
 from .session import read_state
-from .tls import security_contents
 
 
 def records_dir() -> pathlib.Path:
@@ -63,7 +61,7 @@ class JobRecord:
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     #: Worker (spec) name of each job, by id.
     names: dict[str, str] = field(default_factory=dict)
-    #: A detached cluster's session (see `detached_session`), else None.
+    #: A detached cluster's session (see `session.detached_session`), else None.
     session: dict | None = None
 
     @property
@@ -129,24 +127,6 @@ class JobRecord:
         if result.ok or job_cls.already_gone(result):
             return errors
         return [*errors, f"{' '.join(result.argv)} failed (exit {result.returncode}): {result.stderr.strip()}"]
-
-
-def detached_session(cluster_cls: type, record_id: str, options: dict, security) -> dict:
-    """A detached cluster's session: what `attach` makes it again from. The
-    options must be plain data (they are written as JSON)."""
-    options = {k: v for k, v in options.items() if v is not None}
-    try:
-        json.dumps(options)
-    except TypeError as e:
-        raise TypeError(f"detach=True records the cluster's options to attach to it later, and they must be plain "
-                        f"data (strings, numbers, lists, dicts): {e}") from None
-    return {
-        "cluster_class": f"{cluster_cls.__module__}.{cluster_cls.__qualname__}",
-        "directory": f".jqref/sessions/{record_id}",
-        "options": options,
-        "security": security_contents(security),
-        "started": time.time(),
-    }
 
 
 def session_record(session: str) -> JobRecord:

@@ -15,14 +15,34 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from .runners import CommandError
+from .tls import security_contents
 
 if TYPE_CHECKING:
     from .cluster import JobQueueCluster
 
 logger = logging.getLogger(__name__)
+
+
+def detached_session(cluster_cls: type, record_id: str, options: dict, security) -> dict:
+    """A detached cluster's session: what `attach` makes it again from. The
+    options must be plain data (they are written as JSON)."""
+    options = {k: v for k, v in options.items() if v is not None}
+    try:
+        json.dumps(options)
+    except TypeError as e:
+        raise TypeError(f"detach=True records the cluster's options to attach to it later, and they must be plain "
+                        f"data (strings, numbers, lists, dicts): {e}") from None
+    return {
+        "cluster_class": f"{cluster_cls.__module__}.{cluster_cls.__qualname__}",
+        "directory": f".jqref/sessions/{record_id}",
+        "options": options,
+        "security": security_contents(security),
+        "started": time.time(),
+    }
 
 
 def state_path(directory: str) -> str:
