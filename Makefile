@@ -10,7 +10,7 @@ PYTHON ?= $(firstword $(foreach p,python3.13 $(wildcard $(HOME)/.pyenv/versions/
 VENV := .venv
 PYTEST_ARGS ?=
 
-.PHONY: help install unit test lock provision bench-slurm bench-scale
+.PHONY: help install unit compat test lock provision bench-slurm bench-scale
 
 help: ## Show this help
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -26,10 +26,16 @@ install: $(VENV)/.installed ## Create the development environment (.venv, Python
 unit: install ## Unit tests: no Docker, seconds
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
 
+# dask-jobqueue's own unit tests (from its wheel, a test dependency) against jqref: tests/dask_jobqueue_suite.
+DASK_JOBQUEUE_TESTS = $(shell $(VENV)/bin/python -c 'import importlib.metadata as m; print(m.distribution("dask-jobqueue").locate_file("dask_jobqueue/tests"))' 2>/dev/null)
+
+compat: install ## dask-jobqueue's own unit tests, run against jqref (differences: tests/dask_jobqueue_suite/differences.yaml)
+	PYTHONPATH=tests/dask_jobqueue_suite $(VENV)/bin/python -m pytest -p jqref_suite $(DASK_JOBQUEUE_TESTS) --timeout 120 $(PYTEST_ARGS)
+
 # The scheduler on the login node, on testbeds whose compute nodes cannot reach this machine.
 ISOLATED_SCHEDULERS := slurm sge
 
-test: unit $(addprefix test-,$(SCHEDULERS)) $(addprefix test-isolated-,$(ISOLATED_SCHEDULERS)) ## Everything: unit tests, then the end-to-end suite on every testbed
+test: unit compat $(addprefix test-,$(SCHEDULERS)) $(addprefix test-isolated-,$(ISOLATED_SCHEDULERS)) ## Everything: unit tests, then the end-to-end suite on every testbed
 # PBS in `make test` is the offline flavour (OpenPBS needs internet): make test-pbs PBS_FLAVOR=openpbs for the real one.
 test: export PBS_FLAVOR := compat
 

@@ -1,0 +1,1 @@
+"""dask-jobqueue's config module: jqref reads `jobqueue.*` keys itself."""

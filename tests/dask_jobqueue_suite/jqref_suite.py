@@ -1,0 +1,151 @@
+"""pytest plugin: dask-jobqueue's own unit tests, from its installed wheel, against jqref.
+
+`make compat` runs them (`-p jqref_suite`, this folder first on the path, so
+`import dask_jobqueue` finds the re-export package beside this file). The
+wheel ships its tests but not the conftest.py that gives them their
+fixtures, markers and `-E` option; this plugin provides them, as dask-jobqueue's
+test suite documents them:
+
+- `Cluster`: each cluster class, for tests that need no scheduler;
+- `EnvSpecificCluster`: the class of the environment given with `-E slurm`
+  (and so on), or `LocalCluster` when none is given;
+- `@pytest.mark.env(NAME)`: the test needs that live environment;
+- `@pytest.mark.xfail_env({NAME: reason})`: known to fail there.
+
+Tests of schedulers jqref does not support (OAR, LSF, Moab) are deselected.
+Every other test must pass, except those `differences.yaml` lists: a
+listed test is reported as xfailed only when it fails at the very assertion
+the file names, and fails when it passes or fails anywhere else, so the file
+cannot hide a second difference nor outlive a fix.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import dask
+import pytest
+import yaml
+from distributed.utils_test import cleanup, loop, loop_in_thread  # noqa: F401  (fixtures the tests use)
+
+import dask_jobqueue
+from dask_jobqueue.local import LocalCluster
+
+#: Environment name (as given to -E) to cluster class; None: no live scheduler.
+ENVIRONMENTS = {
+    None: LocalCluster,
+    "pbs": dask_jobqueue.PBSCluster,
+    "slurm": dask_jobqueue.SLURMCluster,
+    "sge": dask_jobqueue.SGECluster,
+    "htcondor": dask_jobqueue.HTCondorCluster,
+}
+UNSUPPORTED = ("OARCluster", "LSFCluster", "MoabCluster")
+#: Not collected: schedulers jqref does not support, and dask-jobqueue's
+#: in-process runner (jqref has none yet: issue #27; its test also fails
+#: on dask-jobqueue itself on a 2-core machine, on a 10 s start-up bound).
+NOT_COLLECTED = ("test_lsf.py", "test_oar.py", "test_runner.py")
+DIFFERENCES_FILE = pathlib.Path(__file__).with_name("differences.yaml")
+#: The kinds of difference the file may hold; anything else must be fixed.
+KINDS = {"message", "spelling", "private"}
+
+
+def load_differences(path: pathlib.Path = DIFFERENCES_FILE) -> dict[str, dict]:
+    entries = yaml.safe_load(path.read_text()) or []
+    differences = {}
+    for entry in entries:
+        missing = {"test", "kind", "fails_at", "reason"} - set(entry)
+        if missing:
+            raise ValueError(f"{path.name}: entry {entry!r} lacks {', '.join(sorted(missing))}")
+        if entry["kind"] not in KINDS:
+            raise ValueError(f"{path.name}: {entry['test']}: kind {entry['kind']!r} is not one of {sorted(KINDS)}")
+        differences[entry["test"]] = entry
+    return differences
+
+
+def pytest_addoption(parser):
+    parser.addoption("-E", action="store", metavar="NAME", default=None,
+                     help="run the tests of the live environment NAME (slurm, sge, pbs, htcondor)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "env(NAME): only run test if environment NAME matches")
+    config.addinivalue_line("markers", "xfail_env(NAME): known failure for environment NAME")
+    config.stash[_differences_key] = load_differences()
+
+
+_differences_key = pytest.StashKey[dict]()
+
+
+def _environments(item) -> list:
+    names = []
+    for mark in item.iter_markers(name="env"):
+        names += mark.args[0] if isinstance(mark.args[0], list) else [mark.args[0]]
+    return names
+
+
+def pytest_runtest_setup(item):
+    env = item.config.getoption("-E")
+    wanted = _environments(item)
+    if wanted and env not in wanted:
+        pytest.skip(f"test requires env in {wanted!r}")
+    for mark in item.iter_markers(name="xfail_env"):
+        if env in mark.args[0]:
+            item.add_marker(pytest.mark.xfail(reason=mark.args[0][env]))
+
+
+def pytest_ignore_collect(collection_path, config):
+    return True if collection_path.name in NOT_COLLECTED else None
+
+
+def pytest_collection_modifyitems(config, items):
+    keep, dropped = [], []
+    for item in items:
+        (dropped if any(name in item.nodeid for name in UNSUPPORTED) else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def _suite_id(item) -> str:
+    """The test's id as dask-jobqueue's suite names it: tests/<module>::<test>[params]."""
+    return f"tests/{item.path.name}::{item.name}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    entry = item.config.stash[_differences_key].get(_suite_id(item))
+    if entry is None or report.when != "call":
+        return report
+    if report.passed:
+        report.outcome = "failed"
+        report.longrepr = (f"{_suite_id(item)} passes, but {DIFFERENCES_FILE.name} lists it as a difference: "
+                           "remove its entry")
+    elif call.excinfo is not None and re.search(entry["fails_at"], str(call.excinfo.value)):
+        report.outcome = "skipped"
+        report.wasxfail = f"{entry['kind']}: {entry['reason']}"
+    return report
+
+
+def _cluster_params(envs):
+    return [pytest.param(cls, id=cls.__name__, marks=[pytest.mark.env(env)]) for env, cls in envs]
+
+
+@pytest.fixture(params=_cluster_params(ENVIRONMENTS.items()))
+def EnvSpecificCluster(request):
+    """The cluster class of the environment under test (-E), LocalCluster without one."""
+    return _prepared(request.param)
+
+
+@pytest.fixture(params=[pytest.param(cls, id=cls.__name__) for cls in ENVIRONMENTS.values()])
+def Cluster(request):
+    """Each cluster class, for tests that render jobs without a scheduler."""
+    return _prepared(request.param)
+
+
+def _prepared(cls):
+    # As dask-jobqueue's suite: its HTCondor tests rely on a configured disk request.
+    if cls is dask_jobqueue.HTCondorCluster:
+        dask.config.set({"jobqueue.htcondor.disk": "1GB"})
+    return cls
