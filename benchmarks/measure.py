@@ -217,9 +217,9 @@ def make_cluster(contender, shape, job_name, stamp_dir, runner, scheduler_host, 
         from dask_jobqueue import SLURMCluster
         return SLURMCluster(**options, scheduler_options={"dashboard_address": ":0"})
     from jqref import SLURMCluster
-    scheduler_options = {"host": scheduler_host} if scheduler_host else {}
+    scheduler_options = {"dashboard_address": ":0", **({"host": scheduler_host} if scheduler_host else {})}
     extra = {"job_cls": no_check_job()} if contender == "jqref-nocheck" else {}
-    return SLURMCluster(**options, runner=runner, dashboard_address=":0", poll_interval=poll_interval,
+    return SLURMCluster(**options, runner=runner, poll_interval=poll_interval,
                         scheduler_options=scheduler_options, job_script_prologue=[stamp_line(stamp_dir, JQREF_JOB_ID)],
                         **JQREF_VARIANTS[contender], **extra)
 
@@ -435,7 +435,7 @@ def cmd_queue(args):
             cluster = SLURMCluster(**options, scheduler_options={"dashboard_address": ":0"})
         else:
             from jqref import SLURMCluster
-            cluster = SLURMCluster(**options, runner=counting, dashboard_address=":0",
+            cluster = SLURMCluster(**options, runner=counting, scheduler_options={"dashboard_address": ":0"},
                                    poll_interval=args.poll_interval, **JQREF_VARIANTS[args.contender])
         r = dict(contender=args.contender, k=k, repeat=repeat, poll_interval_s=args.poll_interval)
         try:
@@ -538,7 +538,7 @@ def cmd_overhead(args):
 
             async def close(self):
                 pass
-        cluster = SLURMCluster(**options, runner=Instant(), dashboard_address=":0")
+        cluster = SLURMCluster(**options, runner=Instant(), scheduler_options={"dashboard_address": ":0"})
     times = []
     for _ in range(args.repeat):
         t = time.perf_counter()

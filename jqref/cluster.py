@@ -29,12 +29,12 @@ from distributed.security import Security
 
 from . import client_reconnect, session, ssl_error_queue
 from .batch import BatchQueue
-from .config import Options
+from .config import Options, UnknownOptionError
 from .job import Job
 from .login_scheduler import LoginNodeScheduler
 from .preload import scheduler_preloads
 from .records import JobRecord, describe_runner, runner_from, session_record
-from .runners import LocalRunner, Runner
+from .runners import CommandError, LocalRunner, Runner
 from .ssh import SSHRunner
 from .tls import cluster_security
 
@@ -119,7 +119,7 @@ class JobQueueCluster(SpecCluster):
         runner: Runner | None = None,
         loop=None,
         security=None,
-        silence_logs: str | bool = "warning",
+        silence_logs: str | bool = "error",
         name: str | None = None,
         asynchronous: bool = False,
         dashboard_address: str | None = None,
@@ -140,9 +140,20 @@ class JobQueueCluster(SpecCluster):
     ):
         if job_cls is not None:
             self.job_cls = job_cls
+        if getattr(self, "job_cls", None) is None:
+            raise ValueError(f"Job type unknown: give JobQueueCluster a job_cls=, or declare the job_cls of "
+                             f"{type(self).__name__} (SLURMCluster's is SLURMJob)")
+        if not getattr(self.job_cls, "config_name", None):
+            raise ValueError(f"config_name is missing on {self.job_cls.__name__}: a job class declares the dask "
+                             "config section its options come from, e.g. 'slurm'")
+        for keyword, value, example in (("host", host, "'your-host'"), ("dashboard_address", dashboard_address,
+                                                                         "':12345'")):
+            if value is not None:
+                raise ValueError(f"{keyword}={value!r}: pass {keyword!r} through 'scheduler_options', e.g. "
+                                 f"{type(self).__name__}(..., scheduler_options={{{keyword!r}: {example}}})")
         #: What `attach` needs to make this cluster again in another process.
         reusable_options = {
-            **job_kwargs, "name": name, "dashboard_address": dashboard_address, "host": host,
+            **job_kwargs, "name": name,
             "scheduler_options": scheduler_options, "interface": interface, "protocol": protocol,
             "poll_interval": poll_interval, "max_jobs": max_jobs, "config_name": config_name,
             "shared_temp_directory": shared_temp_directory, "idle_timeout": idle_timeout,
@@ -167,16 +178,22 @@ class JobQueueCluster(SpecCluster):
                              f"{self.job_cls.tls_unavailable}")
         security = cluster_security(security, shared_host=self.scheduler_on == "login",
                                     tls_unavailable=self.job_cls.tls_unavailable)
-        job_kwargs.setdefault("job_name", name)
         job_kwargs.update(interface=interface, protocol=protocol, security=security, config_name=config_name,
                           shared_temp_directory=shared_temp_directory)
         # A job rendered from these options now, so that bad options fail here
         # and processes/cores/memory are known however they were given.
-        self._template = self.job_cls(**job_kwargs)
-        # Every job reads the template's options, resolved once: they all match
-        # it, and the worker group below, whatever the config says later.
-        self._job_kwargs = {"shared_options": self._template.options, "security": security}
+        try:
+            self._template = self.job_cls(**job_kwargs)
+        except UnknownOptionError as e:
+            given = ", ".join(f"{k}={v!r}" for k, v in job_kwargs.items() if v is not None)
+            raise UnknownOptionError(f"{e}, in {type(self).__name__}'s job_kwargs ({given})") from None
         opt = self._template.options.get
+        # Every job reads the template's options, resolved once: they all match
+        # it, and the worker group below, whatever the config says later. The
+        # rest is what they were resolved from, for whoever reads the spec.
+        self._job_kwargs = {**{k: v for k, v in job_kwargs.items() if v is not None},
+                            "interface": self._template.interface,
+                            "shared_options": self._template.options, "security": security}
         if ssh is not None and runner is not None:
             raise ValueError("give ssh= (a destination) or runner=, not both")
         if ssh is not None:
@@ -206,14 +223,13 @@ class JobQueueCluster(SpecCluster):
                 self.batch.record.session = session.detached_session(type(self), self.batch.record.id, reusable_options,
                                                              security)
 
-        options = dict(opt("scheduler_options"))
-        options.update(scheduler_options or {})
+        # Given, they replace the config's scheduler-options, as in dask-jobqueue.
+        options = dict(scheduler_options if scheduler_options is not None else opt("scheduler_options"))
         # On a shared login node a fixed dashboard port may be taken: any free one will do, it is forwarded.
-        options.setdefault("dashboard_address", dashboard_address or (":0" if self.scheduler_on == "login" else ":8787"))
-        if host is not None:
-            options.setdefault("host", host)
-        elif interface is not None:
-            options.setdefault("interface", interface)
+        options.setdefault("dashboard_address", ":0" if self.scheduler_on == "login" else ":8787")
+        # The workers' interface (keyword or config) is the scheduler's too, unless its own is given.
+        if "host" not in options and "interface" not in options and self._template.interface is not None:
+            options["interface"] = self._template.interface
         if protocol is not None:
             options.setdefault("protocol", protocol)
 
@@ -221,6 +237,8 @@ class JobQueueCluster(SpecCluster):
             "cls": self.job_cls,
             "options": {**self._job_kwargs, "batch": self.batch},
         }
+        # Workers are named after the cluster, as SpecCluster names it (its class by default).
+        self._name = name or type(self).__name__
         if self._template.processes > 1:
             worker["group"] = [f"-{i}" for i in range(self._template.processes)]
         self._watch: asyncio.Task | None = None
@@ -276,20 +294,25 @@ class JobQueueCluster(SpecCluster):
     @property
     def job_header(self) -> str:
         """The directives every job carries (dask-jobqueue's `job_header`)."""
-        return "\n".join(self._template.directive_lines())
+        return self._template.job_header
 
     @property
     def job_name(self) -> str:
         return self._template.job_name
 
     def _new_worker_name(self, worker_number: int) -> str:
-        return f"{self._template.job_name}-{worker_number}"
+        return f"{self._name}-{worker_number}"
+
+    @property
+    def _dummy_job(self) -> Job:
+        """A job as this cluster submits them, with the worker name dask-jobqueue
+        shows in previews (each job has its own)."""
+        address = self.scheduler.address if self.scheduler else None
+        return self.job_cls(address, "dummy-name", batch=self.batch, **self._job_kwargs)
 
     def job_script(self) -> str:
-        """The script the next job would run."""
-        address = self.scheduler.address if self.scheduler else None
-        job = self.job_cls(address, self._new_worker_name(self._i), batch=self.batch, **self._job_kwargs)
-        return job.job_script()
+        """The script every job runs, but for its worker name (dummy-name here)."""
+        return self._dummy_job.job_script()
 
     # ---- scaling ----------------------------------------------------------
 
@@ -381,12 +404,24 @@ class JobQueueCluster(SpecCluster):
         super().scale(wanted)
 
     async def _start(self):
+        await self._make_log_directory()
         await super()._start()
         self._adopt_jobs()
         if self._watch is None:
             self._watch = asyncio.create_task(self.batch.watch(self.poll_interval))
         if self.detach and self._heartbeat is None:
             self._heartbeat = asyncio.create_task(session.keep_alive(self))
+
+    async def _make_log_directory(self) -> None:
+        """Where the batch system writes the jobs' output must exist before the
+        first job starts (dask-jobqueue makes it too); made where the
+        commands run, so on the login node over SSH."""
+        directory = self._template.log_directory
+        if directory and self.status == Status.created:
+            result = await self.runner.run(["mkdir", "-p", "--", str(directory)])
+            if not result.ok:
+                raise ValueError(f"log_directory={directory!r} cannot be made on {getattr(self.runner, 'destination', 'this machine')}: "
+                                 f"{CommandError(result)}; give a directory you can write to")
 
     def _adopt_jobs(self) -> None:
         """The jobs of the session attached to become this cluster's, as if it had started them."""

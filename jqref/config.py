@@ -4,9 +4,11 @@ dask-jobqueue's `jobqueue.<section>`, then jqref's defaults.
 The section is the job class's (`slurm`, `sge`, ...) or the ``config_name``
 given, as in dask-jobqueue; the defaults are always the job class's, and
 their keys (`jqref.yaml`) are the options that exist. dask-jobqueue's old
-names are still read, with a FutureWarning naming the new one, and a name
-that is neither is refused with the closest known one, so nothing a user
-writes is silently ignored.
+names are still read, with a FutureWarning naming the new one. A keyword
+argument that is neither is refused with the closest known name; a config
+key that is neither is warned about with the closest known name and
+otherwise ignored, as dask-jobqueue ignores it: a site configuration that
+starts a cluster there starts one here, and nothing is ignored silently.
 """
 
 from __future__ import annotations
@@ -30,6 +32,15 @@ RENAMED = {
     "header-skip": "job-directives-skip",
     "job-extra": "job-extra-directives",
 }
+
+
+class UnknownOptionError(TypeError, ValueError):
+    """A keyword argument no job class knows: a TypeError, as Python's own, and
+    a ValueError, as dask-jobqueue's clusters raise for it."""
+
+
+class UnknownConfigKeyWarning(UserWarning):
+    """A key in a config section that names no option: ignored."""
 
 
 def _load_defaults() -> dict[str, dict[str, Any]]:
@@ -81,8 +92,8 @@ class Options:
         for name, value in (kwargs or {}).items():
             key = config_key(name)
             if key not in self.known:
-                raise TypeError(f"{owner} got an unexpected keyword argument {name!r}"
-                                f"{_closest(name, {keyword(k) for k in self.known})}")
+                raise UnknownOptionError(f"{owner} got an unexpected keyword argument {name!r}"
+                                         f"{_closest(name, {keyword(k) for k in self.known})}")
             self.kwargs[key] = value
         #: Options already resolved: the jobs of a cluster share its Options,
         #: so each reads the config once, and all see what the first saw.
@@ -97,8 +108,9 @@ class Options:
                              f"got {section!r}")
         for key, value in section.items():
             if value is not None and config_key(str(key)) not in self.known:
-                raise ValueError(f"unknown key {key!r} in the dask config section {namespace}.{self.section}"
-                                 f"{_closest(config_key(str(key)), self.known)}")
+                warnings.warn(f"unknown key {key!r} in the dask config section {namespace}.{self.section} is "
+                              f"ignored{_closest(config_key(str(key)), self.known)}", UnknownConfigKeyWarning,
+                              stacklevel=4)
 
     def _old_names(self, key: str) -> list[tuple[str, bool]]:
         """Other names of `key`, and whether each one is deprecated."""
@@ -112,9 +124,9 @@ class Options:
 
     def _warn_renamed(self, source: Mapping[str, Any] | str, old: str, new: str, ignored: bool) -> None:
         if source is self.kwargs:
-            what = f"keyword {keyword(old)!r} is dask-jobqueue's old name for {keyword(new)!r}"
+            what = f"{keyword(old)} has been renamed to {keyword(new)} (dask-jobqueue's old keyword)"
         else:
-            what = f"config key {source}.{self.section}.{old} is dask-jobqueue's old name for {new!r}"
+            what = f"config key {source}.{self.section}.{old} has been renamed to {new}"
         effect = "it is ignored because the new name is set" if ignored else "jqref still reads it"
         warnings.warn(f"{what}: {effect}; please use the new name", FutureWarning, stacklevel=5)
 

@@ -12,6 +12,7 @@ import copy
 import enum
 import functools
 import math
+import re
 import shlex
 import sys
 import uuid
@@ -19,14 +20,15 @@ from collections.abc import Iterable, Sequence
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from dask.utils import parse_bytes, parse_timedelta
+from dask.utils import format_bytes, parse_bytes, parse_timedelta
 from distributed.core import Status
+from distributed.deploy.utils import nprocesses_nthreads
 from distributed.deploy.spec import ProcessInterface
 
 from . import shell
 from .config import Options
 from .preload import worker_preload_args
-from .runners import CommandResult
+from .runners import CommandResult, LocalRunner
 from .shell import single_line
 from .tls import worker_environment
 
@@ -58,9 +60,9 @@ class JobState(enum.Enum):
 
 
 def default_processes(cores: int) -> int:
-    """Workers per job when not given: the smallest divisor of `cores` that is at
-    least its square root, so that workers and threads per worker stay balanced."""
-    return next(p for p in range(1, cores + 1) if cores % p == 0 and p * p >= cores)
+    """Workers per job when not given: distributed's own rule (as dask-jobqueue
+    uses it), one worker per core up to 4 cores, then about sqrt(cores)."""
+    return nprocesses_nthreads(cores)[0]
 
 
 def _as_list(what: str, value: Any) -> list[str]:
@@ -88,6 +90,18 @@ def _worker_versions_check(python: list[str]) -> str:
         'use the same environment on both sides" % tuple(have + want))'
     )
     return " ".join([*python, shlex.join(["-c", code, *want])]) + " || exit 3"
+
+
+def job_id_from_output(regexp: str, stdout: str, command: str) -> str:
+    match = re.search(regexp, stdout)
+    if match is None:
+        raise ValueError(f"Could not parse job id from the output of {command}, {stdout!r}, "
+                         f"with job_id_regexp {regexp!r}")
+    job_id = match.groupdict().get("job_id")
+    if job_id is None:
+        raise ValueError(f"job_id_regexp {regexp!r} has no group named job_id: "
+                         "You need to use a 'job_id' named group, e.g. r'(?P<job_id>\\d+)'")
+    return job_id
 
 
 class Job(ProcessInterface):
@@ -131,6 +145,10 @@ class Job(ProcessInterface):
     #: that jqref spells differently (read silently).
     renamed_options: ClassVar[dict[str, str]] = {}
     option_aliases: ClassVar[dict[str, str]] = {}
+    #: Where the job id is in the submit command's output (a `job_id` group),
+    #: for schedulers that do not parse it themselves; a site whose submit
+    #: wrapper prints something else sets its own, as in dask-jobqueue.
+    job_id_regexp: ClassVar[str] = r"(?P<job_id>\d+)"
 
     def __init__(
         self,
@@ -148,8 +166,10 @@ class Job(ProcessInterface):
         dask-jobqueue's names for them. A cluster passes its jobs
         `shared_options` instead: resolved once for all of them."""
         super().__init__(scheduler=scheduler, name=name)
-        if shared_options is not None and (options or config_name):
-            raise TypeError("give shared_options or options, not both")
+        if not getattr(type(self), "config_name", None):
+            raise ValueError(f"config_name is missing on {type(self).__name__}: a job class declares the dask "
+                             "config section (and jqref.yaml defaults) its options come from, e.g. 'slurm'")
+        # A cluster's jobs get the options their shared Options were resolved from as well.
         self.options = shared_options or Options(self.config_name, config_name, options,
                                                  renamed=self.renamed_options, aliases=self.option_aliases,
                                                  owner=type(self).__name__)
@@ -166,9 +186,11 @@ class Job(ProcessInterface):
         self.cores = opt("cores")
         self.memory = opt("memory")
         if self.cores is None or self.memory is None:
+            cluster = type(self).__name__.removesuffix("Job") + "Cluster"
             raise ValueError(
-                "say how many cores and how much memory each job gets: "
-                "cores= and memory= (or jqref.%s.cores/memory in the dask config)" % self.options.section
+                f"say how many cores and how much memory each job gets, e.g. "
+                f"{cluster}(cores={self.cores or 8}, memory={self.memory or '24GB'!r}), "
+                f"or jobqueue.{self.options.section}.cores and .memory in the dask config"
             )
         self.cores = int(self.cores)
         if self.cores < 1:
@@ -238,7 +260,12 @@ class Job(ProcessInterface):
 
     @classmethod
     def parse_job_id(cls, stdout: str) -> str:
-        raise NotImplementedError
+        """The job id in the submit command's output, found by `job_id_regexp`."""
+        return job_id_from_output(cls.job_id_regexp, stdout, cls.submit_command[0])
+
+    def _job_id_from_submit_output(self, stdout: str) -> str:
+        """dask-jobqueue's name for it, which reads this job's own `job_id_regexp`."""
+        return job_id_from_output(self.job_id_regexp, stdout, self.submit_command[0])
 
     @classmethod
     def element_id(cls, array_id: str, index: int) -> str:
@@ -279,8 +306,9 @@ class Job(ProcessInterface):
     # ---- rendering -------------------------------------------------------
 
     @property
-    def worker_memory(self) -> int:
-        return self.memory_bytes // self.processes
+    def worker_memory(self) -> str:
+        """Each worker's memory limit, as dask-jobqueue writes it (e.g. 6.52GiB)."""
+        return format_bytes(self.memory_bytes / self.processes).replace(" ", "")
 
     @property
     def worker_threads(self) -> int:
@@ -309,7 +337,8 @@ class Job(ProcessInterface):
         return words + shell.command("worker_extra_args", self.worker_extra_args)
 
     def skip_directives(self, lines: Iterable[str]) -> list[str]:
-        """Drop the lines that contain any of `job_directives_skip`."""
+        """Drop the lines that contain any of `job_directives_skip` (the
+        generated ones: the user's `job_extra_directives` are never dropped)."""
         return [line for line in lines if not any(skip in line for skip in self.job_directives_skip)]
 
     def directive_lines(self) -> list[str]:
@@ -317,11 +346,21 @@ class Job(ProcessInterface):
         directives = list(self.directives())
         if self.element_names is not None:
             directives.append((self.array_option, self.array_range))
-        lines = [f"{self.directive_prefix} {shlex.join(single_line('directive', t) for t in tokens)}"
-                 for tokens in directives]
+        lines = self.skip_directives(
+            f"{self.directive_prefix} {shlex.join(single_line('directive', str(t)) for t in tokens)}"
+            for tokens in directives)
         extras = _as_list("job_extra_directives", self.job_extra_directives)
-        lines += [f"{self.directive_prefix} {single_line('job_extra_directives', extra)}" for extra in extras]
-        return self.skip_directives(lines)
+        return lines + [f"{self.directive_prefix} {single_line('job_extra_directives', extra)}" for extra in extras]
+
+    @property
+    def job_header(self) -> str:
+        """The directive lines (dask-jobqueue's `job_header`)."""
+        return "\n".join(self.directive_lines())
+
+    @property
+    def _command_template(self) -> str:
+        """The worker command line as the script runs it (dask-jobqueue's name)."""
+        return " ".join(self.worker_words())
 
     def worker_environment(self) -> dict[str, str]:
         """Variables the workers need beyond the command line (TLS material)."""
@@ -370,6 +409,9 @@ class Job(ProcessInterface):
     # ---- ProcessInterface ------------------------------------------------
 
     async def start(self):
+        if self.batch is None:  # a job on its own, as dask-jobqueue's can be: submitted from here
+            from .batch import BatchQueue  # which needs this module first
+            self.batch = BatchQueue(type(self), LocalRunner())
         self.job_id = await self.batch.submit(self)
         await super().start()
 

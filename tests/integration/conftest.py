@@ -260,8 +260,10 @@ def job_name(request):
 @pytest.fixture
 def cluster_options(testbed, job_name, mode):
     """The suite's defaults for clusters."""
+    options = mode_options(mode)
+    options["scheduler_options"] = {"dashboard_address": ":0", **options.get("scheduler_options", {})}
     return dict(cores=1, memory="512MiB", queue=testbed.queue, job_name=job_name, death_timeout=30,
-                poll_interval="1s", log_directory=LOGS, dashboard_address=":0", **mode_options(mode))
+                poll_interval="1s", log_directory=LOGS, **options)
 
 
 @pytest.fixture

@@ -137,13 +137,13 @@ def test_jobs_started_together_are_one_array_whose_elements_live_and_leave_on_th
 @pytest.mark.placement_independent
 def test_directives_take_effect_and_hostile_names_arrive_intact(make_cluster, client_for, testbed, job_name):
     name = job_name + testbed.hostile_name_suffix
-    cluster = make_cluster(cores=2, memory="1GiB", processes=1, walltime="00:07:00", job_name=name)
+    cluster = make_cluster(cores=2, memory="1GiB", processes=1, walltime="00:07:00", job_name=name, name=name)
     client = client_for(cluster)
     cluster.scale(jobs=1)
     (job_id,) = wait_for(lambda: testbed.active_jobs(name), "the job in the queue")
     granted = testbed.resources(job_id)
     assert granted == {"name": name, "cores": 2, "memory_mib": 1024, "queue": testbed.queue, "walltime_s": 420}
-    # The worker command carried the name through the script unchanged.
+    # The worker command carried the name (the cluster's, as in dask-jobqueue) through the script unchanged.
     wait_for(lambda: worker_names(client) == cluster.plan == {f"{name}-0"}, "the worker, named as in the spec")
 
 

@@ -61,11 +61,12 @@ def test_job_cpu_and_job_mem_override_directives_only():
     assert "--nthreads" in command_line(job.job_script())
 
 
-def test_extra_directives_and_skip():
-    job = make_job(job_extra_directives=["--exclusive", "--gres=gpu:1"], job_directives_skip=["--time", "gres"])
-    lines = job.job_script().splitlines()
-    assert "#SBATCH --exclusive" in lines
-    assert not any("--time" in line or "gres" in line for line in lines)
+def test_skip_drops_generated_directives_and_never_the_users_own():
+    job = make_job(job_extra_directives=["--exclusive", "--gres=gpu:1", "--time=01:00:00"],
+                   job_directives_skip=["--time", "gres"])
+    lines = [line for line in job.job_script().splitlines() if line.startswith("#SBATCH")]
+    assert lines[-3:] == ["#SBATCH --exclusive", "#SBATCH --gres=gpu:1", "#SBATCH --time=01:00:00"]
+    assert not any("--time" in line for line in lines[:-3])
 
 
 def test_prologue_comes_before_the_worker():
@@ -80,7 +81,7 @@ def test_worker_command():
                    interface="eth0", worker_extra_args=["--resources", "GPU=1"], python="/opt/py/bin/python")
     assert command_line(job.job_script()) == [
         "/opt/py/bin/python", "-m", "distributed.cli.dask_worker", "tcp://10.0.0.1:8786",
-        "--name", "dask-worker-0", "--nthreads", "2", "--memory-limit", str(4 * 2**30),
+        "--name", "dask-worker-0", "--nthreads", "2", "--memory-limit", "4.00GiB",
         "--nworkers", "2", "--nanny", *worker_preload_args(nanny=True, tls=False),
         "--death-timeout", "30", "--interface", "eth0", "--local-directory", "/tmp/x", "--resources", "GPU=1",
     ]
@@ -111,8 +112,9 @@ def test_bad_input_is_refused_with_a_clear_message(kwargs, message):
         make_job(**kwargs)
 
 
-def test_processes_default_balances_workers_and_threads():
-    assert [make_job(cores=c).processes for c in (1, 2, 4, 6, 8, 9, 12)] == [1, 2, 2, 3, 4, 3, 4]
+def test_processes_default_is_distributeds_rule_as_in_dask_jobqueue():
+    # One worker per core up to 4 cores, then about sqrt(cores) workers.
+    assert [make_job(cores=c).processes for c in (1, 2, 4, 6, 8, 9, 12)] == [1, 2, 4, 3, 4, 3, 4]
 
 
 def test_config_precedence_kwarg_then_jqref_then_jobqueue_then_default():
