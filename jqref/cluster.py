@@ -30,13 +30,14 @@ from distributed.security import Security
 from . import client_reconnect, session, ssl_error_queue
 from .batch import BatchQueue
 from .config import Options, UnknownOptionError
+from .docstrings import cluster_docstring
 from .job import Job
 from .login_scheduler import LoginNodeScheduler
 from .preload import scheduler_preloads
 from .records import JobRecord, describe_runner, runner_from, session_record
 from .runners import CommandError, LocalRunner, Runner
 from .ssh import SSHRunner
-from .tls import cluster_security
+from .tls import cluster_security, worker_security_files
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,15 @@ class JobQueueCluster(SpecCluster):
     """
 
     job_cls: ClassVar[type[Job]]
+
+    def __init_subclass__(cls, **kwargs):
+        """A scheduler's cluster class documents every parameter, its job class's own too."""
+        super().__init_subclass__(**kwargs)
+        job_cls = cls.__dict__.get("job_cls")
+        if job_cls is not None and "\nParameters\n" not in (cls.__doc__ or ""):
+            cls.__doc__ = cluster_docstring(cls.__doc__ or "", cls.__name__.removesuffix("Cluster"),
+                                            job_cls.config_name, job_cls.parameter_docs)
+
     #: Jobs in a row that may end before any of their workers connected and
     #: still be replaced; past that the options are wrong, not the luck.
     max_failed_starts: ClassVar[int] = 3
@@ -178,7 +188,14 @@ class JobQueueCluster(SpecCluster):
                              f"{self.job_cls.tls_unavailable}")
         security = cluster_security(security, shared_host=self.scheduler_on == "login",
                                     tls_unavailable=self.job_cls.tls_unavailable)
-        job_kwargs.update(interface=interface, protocol=protocol, security=security, config_name=config_name,
+        #: Files holding the workers' TLS material, removed on close.
+        self._security_files: list[str] = []
+        worker_security = security
+        if security is not None and ssh is None and isinstance(runner, (LocalRunner, type(None))):
+            # Jobs started from here read this machine's files: the key goes in one, not in the job script.
+            worker_security, self._security_files = worker_security_files(
+                security, placement.get("shared_temp_directory", shared_temp_directory))
+        job_kwargs.update(interface=interface, protocol=protocol, security=worker_security, config_name=config_name,
                           shared_temp_directory=shared_temp_directory)
         # A job rendered from these options now, so that bad options fail here
         # and processes/cores/memory are known however they were given.
@@ -193,7 +210,7 @@ class JobQueueCluster(SpecCluster):
         # rest is what they were resolved from, for whoever reads the spec.
         self._job_kwargs = {**{k: v for k, v in job_kwargs.items() if v is not None},
                             "interface": self._template.interface,
-                            "shared_options": self._template.options, "security": security}
+                            "shared_options": self._template.options, "security": worker_security}
         if ssh is not None and runner is not None:
             raise ValueError("give ssh= (a destination) or runner=, not both")
         if ssh is not None:
@@ -488,6 +505,9 @@ class JobQueueCluster(SpecCluster):
             self.batch.record.remove()  # kept if cancelling failed: `jqref cleanup` can retry
             if self._owns_runner:
                 await self.runner.close()
+            for path in self._security_files:
+                with suppress(FileNotFoundError):
+                    os.unlink(path)
 
 
 @atexit.register

@@ -30,7 +30,7 @@ from .config import Options
 from .preload import worker_preload_args
 from .runners import CommandResult, LocalRunner
 from .shell import single_line
-from .tls import worker_environment
+from .tls import worker_environment, worker_paths
 
 if TYPE_CHECKING:
     from distributed.security import Security
@@ -145,6 +145,9 @@ class Job(ProcessInterface):
     #: that jqref spells differently (read silently).
     renamed_options: ClassVar[dict[str, str]] = {}
     option_aliases: ClassVar[dict[str, str]] = {}
+    #: The numpy-style documentation of this scheduler's own options, which
+    #: its cluster class's docstring lists after the common ones.
+    parameter_docs: ClassVar[str] = ""
     #: Where the job id is in the submit command's output (a `job_id` group),
     #: for schedulers that do not parse it themselves; a site whose submit
     #: wrapper prints something else sets its own, as in dask-jobqueue.
@@ -326,6 +329,8 @@ class Job(ProcessInterface):
             args += worker_preload_args(self.nanny, tls=self.security is not None)
         if self.death_timeout is not None:
             args += ["--death-timeout", f"{parse_timedelta(self.death_timeout):g}"]
+        for flag, path in (self.security and worker_paths(self.security) or {}).items():
+            args += [flag, path]
         for flag, value in (("--interface", self.interface), ("--protocol", self.protocol)):
             if value is not None:
                 args += [flag, str(value)]
@@ -364,7 +369,9 @@ class Job(ProcessInterface):
 
     def worker_environment(self) -> dict[str, str]:
         """Variables the workers need beyond the command line (TLS material)."""
-        return worker_environment(self.security) if self.security else {}
+        if self.security is None or worker_paths(self.security):
+            return {}
+        return worker_environment(self.security)
 
     def shell_commands(self) -> list[str]:
         """What the job runs: the prologue, the version check, then the workers."""

@@ -7,11 +7,20 @@ cluster's owner, and anyone on a shared login node can reach it. A scheduler on 
 the workers get the material as PEM contents, never as paths on this
 machine: it reaches them over the SSH channel and inside the job script,
 never as a file written on the way.
+
+Jobs that read this machine's files (batch commands run here, on a shared
+filesystem) get their material as files instead, as dask-jobqueue gives it:
+paths on the worker's command line, the files private to the user, in the
+`shared_temp_directory`, removed when the cluster closes. Material given as
+paths is passed as those paths.
 """
 
 from __future__ import annotations
 
+import copy
+import os
 import pathlib
+import tempfile
 import warnings
 
 import dask.config
@@ -85,3 +94,41 @@ def worker_environment(security: Security) -> dict[str, str]:
                 "worker": {"cert": worker["tls_worker_cert"], "key": worker["tls_worker_key"]}},
     }}}
     return {"DASK_INTERNAL_INHERIT_CONFIG": dask.config.serialize(config)}
+
+
+#: The worker's parts of a `Security`, and the `dask worker` option for each.
+WORKER_TLS_OPTIONS = {"tls_ca_file": "--tls-ca-file", "tls_worker_cert": "--tls-cert", "tls_worker_key": "--tls-key"}
+
+
+def worker_paths(security: Security) -> dict[str, str] | None:
+    """The worker's material as `dask worker` options, if it is all given as paths."""
+    values = {option: getattr(security, field) for field, option in WORKER_TLS_OPTIONS.items()}
+    if any(value is None or "\n" in value for value in values.values()):
+        return None
+    return values
+
+
+def worker_security_files(security: Security, directory: str | None) -> tuple[Security, list[str]]:
+    """A copy of `security` whose worker material given as contents is in
+    files private to the user in `directory` (the current one, with a
+    warning, when None), and the files written."""
+    if directory is None:
+        directory = os.getcwd()
+        warnings.warn(f"security: the workers' TLS material goes to files in the current directory ({directory}), "
+                      "which the jobs must be able to read: set shared_temp_directory (or "
+                      "jobqueue.<scheduler>.shared-temp-directory) to a directory they share", UserWarning,
+                      stacklevel=4)
+    directory = os.path.expanduser(os.path.expandvars(directory))
+    worker = copy.copy(security)
+    written = []
+    for field in WORKER_TLS_OPTIONS:
+        value = getattr(security, field)
+        if value is None or "\n" not in value:
+            continue
+        part = field.removeprefix("tls_").removeprefix("worker_")
+        fd, path = tempfile.mkstemp(prefix=f".dask-jobqueue.worker.{part}.", dir=directory)  # mode 0600
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
+        written.append(path)
+        setattr(worker, field, path)
+    return worker, written

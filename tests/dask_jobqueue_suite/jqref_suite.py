@@ -21,15 +21,19 @@ cannot hide a second difference nor outlive a fix.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
+import tempfile
 
 import dask
 import pytest
 import yaml
+from distributed.security import Security
 from distributed.utils_test import cleanup, loop, loop_in_thread  # noqa: F401  (fixtures the tests use)
 
 import dask_jobqueue
+import dask_jobqueue.tests
 from dask_jobqueue.local import LocalCluster
 
 #: Environment name (as given to -E) to cluster class; None: no live scheduler.
@@ -72,6 +76,19 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "env(NAME): only run test if environment NAME matches")
     config.addinivalue_line("markers", "xfail_env(NAME): known failure for environment NAME")
     config.stash[_differences_key] = load_differences()
+    _test_certificate()
+    # Where test_security copies them for the jobs (dask-jobqueue's CI sets it to a shared folder).
+    os.environ.setdefault("CI_SHARED_SPACE", tempfile.mkdtemp(prefix="jqref-suite-shared-"))
+
+
+def _test_certificate():
+    """The key.pem and ca.pem test_security reads beside the tests: dask-jobqueue's
+    source has them, its wheel does not. A self-signed pair made for the run."""
+    tests = pathlib.Path(dask_jobqueue.tests.__path__[0])
+    if not (tests / "key.pem").exists() or not (tests / "ca.pem").exists():
+        pair = Security.temporary()
+        (tests / "key.pem").write_text(pair.tls_scheduler_key)
+        (tests / "ca.pem").write_text(pair.tls_ca_file)
 
 
 _differences_key = pytest.StashKey[dict]()
