@@ -37,7 +37,7 @@ from .preload import scheduler_preloads
 from .records import JobRecord, describe_runner, runner_from, session_record
 from .runners import CommandError, LocalRunner, Runner
 from .ssh import SSHRunner
-from .tls import cluster_security, worker_security_files
+from .tls import cluster_security, remove_files, worker_security_files
 
 logger = logging.getLogger(__name__)
 
@@ -188,13 +188,13 @@ class JobQueueCluster(SpecCluster):
                              f"{self.job_cls.tls_unavailable}")
         security = cluster_security(security, shared_host=self.scheduler_on == "login",
                                     tls_unavailable=self.job_cls.tls_unavailable)
-        #: Files holding the workers' TLS material, removed on close.
-        self._security_files: list[str] = []
         worker_security = security
         if security is not None and ssh is None and isinstance(runner, (LocalRunner, type(None))):
             # Jobs started from here read this machine's files: the key goes in one, not in the job script.
-            worker_security, self._security_files = worker_security_files(
+            worker_security, files = worker_security_files(
                 security, placement.get("shared_temp_directory", shared_temp_directory))
+            # Removed on close, or when the cluster goes (a constructor that fails later included).
+            self._remove_security_files = weakref.finalize(self, remove_files, files)
         job_kwargs.update(interface=interface, protocol=protocol, security=worker_security, config_name=config_name,
                           shared_temp_directory=shared_temp_directory)
         # A job rendered from these options now, so that bad options fail here
@@ -505,9 +505,8 @@ class JobQueueCluster(SpecCluster):
             self.batch.record.remove()  # kept if cancelling failed: `jqref cleanup` can retry
             if self._owns_runner:
                 await self.runner.close()
-            for path in self._security_files:
-                with suppress(FileNotFoundError):
-                    os.unlink(path)
+            if hasattr(self, "_remove_security_files"):
+                self._remove_security_files()
 
 
 @atexit.register

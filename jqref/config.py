@@ -14,7 +14,9 @@ starts a cluster there starts one here, and nothing is ignored silently.
 from __future__ import annotations
 
 import difflib
+import functools
 import pathlib
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -43,6 +45,27 @@ class UnknownConfigKeyWarning(UserWarning):
     """A key in a config section that names no option: ignored."""
 
 
+#: Keys a config section sets to null to ask for none at all (no time limit
+#: directive, no death timeout), as dask-jobqueue reads them; for the others
+#: null is the same as absent.
+NULLABLE = {"walltime", "death-timeout"}
+#: A key the config does not set (or sets only to dask-jobqueue's packaged default).
+_ABSENT = object()
+
+
+@functools.cache
+def _packaged_defaults(path: pathlib.Path) -> dict[str, dict[str, Any]]:
+    return (yaml.safe_load(path.read_text()) or {}).get("jobqueue", {})
+
+
+def dask_jobqueue_defaults(section: str) -> dict[str, Any]:
+    """The defaults dask-jobqueue registers under `jobqueue.<section>` when it is
+    imported (notebooks import both while migrating): not the user's settings."""
+    location = getattr(sys.modules.get("dask_jobqueue"), "__file__", None)
+    path = pathlib.Path(location).with_name("jobqueue.yaml") if location else None
+    return _packaged_defaults(path).get(section, {}) if path and path.is_file() else {}
+
+
 def _load_defaults() -> dict[str, dict[str, Any]]:
     with _DEFAULTS_FILE.open() as f:
         return yaml.safe_load(f)["jqref"]
@@ -67,7 +90,7 @@ def _closest(name: str, known: set[str]) -> str:
 
 
 def _empty(value: Any) -> bool:
-    return value is None or (isinstance(value, (list, tuple, dict, str)) and not value)
+    return value is None or value is _ABSENT or (isinstance(value, (list, tuple, dict, str)) and not value)
 
 
 class Options:
@@ -118,9 +141,14 @@ class Options:
                 + [(other, False) for other, new in self.aliases.items() if new == key])
 
     def _read(self, source: Mapping[str, Any] | str, key: str) -> Any:
-        if isinstance(source, str):
-            return dask.config.get(f"{source}.{self.section}.{key}", default=None)
-        return source.get(key)
+        """The value `source` sets for `key`: None if set to null, `_ABSENT` if not set."""
+        if not isinstance(source, str):
+            return source.get(key, _ABSENT)
+        value = dask.config.get(f"{source}.{self.section}.{key}", default=_ABSENT)
+        if source == "jobqueue" and value is not _ABSENT and \
+                value == dask_jobqueue_defaults(self.section).get(key, _ABSENT):
+            return _ABSENT  # dask-jobqueue's default, there because it was imported: not the user's
+        return value
 
     def _warn_renamed(self, source: Mapping[str, Any] | str, old: str, new: str, ignored: bool) -> None:
         if source is self.kwargs:
@@ -146,13 +174,15 @@ class Options:
             found = self._read(source, key)
             for old, deprecated in self._old_names(key):
                 old_value = self._read(source, old)
-                if old_value is None:
+                if old_value is None or old_value is _ABSENT:
                     continue
                 if deprecated:
                     self._warn_renamed(source, old, key, ignored=not _empty(found))
                 if _empty(found):
                     found = old_value
-            if found is not None:
+            if found is None and source is not self.kwargs and key in NULLABLE:
+                return None
+            if found is not None and found is not _ABSENT:
                 return found
         return self.defaults[key]
 

@@ -17,6 +17,7 @@ paths is passed as those paths.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import pathlib
@@ -132,3 +133,9 @@ def worker_security_files(security: Security, directory: str | None) -> tuple[Se
         written.append(path)
         setattr(worker, field, path)
     return worker, written
+
+
+def remove_files(paths: list[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
