@@ -92,6 +92,20 @@ def _worker_versions_check(python: list[str]) -> str:
     return " ".join([*python, shlex.join(["-c", code, *want])]) + " || exit 3"
 
 
+def supervised(command: str, signal: str, action: str) -> list[str]:
+    """Shell lines that run `command` in the background and wait for it,
+    running `action` when the job's shell gets `signal` ($worker is its pid)
+    and waiting on until it has ended; $status is its exit status then."""
+    return [
+        f"{command} &",
+        "worker=$!",
+        f"trap {shlex.quote(action)} {signal}",
+        # wait returns early when the trap runs: wait again until the workers are gone.
+        'wait "$worker"; status=$?',
+        'while kill -0 "$worker" 2>/dev/null; do wait "$worker"; status=$?; done',
+    ]
+
+
 def job_id_from_output(regexp: str, stdout: str, command: str) -> str:
     match = re.search(regexp, stdout)
     if match is None:
@@ -233,6 +247,7 @@ class Job(ProcessInterface):
         self.job_extra_directives = opt("job_extra_directives")
         self.job_directives_skip = _as_list("job_directives_skip", opt("job_directives_skip"))
         self.job_script_prologue = _as_list("job_script_prologue", opt("job_script_prologue"))
+        self.job_script_epilogue = _as_list("job_script_epilogue", opt("job_script_epilogue"))
         self.submit_command_extra = _as_list("submit_command_extra", opt("submit_command_extra"))
         self.cancel_command_extra = _as_list("cancel_command_extra", opt("cancel_command_extra"))
         self.cancel_grace_period = parse_timedelta(opt("cancel_grace_period"))
@@ -374,14 +389,22 @@ class Job(ProcessInterface):
         return worker_environment(self.security)
 
     def shell_commands(self) -> list[str]:
-        """What the job runs: the prologue, the version check, then the workers."""
+        """What the job runs: the prologue, the version check, the workers, the epilogue."""
         return [
             *self.element_name_selection(),
             *self.job_script_prologue,
             *(f"export {name}={shlex.quote(value)}" for name, value in self.worker_environment().items()),
             _worker_versions_check(self.python_words),
-            "exec " + " ".join(self.worker_words()),
+            *self.run_workers(" ".join(self.worker_words())),
         ]
+
+    def run_workers(self, command: str) -> list[str]:
+        """The lines that run the worker `command`: in place of the job's shell,
+        so the batch system's signals reach the workers, unless an epilogue
+        must run after them; then the shell passes SIGTERM on and waits."""
+        if not self.job_script_epilogue:
+            return [f"exec {command}"]
+        return [*supervised(command, "TERM", "kill -TERM \"$worker\""), *self.job_script_epilogue, 'exit "$status"']
 
     def element_name_selection(self) -> list[str]:
         """In an array's script, the line that gives each element its worker
