@@ -129,7 +129,7 @@ class JobQueueCluster(SpecCluster):
         runner: Runner | None = None,
         loop=None,
         security=None,
-        silence_logs: str | bool = "error",
+        silence_logs: str | bool = "warning",
         name: str | None = None,
         asynchronous: bool = False,
         dashboard_address: str | None = None,

@@ -95,7 +95,7 @@ poll_interval : float or str
 max_jobs : int
     Never more jobs than this, queued or running.
 silence_logs : str
-    Log level of distributed's loggers in this process (default ``"error"``).
+    Log level of distributed's loggers in this process (default ``"warning"``).
 asynchronous : bool
     Whether the cluster is used with ``await``.
 loop : IOLoop
