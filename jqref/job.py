@@ -350,7 +350,7 @@ class Job(ProcessInterface):
             if value is not None:
                 args += [flag, str(value)]
         name = (f'"${ELEMENT_NAME_VARIABLE}"' if self.element_names is not None
-                else shell.literal(str(self.name)))
+                else shell.name("name", self.name))
         words += [shell.literal(self.scheduler or "SCHEDULER-ADDRESS"), "--name", name, *map(shell.literal, args)]
         if self.local_directory is not None:
             words += ["--local-directory", shell.path("local_directory", self.local_directory)]

@@ -6,8 +6,10 @@ shell expands ``local_directory="$TMPDIR"`` and splits
 ``$(rm -rf ~)`` just as readily. jqref keeps the first two and never the
 third: *no value can run a command it was not meant to*.
 
-- **Literal** values (names, addresses, numbers, interfaces) are
-  single-quoted: the shell sees exactly the value.
+- **Literal** values (addresses, numbers, interfaces) are single-quoted:
+  the shell sees exactly the value.
+- **Worker names** are one word in which ``$NAME`` and ``${NAME}`` expand,
+  as dask-jobqueue lets them (``name="run-$SLURM_ARRAY_TASK_ID"``).
 - **Path** values (``local_directory``) are one word in which ``$NAME``,
   ``${NAME}`` and a leading ``~`` or ``~/`` expand in the job's shell, where
   per-job variables such as ``$TMPDIR`` or ``$SLURM_JOB_ID`` exist. The
@@ -69,6 +71,12 @@ def path(what: str, value: object) -> str:
     tilde = _TILDE.match(text)
     prefix = tilde.group(0) if tilde else ""
     return _render(prefix, _references(text[len(prefix):]))
+
+
+def name(what: str, value: object) -> str:
+    """A name as one shell word in which references expand (a worker named
+    ``"run-$SLURM_ARRAY_TASK_ID"``, as dask-jobqueue allows), nothing else."""
+    return _render("", _references(single_line(what, str(value))))
 
 
 def command(what: str, items: Iterable[object]) -> list[str]:

@@ -21,9 +21,11 @@ cannot hide a second difference nor outlive a fix.
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 import re
+import shutil
 import tempfile
 
 import dask
@@ -76,22 +78,31 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "env(NAME): only run test if environment NAME matches")
     config.addinivalue_line("markers", "xfail_env(NAME): known failure for environment NAME")
     config.stash[_differences_key] = load_differences()
-    _test_certificate()
-    # Where test_security copies them for the jobs (dask-jobqueue's CI sets it to a shared folder).
-    os.environ.setdefault("CI_SHARED_SPACE", tempfile.mkdtemp(prefix="jqref-suite-shared-"))
+    config.stash[_certificate_key] = _test_certificate()
+    # Where the TLS tests put files the jobs read (dask-jobqueue's CI sets it
+    # to a folder its nodes share): in the home, which the testbeds' nodes share.
+    if "CI_SHARED_SPACE" not in os.environ:
+        os.environ["CI_SHARED_SPACE"] = tempfile.mkdtemp(prefix=".jqref-suite-shared-", dir=os.path.expanduser("~"))
+        config.add_cleanup(functools.partial(shutil.rmtree, os.environ["CI_SHARED_SPACE"], ignore_errors=True))
 
 
-def _test_certificate():
+def _test_certificate() -> bool:
     """The key.pem and ca.pem test_security reads beside the tests: dask-jobqueue's
-    source has them, its wheel does not. A self-signed pair made for the run."""
+    source has them, its wheel does not. A self-signed pair made for the run,
+    where the installed package can be written to."""
     tests = pathlib.Path(dask_jobqueue.tests.__path__[0])
     if not (tests / "key.pem").exists() or not (tests / "ca.pem").exists():
         pair = Security.temporary()
-        (tests / "key.pem").write_text(pair.tls_scheduler_key)
-        (tests / "ca.pem").write_text(pair.tls_ca_file)
+        try:
+            (tests / "key.pem").write_text(pair.tls_scheduler_key)
+            (tests / "ca.pem").write_text(pair.tls_ca_file)
+        except PermissionError:
+            return False
+    return True
 
 
 _differences_key = pytest.StashKey[dict]()
+_certificate_key = pytest.StashKey[bool]()
 
 
 def _environments(item) -> list:
@@ -119,6 +130,10 @@ def pytest_collection_modifyitems(config, items):
     keep, dropped = [], []
     for item in items:
         (dropped if any(name in item.nodeid for name in UNSUPPORTED) else keep).append(item)
+        if item.name.startswith("test_security[") and not config.stash[_certificate_key]:
+            item.add_marker(pytest.mark.skip(reason="test_security reads key.pem and ca.pem beside the tests, which "
+                                             "dask-jobqueue's wheel does not ship, and its installed tests folder "
+                                             "cannot be written to here to put a pair there"))
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
