@@ -391,8 +391,8 @@ class Job(ProcessInterface):
     def shell_commands(self) -> list[str]:
         """What the job runs: the prologue, the version check, the workers, the epilogue."""
         return [
-            *self.element_name_selection(),
             *self.job_script_prologue,
+            *self.element_name_selection(),  # after the prologue: names may refer to what it sets
             *(f"export {name}={shlex.quote(value)}" for name, value in self.worker_environment().items()),
             _worker_versions_check(self.python_words),
             *self.run_workers(" ".join(self.worker_words())),
@@ -411,7 +411,7 @@ class Job(ProcessInterface):
         name by its index (one line: HTCondor's body must be one)."""
         if self.element_names is None:
             return []
-        cases = [f"{self.array_first_index + i}) {ELEMENT_NAME_VARIABLE}={shlex.quote(str(name))} ;;"
+        cases = [f"{self.array_first_index + i}) {ELEMENT_NAME_VARIABLE}={shell.name('name', name)} ;;"
                  for i, name in enumerate(self.element_names)]
         index = f'"${self.array_index_variable}"'
         unknown = f"echo 'jqref: no worker name for array element '{index} >&2; exit 3"

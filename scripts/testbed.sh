@@ -131,6 +131,26 @@ wait_ready() {
 # Another project's command in the testbed: its wheels installed offline on
 # every node (the same environment everywhere), its tree on the shared home,
 # the command run there as the test user on the login node.
+# INTERFACE_ALIASES=1 for `run`: the interface aliases dask-jobqueue's own CI
+# gives its nodes, eth0:scheduler on the login node and eth0:worker on the
+# compute nodes, each an extra address on eth0 in 10.99.0.0/24 (one network:
+# they reach each other). Added from the host, in each node's network namespace.
+interface_aliases() {
+    local service pid label number=10 address
+    for service in $("${compose[@]}" ps --services --status running); do
+        case "$service" in
+            login) label=eth0:scheduler address=10.99.0.1 ;;
+            bastion) continue ;;
+            *) label=eth0:worker address=10.99.0.$((number += 1)) ;;
+        esac
+        pid=$(docker inspect -f '{{.State.Pid}}' "$("${compose[@]}" ps -q "$service")")
+        if ! nsenter -t "$pid" -n ip -brief address show dev eth0 label "$label" | grep -q .; then
+            nsenter -t "$pid" -n ip address add "$address/24" dev eth0 label "$label"
+        fi
+        log "$service: $label ($address)"
+    done
+}
+
 run_project() {
     local wheels=${WHEELS:-} tree=${TREE:-} cmd=${CMD:?run: say what to run, CMD='...'} workdir=/home/dask service name
     if [ -n "$wheels" ]; then
@@ -151,6 +171,7 @@ run_project() {
         "${compose[@]}" cp "$tree/." "login:$workdir" >/dev/null
         "${compose[@]}" exec -T login chown -R dask:dask "$workdir"
     fi
+    if [ "${INTERFACE_ALIASES:-0}" = 1 ]; then interface_aliases; fi
     log "running as dask in $workdir on login: $cmd"
     "${compose[@]}" exec -T -u dask -w "$workdir" login bash -c "$cmd"
 }
