@@ -57,9 +57,11 @@ test-%: install ## Bring a testbed up, run the suite on it (MODE=local|ssh|both,
 test-isolated-%: install ## The suite over SSH with the scheduler on the login node, compute nodes unable to reach this machine
 	$(SUITE) --isolated $(PYTEST_ARGS)
 
+# CMD reaches the testbed as written: make would expand its $(...) and $name on the way.
+run-%: override export JQREF_RUN_CMD := $(value CMD)
 run-%: ## Run another project's command in a testbed, brought up if needed: CMD='...' [WHEELS=dir] [TREE=dir]
 	scripts/testbed.sh up $*
-	scripts/testbed.sh run $*
+	CMD="$$JQREF_RUN_CMD" scripts/testbed.sh run $*
 
 logs-%: ## Show a testbed's daemon logs
 	scripts/testbed.sh logs $*
