@@ -1,9 +1,11 @@
-"""jqref: Dask clusters whose workers run in batch jobs (SLURM, SGE, HTCondor, PBS)."""
+"""jqref: Dask clusters whose workers run in batch jobs (SLURM, SGE, HTCondor, PBS),
+or in local processes (LocalCluster)."""
 
 from .batch import BatchQueue, JobCancelError
 from .cluster import JobQueueCluster
 from .htcondor import HTCondorCluster, HTCondorJob
 from .job import Job, JobState
+from .local import LocalCluster, LocalJob
 from .pbs import PBSCluster, PBSJob
 from .runners import CommandError, CommandResult, ConnectionLost, LocalRunner, Runner
 from .sge import SGECluster, SGEJob
@@ -23,6 +25,8 @@ __all__ = [
     "JobCancelError",
     "JobQueueCluster",
     "JobState",
+    "LocalCluster",
+    "LocalJob",
     "LocalRunner",
     "PBSCluster",
     "PBSJob",

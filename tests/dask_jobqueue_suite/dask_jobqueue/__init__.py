@@ -6,8 +6,7 @@ Moab are not schedulers jqref supports; their names exist so that test
 modules importing them load, and the tests using them are deselected.
 """
 
-from jqref import HTCondorCluster, JobQueueCluster, PBSCluster, SGECluster, SLURMCluster
-from jqref.local import LocalCluster
+from jqref import HTCondorCluster, JobQueueCluster, LocalCluster, PBSCluster, SGECluster, SLURMCluster
 
 from . import config  # noqa: F401  (dask-jobqueue's package has it)
 
