@@ -6,16 +6,26 @@ own terms (the new `arguments`/`environment` syntax) and expands `$(...)` as
 its macros everywhere, so every value goes through `_condor_value` and
 `_condor_words`. Walltime becomes `allowed_job_duration`: HTCondor holds a
 job that runs longer, and jqref removes held jobs and replaces them.
+
+The resources are ClassAds of the job, as dask-jobqueue writes them, so
+that `condor_q -af DaskWorkerMemory` answers as it does for dask-jobqueue's
+jobs: `MY.DaskWorkerCores`, `MY.DaskWorkerMemory` and `MY.DaskWorkerDisk`
+(bytes) hold the numbers, and `RequestCpus`, `RequestMemory` (MiB) and
+`RequestDisk` (KiB) are expressions of them. The batch name is the worker
+name; the job name is the job's `description` (the command `condor_q
+-nobatch` shows).
 """
 
 from __future__ import annotations
 
+import re
 import shlex
+from typing import Any
 
 from dask.utils import parse_bytes
 
 from .cluster import JobQueueCluster
-from .job import Job, JobState, memory_in_units
+from .job import Job, JobState
 from .runners import CommandError
 
 _STATES = {
@@ -28,20 +38,68 @@ _STATES = {
     "7": (JobState.RUNNING, "suspended"),
 }
 
+#: The resource requests, as expressions of the job's own ClassAds (dask-jobqueue's spelling).
+_REQUESTS = {
+    "RequestCpus": "MY.DaskWorkerCores",
+    "RequestMemory": "floor(MY.DaskWorkerMemory / 1048576)",
+    "RequestDisk": "floor(MY.DaskWorkerDisk / 1024)",
+}
+#: The submit macro holding array element i's worker name is this followed by i.
+_ELEMENT_NAME_MACRO = "JqrefWorkerName"
+#: A `$` alone, and two or more before a parenthesis (see `_condor_value`).
+_LONE_DOLLAR = re.compile(r"(?<!\$)\$(?!\$)")
+_DOLLARS_BEFORE_PARENTHESIS = re.compile(r"\$\$+\(")
+#: A macro no description defines, which expands to nothing.
+_NOTHING = "$(JqrefNothing)"
+#: condor_submit -terse's line: the first and last job id.
+_TERSE = re.compile(r"^\s*(\d+\.\d+) - \d+\.\d+\s*$", re.MULTILINE)
+#: condor_submit's summary without -terse (dask-jobqueue reads this one).
+_SUBMITTED_TO_CLUSTER = re.compile(r"submitted to cluster (\d+)")
 
-def _condor_value(value: str) -> str:
-    """A literal for the submit language: no line breaks, `$` kept from macro expansion."""
+
+def _unexpanded(value: str) -> str:
+    """`value` kept from macro expansion, on one line.
+
+    A lone `$` becomes `$(DOLLAR)`. HTCondor leaves a run of `$`s alone
+    unless `(` follows it (`$$(...)` is its match-time substitution), and
+    would not expand a `$(DOLLAR)` written after another `$`: such runs stay
+    as they are, and one before `(` cannot be written."""
     if "\n" in value or "\r" in value:
         raise ValueError(f"HTCondor submit values must be single lines, got {value!r}")
-    return value.replace("$", "$(DOLLAR)")
+    if _DOLLARS_BEFORE_PARENTHESIS.search(value):
+        raise ValueError(f"HTCondor cannot take two or more $ before a parenthesis ($$(...) is its own "
+                         f"substitution), got {value!r}")
+    return _LONE_DOLLAR.sub("$(DOLLAR)", value)
+
+
+def _condor_value(value: str) -> str:
+    """A literal for the submit language, ending its line: a trailing
+    backslash would continue the line, so an empty macro reference follows it."""
+    value = _unexpanded(value)
+    return value + _NOTHING if value.endswith("\\") else value
+
+
+def _batch_name(value: str) -> str:
+    """A value for batch_name, which condor_submit trims and unquotes: quoted when that would change it."""
+    if value != value.strip() or (value.startswith('"') and value.endswith('"')):
+        return f'"{value}"'
+    return value
 
 
 def _condor_words(words: list[str], macros: list[str] = ()) -> str:
     """The new `arguments`/`environment` syntax: double-quoted as a whole, each
     word single-quoted, quote characters doubled; `macros` are words of
     jqref's own that HTCondor expands (such as $(ProcId))."""
-    quoted = ["'" + _condor_value(w).replace("'", "''").replace('"', '""') + "'" for w in words]
+    quoted = ["'" + _unexpanded(w).replace("'", "''").replace('"', '""') + "'" for w in words]
     return '"' + " ".join([*quoted, *(f"'{m}'" for m in macros)]) + '"'
+
+
+def _lines(entries: dict[str, Any]) -> list[str]:
+    """Submit commands as the description writes them: `key = value`, one line each."""
+    lines = [f"{key} = {value}" for key, value in entries.items()]
+    if any("\n" in line or "\r" in line for line in lines):
+        raise ValueError("HTCondor submit commands must be single lines")
+    return lines
 
 
 def _seconds(walltime: str | int) -> int:
@@ -57,72 +115,160 @@ def _seconds(walltime: str | int) -> int:
 
 class HTCondorJob(Job):
     config_name = "htcondor"
+    #: The commands as argument lists, as every scheduler declares them. Each
+    #: job's own `submit_command` and `cancel_command` are strings that add
+    #: the extra arguments, as dask-jobqueue's are; the job runs those.
     submit_command = ("condor_submit", "-terse")
     cancel_command = ("condor_rm",)
+    job_id_regexp = r"(?P<job_id>\d+\.\d+)"
     # An array is one description queued N times; each job's ProcId is its index.
     array_index_variable = "JQREF_ARRAY_INDEX"
     tls_unavailable = ("the workers' key would travel in the job's arguments, which condor_q -long shows to every "
                        "user of the pool")
+    parameter_docs = """
+    disk : str
+        Disk per job, e.g. ``"4 GiB"``: ``MY.DaskWorkerDisk`` and ``RequestDisk``.
+        Optional in jqref (dask-jobqueue requires it): without it none is requested.
+    environment : dict
+        Variables of the job's environment (HTCondor's ``environment``).
+    job_extra_directives : dict
+        More submit commands, written ``key = value`` after the generated ones.
+    job_directives_skip : list of str
+        Generated submit commands left out: one whose name is given (such as
+        ``"Stream_Output"``), and otherwise those whose line contains the text.
+    """
 
     def configure(self):
         if self.queue is not None:
             raise ValueError(f"HTCondor has no queues: queue={self.queue!r} cannot be requested")
         self.disk = self.option("disk")
+        self.disk_bytes = None
+        if self.disk:
+            try:
+                self.disk_bytes = parse_bytes(self.disk)
+            except (ValueError, TypeError):
+                raise ValueError(f"disk={self.disk!r} is not a size such as '4 GiB' or '500MB'") from None
+            if self.disk_bytes <= 0:
+                raise ValueError(f"disk must be positive, got {self.disk!r}")
         self.environment = dict(self.option("environment") or {})
+        # dask-jobqueue's strings: what runs, and what a user may read or replace.
+        self.submit_command = shlex.join([*type(self).submit_command, *self.submit_command_extra])
+        self.cancel_command = shlex.join([*type(self).cancel_command, *self.cancel_command_extra])
 
-    def submit_description(self) -> dict[str, str]:
+    # ---- the submit description -------------------------------------------
+
+    def command_entries(self) -> dict[str, str]:
+        """What the job runs: never left out by job_directives_skip."""
         interpreter = shlex.split(self.shebang.removeprefix("#!"))
         body = "; ".join(self.shell_commands())  # one line: the submit language has no multi-line values
-        description = {
+        entries = {
             "universe": "vanilla",
             "executable": _condor_value(interpreter[0]),
             "arguments": _condor_words([*interpreter[1:], "-c", body]),
-            "batch_name": _condor_value(self.job_name),
-            "request_cpus": str(self.cores),
-            "request_memory": str(memory_in_units(self.memory_bytes, "MiB")),
-            "+JqrefTag": f'"{self.tag}"',
-            # condor_rm sends the job SIGTERM, then kills it after this long.
-            "job_max_vacate_time": str(max(1, round(self.cancel_grace_period))),
         }
         index = [f"{self.array_index_variable}=$(ProcId)"] if self.element_names is not None else []
         if self.environment or index:
-            description["environment"] = _condor_words([f"{k}={v}" for k, v in self.environment.items()], index)
-        if self.disk:
-            description["request_disk"] = str(memory_in_units(parse_bytes(self.disk), "KiB"))
+            entries["environment"] = _condor_words([f"{k}={v}" for k, v in self.environment.items()], index)
+        return entries
+
+    def generated_header(self) -> dict[str, Any]:
+        """The submit commands jqref writes besides the command, before job_directives_skip."""
+        header: dict[str, Any] = {}
+        if self.element_names is None:
+            header["batch_name"] = _batch_name(_condor_value(str(self.name)))
+        else:
+            # Each element's worker name, picked by its ProcId from one macro per element.
+            for index, name in enumerate(self.element_names):
+                header[f"{_ELEMENT_NAME_MACRO}{index}"] = _batch_name(_condor_value(name))
+            header["batch_name"] = f"$({_ELEMENT_NAME_MACRO}$(ProcId))"
+        header["description"] = _condor_value(self.job_name)
+        header["MY.DaskWorkerName"] = '"htcondor--$F(MY.JobId)--"'
+        header["MY.JobId"] = '"$(ClusterId).$(ProcId)"'
+        header["MY.DaskWorkerCores"] = self.cores
+        header["MY.DaskWorkerMemory"] = self.memory_bytes
+        header["RequestCpus"] = _REQUESTS["RequestCpus"]
+        header["RequestMemory"] = _REQUESTS["RequestMemory"]
+        if self.disk_bytes is not None:
+            header["MY.DaskWorkerDisk"] = self.disk_bytes
+            header["RequestDisk"] = _REQUESTS["RequestDisk"]
+        header["+JqrefTag"] = f'"{self.tag}"'
+        # condor_rm sends the job SIGTERM, then kills it after this long.
+        header["job_max_vacate_time"] = max(1, round(self.cancel_grace_period))
         if self.walltime:
-            description["allowed_job_duration"] = str(_seconds(self.walltime))
+            header["allowed_job_duration"] = _seconds(self.walltime)
         if self.account:
-            description["accounting_group"] = _condor_value(self.account)
+            header["accounting_group"] = _condor_value(self.account)
         if self.log_directory:
-            stem = _condor_value(f"{self.log_directory}/{self.job_name}") + "-$(ClusterId).$(ProcId)"
-            description.update(output=stem + ".out", error=stem + ".err", log=stem + ".log")
+            header["LogDirectory"] = _condor_value(self.log_directory)
+            # $F() takes the quotes off the ClassAd string.
+            header["Output"] = "$(LogDirectory)/worker-$F(MY.JobId).out"
+            header["Error"] = "$(LogDirectory)/worker-$F(MY.JobId).err"
+            header["Log"] = "$(LogDirectory)/worker-$(ClusterId).log"
+            # Cancelling kills the workers: what they wrote is kept only if it went out as they wrote it.
+            header["Stream_Output"] = True
+            header["Stream_Error"] = True
+        return header
+
+    def _skipped(self, key: str, line: str, keys: set[str]) -> bool:
+        """Whether job_directives_skip leaves out the generated `key = value`
+        line: a skip naming a submit command (case aside, as HTCondor reads
+        them) drops that command, as in dask-jobqueue; any other text drops
+        the lines that contain it, as on the other batch systems."""
+        for skip in self.job_directives_skip:
+            if skip.lower() in keys:
+                if skip.lower() == key.lower():
+                    return True
+            elif skip in line:
+                return True
+        return False
+
+    @property
+    def job_header_dict(self) -> dict[str, Any]:
+        """The submit commands besides the command (dask-jobqueue's): the
+        generated ones that job_directives_skip leaves, then the
+        job_extra_directives; numbers are ints, as dask-jobqueue's are."""
+        generated = self.generated_header()
+        keys = {key.lower() for key in generated}
+        header = {key: value for key, value in generated.items()
+                  if not self._skipped(key, f"{key} = {value}", keys)}
         extras = self.job_extra_directives or {}
         if not isinstance(extras, dict):
             raise TypeError(f"HTCondor job_extra_directives must be a dict of submit commands, got {extras!r}")
-        description.update({str(k): str(v) for k, v in extras.items()})
-        return description
+        header.update({str(k): v for k, v in extras.items()})
+        return header
+
+    def submit_description(self) -> dict[str, str]:
+        """Every submit command of the description, as written."""
+        return {**self.command_entries(), **{key: str(value) for key, value in self.job_header_dict.items()}}
 
     def directive_lines(self):
-        lines = [f"{key} = {value}" for key, value in self.submit_description().items()]
-        if any("\n" in line for line in lines):
-            raise ValueError("HTCondor submit commands must be single lines")
-        return self.skip_directives(lines)
+        """The header's lines (`job_header`): the description less the command."""
+        return _lines(self.job_header_dict)
 
     def job_script(self):
         count = f" {len(self.element_names)}" if self.element_names is not None else ""
-        return "\n".join([*self.directive_lines(), "queue" + count]) + "\n"
+        return "\n".join([*_lines(self.submit_description()), "queue" + count]) + "\n"
 
     def submit_argv(self):
-        return [*super().submit_argv(), "-"]  # the description comes on stdin
+        return [*shlex.split(self.submit_command), "-"]  # the description comes on stdin
+
+    def cancel_argv(self, job_ids):
+        return [*shlex.split(self.cancel_command), *job_ids]
 
     @classmethod
     def parse_job_id(cls, stdout):
-        # -terse prints "<first> - <last>", e.g. "15.0 - 15.0".
-        first = stdout.strip().split(" ")[0]
-        cluster, _, proc = first.partition(".")
-        if not (cluster.isdigit() and proc.isdigit()):
+        # -terse prints "<first> - <last>", e.g. "15.0 - 15.2"; without it,
+        # "1 job(s) submitted to cluster 15." (a submit_command without -terse).
+        terse = _TERSE.search(stdout)
+        if terse is not None:
+            return terse.group(1)
+        summary = _SUBMITTED_TO_CLUSTER.search(stdout)
+        if summary is None:
             raise ValueError(f"condor_submit printed no job id: {stdout!r}")
-        return first
+        return f"{summary.group(1)}.0"
+
+    def _job_id_from_submit_output(self, stdout):
+        return self.parse_job_id(stdout)
 
     @classmethod
     def element_id(cls, array_id, index):
@@ -166,7 +312,8 @@ class HTCondorJob(Job):
 
 class HTCondorCluster(JobQueueCluster):
     """Dask workers in HTCondor jobs. See `JobQueueCluster` for the options;
-    also `disk` (request_disk), `environment` (a dict for the job's
-    environment) and `job_extra_directives` as a dict of submit commands."""
+    also `disk` (MY.DaskWorkerDisk and RequestDisk), `environment` (a dict
+    for the job's environment) and `job_extra_directives` as a dict of
+    submit commands."""
 
     job_cls = HTCondorJob

@@ -338,7 +338,7 @@ OLD_NAME_DIRECTIVES = {
     "slurm": ("--mem", ["--exclusive"], "#SBATCH --exclusive"),
     "sge": ("h_rt", ["-l gpu=1"], "#$ -l gpu=1"),
     "pbs": ("walltime", ["-l place=free"], "#PBS -l place=free"),
-    "htcondor": ("request_memory", {"+Site": '"x"'}, '+Site = "x"'),
+    "htcondor": ("RequestMemory", {"+Site": '"x"'}, '+Site = "x"'),
 }
 
 

@@ -1,6 +1,7 @@
 """The HTCondor testbed: condor_q, condor_rm."""
 
 import json
+import shlex
 import time
 
 from jqref import HTCondorCluster
@@ -34,11 +35,12 @@ class HTCondor(Testbed):
 
     def _ads(self, *args):
         out = self.run("condor_q", "-allusers", *args, "-json",
-                       "-attributes", "ClusterId,ProcId,JobStatus,JobBatchName,RequestCpus,RequestMemory,AllowedJobDuration")
+                       "-attributes", "ClusterId,ProcId,JobStatus,JobBatchName,JobDescription,AllowedJobDuration")
         return json.loads(out) if out.strip() else []
 
     def active_jobs(self, job_name):
-        ads = self._ads("-constraint", f"JobBatchName == {_classad_string(job_name)}")
+        # The batch name is the worker's (as in dask-jobqueue); the job name is the description.
+        ads = self._ads("-constraint", f"JobDescription == {_classad_string(job_name)}")
         return {f"{ad['ClusterId']}.{ad['ProcId']}" for ad in ads if ad["JobStatus"] in _IN_QUEUE}
 
     def cancel(self, job_id):
@@ -46,13 +48,20 @@ class HTCondor(Testbed):
 
     def resources(self, job_id):
         (ad,) = self._ads(job_id)
+        # The requests are expressions of the job's MY.DaskWorker* ads: -af evaluates them (-json would not).
+        cores, memory_mib = self.run("condor_q", "-allusers", job_id, "-af", "RequestCpus", "RequestMemory").split()
         return {
-            "name": ad["JobBatchName"],
-            "cores": ad["RequestCpus"],
-            "memory_mib": ad["RequestMemory"],
+            "name": ad["JobDescription"],
+            "cores": int(cores),
+            "memory_mib": int(memory_mib),
             "queue": None,
             "walltime_s": ad["AllowedJobDuration"],
         }
+
+    def job_log(self, log_directory, job_name, job_id):
+        # Named by job id, as dask-jobqueue names them: worker-<cluster>.<proc>.out and .err.
+        stem = f"{shlex.quote(log_directory)}/worker-{shlex.quote(job_id)}"
+        return self.run("sh", "-c", f"cat {stem}.out {stem}.err")
 
     def stop_controller(self):
         self.in_login(STOP_DAEMONS)
