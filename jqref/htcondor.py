@@ -160,7 +160,9 @@ class HTCondorJob(Job):
     def command_entries(self) -> dict[str, str]:
         """What the job runs: never left out by job_directives_skip."""
         interpreter = shlex.split(self.shebang.removeprefix("#!"))
-        body = "; ".join(self.shell_commands())  # one line: the submit language has no multi-line values
+        # One line, the submit language has no multi-line values: commands end
+        # with ';', but one sent to the background already ends with its '&'.
+        body = " ".join(line if line.endswith("&") else f"{line};" for line in self.shell_commands())
         entries = {
             "universe": "vanilla",
             "executable": _condor_value(interpreter[0]),

@@ -431,3 +431,9 @@ def test_every_dask_jobqueue_config_key_is_accepted(scheduler):
         warnings.simplefilter("ignore", FutureWarning)
         script = JOBS[scheduler](SCHEDULER, "w").job_script()
     assert "--lifetime 2h" in script and "echo from-config" in script
+
+
+def test_the_epilogue_runs_after_the_workers_on_every_scheduler(scheduler, site):
+    marker = site.root / "after"
+    calls = run_worker(scheduler, site, job_script_epilogue=[f'echo "after $status" > {marker}'])
+    assert parsed(calls)["nthreads"] == 1 and marker.read_text() == "after 0\n"
