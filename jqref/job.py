@@ -459,6 +459,16 @@ class Job(ProcessInterface):
         return f"<{type(self).__name__} {self.name} job_id={self.job_id} state={self.state.value}>"
 
 
+def memory_rounded_up(nbytes: int, units: Sequence[tuple[str, int]], at_least: int = 1) -> str:
+    """`nbytes` written in the largest of `units` ((suffix, bytes), largest
+    first) that it holds `at_least` of (else the last), rounded up so a job
+    never asks for less: how dask-jobqueue writes memory for Slurm and PBS."""
+    for suffix, size in units:
+        if nbytes >= at_least * size or size == units[-1][1]:
+            return f"{math.ceil(nbytes / size)}{suffix}"
+    raise ValueError("no units given")
+
+
 def memory_in_units(nbytes: int, unit: str) -> int:
     """Whole `unit`s (e.g. 'MiB') covering `nbytes`, rounded up so a job never asks for less."""
     return math.ceil(nbytes / parse_bytes(f"1 {unit}"))

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dask.utils import parse_bytes
-
 from .cluster import JobQueueCluster
-from .job import Job, JobState, memory_in_units
+from .job import Job, JobState, memory_rounded_up
 from .runners import CommandError
 
 #: scancel's exit status for ESLURM_ALREADY_DONE (2021 % 256): "Job/step already
 #: completing or completed", which it prints only with -v. A signal gets it when
 #: the job ends on the signal before scancel's retry of a job in transition.
 _ALREADY_DONE_EXIT = 229
+
+#: Slurm reads K, M, G as binary units; a bare number is MiB.
+SLURM_MEMORY_UNITS = (("G", 2**30), ("M", 2**20), ("K", 2**10))
 
 _PENDING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING"}
 _ENDED = {
@@ -35,22 +36,25 @@ class SLURMJob(Job):
 
     def configure(self):
         self.job_cpu = int(self.option("job_cpu") or self.cores)
-        self.job_mem = self.option("job_mem") or self.memory
+        # The user's words to Slurm, passed as they are; else memory as dask-jobqueue writes it.
+        self.job_mem = self.option("job_mem") or memory_rounded_up(self.memory_bytes, SLURM_MEMORY_UNITS)
 
     def directives(self):
-        yield "--job-name", self.job_name
+        # Spelled as dask-jobqueue spells them, so its users find the lines they know.
+        yield "-J", self.job_name
         if self.log_directory:
-            yield "--output", f"{self.log_directory}/{self.job_name}-%j.out"
-            yield "--error", f"{self.log_directory}/{self.job_name}-%j.err"
+            yield "-e", f"{self.log_directory}/{self.job_name}-%j.err"
+            yield "-o", f"{self.log_directory}/{self.job_name}-%j.out"
         if self.queue:
-            yield "--partition", self.queue
+            yield "-p", self.queue
         if self.account:
-            yield "--account", self.account
-        yield "--ntasks", "1"
-        yield "--cpus-per-task", str(self.job_cpu)
-        yield "--mem", f"{memory_in_units(parse_bytes(self.job_mem), 'MiB')}M"
+            yield "-A", self.account
+        yield "-n", "1"
+        yield ("--nodes=1",)  # dask-jobqueue's main branch: some sites spread a job otherwise
+        yield (f"--cpus-per-task={self.job_cpu}",)
+        yield (f"--mem={self.job_mem}",)
         if self.walltime:
-            yield "--time", self.walltime
+            yield "-t", self.walltime
         yield "--comment", self.tag
 
     @classmethod

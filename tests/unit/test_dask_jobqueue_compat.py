@@ -322,7 +322,7 @@ def test_sge_project_is_dask_jobqueues_name_for_the_account():
         assert "#$ -P proj7" in SGEJob(cores=1, memory="1GiB", project="proj7").job_script().splitlines()
 
 
-@pytest.mark.parametrize("job_cls, directive", [(SLURMJob, "#SBATCH --account proj7"), (PBSJob, "#PBS -A proj7")])
+@pytest.mark.parametrize("job_cls, directive", [(SLURMJob, "#SBATCH -A proj7"), (PBSJob, "#PBS -A proj7")])
 def test_project_is_deprecated_for_the_account_on_slurm_and_pbs(job_cls, directive):
     with pytest.warns(FutureWarning, match="project has been renamed to account"):
         assert directive in job_cls(cores=1, memory="1GiB", project="proj7").job_script().splitlines()
@@ -355,7 +355,7 @@ def test_cluster_attributes_dask_jobqueue_users_read():
     with SLURMCluster(cores=2, memory="2GiB", job_name="jq-attrs", scheduler_options={"dashboard_address": ":0"},
                       shared_temp_directory="$HOME/.tmp", config_name="slurm") as cluster:
         assert cluster.job_cls is SLURMJob and cluster.job_name == "jq-attrs"
-        assert cluster.job_header.splitlines()[0] == "#SBATCH --job-name jq-attrs"
+        assert cluster.job_header.splitlines()[0] == "#SBATCH -J jq-attrs"
         # Every job's header is the same but for its tag (the last directive).
         assert cluster.job_header.rsplit("\n", 1)[0] in cluster.job_script()
         assert cluster.shared_temp_directory == "$HOME/.tmp"

@@ -41,28 +41,30 @@ def command_line(script):
 
 def test_directives_for_every_option():
     job = make_job(queue="debug", account="proj", walltime="01:00:00", log_directory="/logs", job_name="jn")
-    assert directive_args(job.job_script())[:-1] == [
-        ["--job-name", "jn"],
-        ["--output", "/logs/jn-%j.out"],
-        ["--error", "/logs/jn-%j.err"],
-        ["--partition", "debug"],
-        ["--account", "proj"],
-        ["--ntasks", "1"],
-        ["--cpus-per-task", "2"],
-        ["--mem", "2048M"],
-        ["--time", "01:00:00"],
+    assert directive_args(job.job_script())[:-1] == [  # spelled as dask-jobqueue spells them
+        ["-J", "jn"],
+        ["-e", "/logs/jn-%j.err"],
+        ["-o", "/logs/jn-%j.out"],
+        ["-p", "debug"],
+        ["-A", "proj"],
+        ["-n", "1"],
+        ["--nodes=1"],
+        ["--cpus-per-task=2"],
+        ["--mem=2G"],
+        ["-t", "01:00:00"],
     ]
     assert directive_args(job.job_script())[-1] == ["--comment", job.tag]
 
 
-def test_memory_is_rounded_up_to_whole_mebibytes():
-    assert ["--mem", "954M"] in directive_args(make_job(memory="1GB").job_script())
+def test_memory_is_rounded_up_in_the_largest_binary_unit_as_dask_jobqueue_does():
+    assert ["--mem=954M"] in directive_args(make_job(memory="1GB").job_script())
+    assert ["--mem=27G"] in directive_args(make_job(memory="28GB").job_script())
 
 
 def test_job_cpu_and_job_mem_override_directives_only():
-    job = make_job(job_cpu=4, job_mem="8GiB")
+    job = make_job(job_cpu=4, job_mem="4000")  # the user's words to Slurm (its MB), passed unchanged
     args = directive_args(job.job_script())
-    assert ["--cpus-per-task", "4"] in args and ["--mem", "8192M"] in args
+    assert ["--cpus-per-task=4"] in args and ["--mem=4000"] in args
     assert "--nthreads" in command_line(job.job_script())
 
 
@@ -95,8 +97,8 @@ def test_worker_command():
 @pytest.mark.parametrize("value", HOSTILE)
 def test_hostile_directive_values_come_back_unchanged(value):
     args = directive_args(make_job(job_name=value, log_directory=value, queue=value).job_script())
-    assert ["--job-name", value] in args and ["--partition", value] in args
-    assert ["--output", f"{value}/{value}-%j.out"] in args
+    assert ["-J", value] in args and ["-p", value] in args
+    assert ["-o", f"{value}/{value}-%j.out"] in args
 
 
 @pytest.mark.parametrize(

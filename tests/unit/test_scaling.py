@@ -70,7 +70,7 @@ def test_jobs_keep_the_options_the_cluster_started_with_and_share_them(cluster_f
     with dask.config.set({"jqref.slurm.queue": "first"}):
         cluster = cluster_factory(cores=1, memory="1GiB")
     with dask.config.set({"jqref.slurm.queue": "later", "jqref.slurm.processes": 1}):
-        assert "--partition first" in cluster.job_script()
+        assert "-p first" in cluster.job_script()
     assert cluster.new_spec["options"]["shared_options"] is cluster._template.options
 
 
