@@ -38,7 +38,7 @@ import os
 import re
 
 from .cluster import JobQueueCluster
-from .job import Job, JobState, memory_in_units
+from .job import Job, JobState, memory_rounded_up
 from .runners import CommandError
 
 #: PBS's job name rule (the client library refuses anything else).
@@ -59,6 +59,10 @@ _GONE = re.compile(r"Unknown Job Id|Job has finished|Invalid state for job - COM
 #: qstat's exit status for an unknown job id (PBSE_UNKJOBID 15001 % 256).
 _UNKNOWN_JOB_EXIT = 153
 _ATTRIBUTE = re.compile(r"([A-Za-z_][\w.]*) = (.*)")
+
+#: PBS's memory units (binary, though spelled kB, MB, GB), as dask-jobqueue
+#: writes them: the largest of which the request holds ten, rounded up.
+PBS_MEMORY_UNITS = (("GB", 2**30), ("MB", 2**20), ("kB", 2**10), ("B", 1))
 
 _PENDING = {"Q", "W", "T"}
 _ENDED = {"F", "C", "X", "M"}
@@ -159,12 +163,12 @@ class PBSJob(Job):
         if self.resource_spec:
             yield "-l", str(self.resource_spec)
             return
-        mb = memory_in_units(self.memory_bytes, "MiB")
+        memory = memory_rounded_up(self.memory_bytes, PBS_MEMORY_UNITS, at_least=10)
         if self.resource_type == "select":
-            yield "-l", f"select=1:ncpus={self.cores}:mem={mb}mb"
+            yield "-l", f"select=1:ncpus={self.cores}:mem={memory}"
         else:
             yield "-l", f"nodes=1:ppn={self.cores}"
-            yield "-l", f"mem={mb}mb"
+            yield "-l", f"mem={memory}"
 
     def directives(self):
         yield "-N", self.tag

@@ -1,7 +1,9 @@
 """Grid Engine (SGE, Son of Grid Engine, Univa/Altair GE): qsub, qdel, qstat.
 
-Unlike dask-jobqueue, the job asks for what its workers use: `cores` slots
-through a parallel environment and memory through a per-slot resource.
+As in dask-jobqueue, a job requests only what `resource_spec` says (and its
+walltime). Sites with a parallel environment can have the job ask for what
+its workers use: `cores` slots through `pe` and memory through a per-slot
+resource, `memory_resource` (e.g. `pe="smp", memory_resource="mem_free"`).
 
 qdel kills a job with SIGKILL, which gives workers no chance to close. Jobs
 are therefore submitted with `-notify`: qdel then first sends SIGUSR2 and
@@ -66,6 +68,7 @@ class SGEJob(Job):
     def directives(self):
         yield "-N", self.job_name
         yield ("-cwd",)
+        yield "-j", "y"  # stdout and stderr in one file, as dask-jobqueue's jobs have them
         if self.log_directory:
             yield "-o", self.log_directory
             yield "-e", self.log_directory

@@ -263,7 +263,7 @@ def cluster_options(testbed, job_name, mode):
     options = mode_options(mode)
     options["scheduler_options"] = {"dashboard_address": ":0", **options.get("scheduler_options", {})}
     return dict(cores=1, memory="512MiB", queue=testbed.queue, job_name=job_name, death_timeout=30,
-                poll_interval="1s", log_directory=LOGS, **options)
+                poll_interval="1s", log_directory=LOGS, **testbed.cluster_defaults, **options)
 
 
 @pytest.fixture

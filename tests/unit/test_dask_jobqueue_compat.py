@@ -367,7 +367,7 @@ def test_job_queue_cluster_with_a_job_class():
 
     with JobQueueCluster(job_cls=SGEJob, cores=1, memory="1GiB", scheduler_options={"dashboard_address": ":0"},
                          worker_command="dask_cuda.cli worker") as cluster:
-        assert cluster.job_cls is SGEJob and "#$ -pe smp 1" in cluster.job_header
+        assert cluster.job_cls is SGEJob and "#$ -j y" in cluster.job_header
         assert "-m dask_cuda.cli worker" in cluster.job_script()
 
 

@@ -81,17 +81,18 @@ def test_directives_for_every_option():
     j = job(queue="workq", account="proj", walltime="00:07:00", log_directory="/logs", job_name="jn")
     assert directives(j) == [
         ["-N", j.tag], ["-o", "/logs/"], ["-e", "/logs/"], ["-q", "workq"], ["-A", "proj"],
-        ["-l", "select=1:ncpus=2:mem=1024mb"], ["-l", "walltime=00:07:00"],
+        ["-l", "select=1:ncpus=2:mem=1024MB"], ["-l", "walltime=00:07:00"],
     ]
 
 
-def test_memory_in_whole_binary_megabytes_rounded_up():
-    assert ["-l", "select=1:ncpus=2:mem=954mb"] in directives(job(memory="1GB"))
-    assert ["-l", "select=1:ncpus=2:mem=2048mb"] in directives(job(memory="2 GiB"))
+def test_memory_rounded_up_in_the_largest_binary_unit_it_holds_ten_of_as_dask_jobqueue_writes_it():
+    assert ["-l", "select=1:ncpus=2:mem=954MB"] in directives(job(memory="1GB"))
+    assert ["-l", "select=1:ncpus=2:mem=2048MB"] in directives(job(memory="2 GiB"))
+    assert ["-l", "select=1:ncpus=2:mem=27GB"] in directives(job(memory="28GB"))
 
 
 def test_torque_resource_form_and_resource_spec():
-    assert directives(job(resource_type="nodes"))[1:3] == [["-l", "nodes=1:ppn=2"], ["-l", "mem=1024mb"]]
+    assert directives(job(resource_type="nodes"))[1:3] == [["-l", "nodes=1:ppn=2"], ["-l", "mem=1024MB"]]
     args = directives(job(resource_spec="select=1:ncpus=8:mem=4gb:host=n1"))
     assert ["-l", "select=1:ncpus=8:mem=4gb:host=n1"] in args
     assert not any("ncpus=2" in " ".join(a) or "ppn" in " ".join(a) for a in args)

@@ -37,19 +37,23 @@ def directives(j):
     return [shlex.split(line[3:]) for line in j.job_script().splitlines() if line.startswith("#$ ")]
 
 
-def test_directives_request_slots_memory_per_slot_and_walltime():
+def test_directives_request_what_dask_jobqueue_requests_by_default():
     j = job(queue="all.q", account="proj", walltime="01:00:00", log_directory="/logs", job_name="jn")
     assert directives(j) == [
-        ["-N", "jn"], ["-cwd"], ["-o", "/logs"], ["-e", "/logs"], ["-q", "all.q"], ["-P", "proj"],
-        ["-pe", "smp", "4"], ["-l", "mem_free=2048M"], ["-l", "h_rt=01:00:00"], ["-ac", f"jqref_tag={j.tag}"],
-        ["-notify"],
+        ["-N", "jn"], ["-cwd"], ["-j", "y"], ["-o", "/logs"], ["-e", "/logs"], ["-q", "all.q"], ["-P", "proj"],
+        ["-l", "h_rt=01:00:00"], ["-ac", f"jqref_tag={j.tag}"], ["-notify"],
     ]
+
+
+def test_with_a_parallel_environment_slots_and_memory_per_slot():
+    args = directives(job(pe="smp", memory_resource="mem_free"))
+    assert ["-pe", "smp", "4"] in args and ["-l", "mem_free=2048M"] in args
 
 
 def test_pe_and_memory_resource_are_configurable():
     args = directives(job(pe="mpi", memory_resource="h_vmem", resource_spec="gpu=1"))
     assert ["-pe", "mpi", "4"] in args and ["-l", "h_vmem=2048M"] in args and ["-l", "gpu=1"] in args
-    assert not any(a[0] == "-l" and "mem" in a[1] for a in directives(job(memory_resource="")))
+    assert not any(a[0] == "-l" and "mem" in a[1] for a in directives(job(pe="smp", memory_resource="")))
 
 
 @pytest.mark.parametrize("name", ["two words", "a/b", "a:b", "a@b", "a*", "a?"])

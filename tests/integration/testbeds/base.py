@@ -23,6 +23,8 @@ class Testbed:
     #: job's id as the queue shows it (else a per-job scratch directory).
     job_variable = "SLURM_JOB_ID"
     job_variable_is_id = True
+    #: Cluster options every test's clusters get here (what the suite checks the batch system granted).
+    cluster_defaults: dict = {}
 
     def __init__(self, runner: Runner):
         self.runner = runner

@@ -30,6 +30,10 @@ class SGE(Testbed):
     unknown_queue_error = "unknown queue"
     hostile_name_suffix = "$(x)`y`;&|"  # Grid Engine refuses whitespace and quotes in names
     job_variable = "JOB_ID"
+    # The testbed's parallel environment and per-slot memory, so jobs ask for
+    # (and the suite can check) what their workers use; dask-jobqueue's
+    # default, neither, is what dask-jobqueue's own live suite runs here.
+    cluster_defaults = {"pe": "smp", "memory_resource": "mem_free"}
 
     def _xml(self, *argv):
         return ElementTree.fromstring(self.run(*argv))
