@@ -256,8 +256,10 @@ class Job(ProcessInterface):
         if self.max_array_size is not None and (not isinstance(self.max_array_size, int) or self.max_array_size < 1):
             raise ValueError(f"max_array_size must be a whole number of at least 1 (or None: no limit), "
                              f"got {self.max_array_size!r}")
-        if security is not None and self.tls_unavailable:
-            raise ValueError(f"TLS (security=) is not available on {self.config_name}: {self.tls_unavailable}")
+        if security is not None and self.tls_unavailable and not worker_paths(security):
+            raise ValueError(f"TLS (security=) with material in memory is not available on {self.config_name}: "
+                             f"{self.tls_unavailable}; give the workers' certificate and key as files the jobs "
+                             "can read (or, from this machine, set shared_temp_directory)")
         self.security = security
         self.configure()
         if shared_options is None:  # a cluster's jobs share options its template job already rendered
