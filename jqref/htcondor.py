@@ -22,10 +22,8 @@ import re
 import shlex
 from typing import Any
 
-from dask.utils import parse_bytes
-
 from .cluster import JobQueueCluster
-from .job import Job, JobState
+from .job import Job, JobState, rows, size_in_bytes
 from .runners import CommandError
 
 _STATES = {
@@ -142,14 +140,7 @@ class HTCondorJob(Job):
         if self.queue is not None:
             raise ValueError(f"HTCondor has no queues: queue={self.queue!r} cannot be requested")
         self.disk = self.option("disk")
-        self.disk_bytes = None
-        if self.disk:
-            try:
-                self.disk_bytes = parse_bytes(self.disk)
-            except (ValueError, TypeError):
-                raise ValueError(f"disk={self.disk!r} is not a size such as '4 GiB' or '500MB'") from None
-            if self.disk_bytes <= 0:
-                raise ValueError(f"disk must be positive, got {self.disk!r}")
+        self.disk_bytes = size_in_bytes("disk", self.disk) if self.disk else None
         self.environment = dict(self.option("environment") or {})
         # dask-jobqueue's strings: what runs, and what a user may read or replace.
         self.submit_command = shlex.join([*type(self).submit_command, *self.submit_command_extra])
@@ -287,11 +278,8 @@ class HTCondorJob(Job):
 
     @classmethod
     def parse_found(cls, result, tag):
-        for line in result.check().stdout.splitlines():
-            fields = line.split()
-            if len(fields) == 2:
-                return ".".join(fields)
-        return None
+        found = rows(result.check().stdout, 2)
+        return ".".join(found[0]) if found else None
 
     @classmethod
     def status_command(cls, job_ids):
@@ -301,11 +289,7 @@ class HTCondorJob(Job):
     def parse_states(cls, result, job_ids):
         result.check()
         states = {}
-        for line in result.stdout.splitlines():
-            fields = line.split()
-            if len(fields) != 3:
-                continue
-            cluster, proc, status = fields
+        for cluster, proc, status in rows(result.stdout, 3):
             states[f"{cluster}.{proc}"] = _STATES.get(status, (JobState.RUNNING, f"status {status}"))
         if not states and "Failed" in result.stderr:
             raise CommandError(result)

@@ -212,12 +212,7 @@ class Job(ProcessInterface):
         self.cores = int(self.cores)
         if self.cores < 1:
             raise ValueError(f"cores must be at least 1, got {self.cores}")
-        try:
-            self.memory_bytes = parse_bytes(self.memory)
-        except (ValueError, TypeError):
-            raise ValueError(f"memory={self.memory!r} is not a size such as '4 GiB' or '500MB'") from None
-        if self.memory_bytes <= 0:
-            raise ValueError(f"memory must be positive, got {self.memory!r}")
+        self.memory_bytes = size_in_bytes("memory", self.memory)
         self.processes = int(opt("processes") or default_processes(self.cores))
         if not 1 <= self.processes <= self.cores:
             raise ValueError(
@@ -459,6 +454,23 @@ class Job(ProcessInterface):
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name} job_id={self.job_id} state={self.state.value}>"
+
+
+def rows(output: str, columns: int) -> list[list[str]]:
+    """The lines of a status command's output that have `columns` fields, split:
+    anything else (a header, a login shell's noise) is not about a job."""
+    return [fields for fields in (line.split() for line in output.splitlines()) if len(fields) == columns]
+
+
+def size_in_bytes(option: str, value: Any) -> int:
+    """A size option (memory, disk) in bytes, or an error naming it."""
+    try:
+        nbytes = parse_bytes(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{option}={value!r} is not a size such as '4 GiB' or '500MB'") from None
+    if nbytes <= 0:
+        raise ValueError(f"{option} must be positive, got {value!r}")
+    return nbytes
 
 
 def memory_rounded_up(nbytes: int, units: Sequence[tuple[str, int]], at_least: int = 1) -> str:

@@ -13,7 +13,7 @@ job's output goes to `log_directory`, or nowhere.
 from __future__ import annotations
 
 from .cluster import JobQueueCluster
-from .job import Job, JobState
+from .job import Job, JobState, rows
 from .runners import CommandError
 
 #: `bash -c` program: stdin is the job script, $1 the file for its output.
@@ -85,11 +85,7 @@ class LocalJob(Job):
         if not result.ok and (result.returncode != 1 or result.stderr.strip()):
             raise CommandError(result)  # ps exits 1, silently, when none of the processes exists
         states = {}
-        for line in result.stdout.splitlines():
-            fields = line.split()
-            if len(fields) != 2:
-                continue
-            pid, stat = fields
+        for pid, stat in rows(result.stdout, 2):
             states[pid] = (JobState.ENDED, "zombie") if stat.startswith("Z") else (JobState.RUNNING, stat)
         return states
 

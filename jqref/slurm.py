@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .cluster import JobQueueCluster
-from .job import Job, JobState, memory_rounded_up
+from .job import Job, JobState, memory_rounded_up, rows
 from .runners import CommandError
 
 #: scancel's exit status for ESLURM_ALREADY_DONE (2021 % 256): "Job/step already
@@ -97,11 +97,7 @@ class SLURMJob(Job):
                 return {}  # none of them is known any more
             raise CommandError(result)
         states = {}
-        for line in result.stdout.splitlines():
-            fields = line.split()
-            if len(fields) != 2:
-                continue
-            job_id, word = fields
+        for job_id, word in rows(result.stdout, 2):
             if word in _ENDED:
                 states[job_id] = (JobState.ENDED, word)
             elif word in _PENDING:

@@ -3,12 +3,10 @@
 import os
 import shlex
 import signal
-import subprocess
-import sys
-import time
 
 import dask.config
 import pytest
+import stand_in_worker
 
 from jqref.preload import worker_preload_args
 from jqref.slurm import SLURMJob
@@ -140,39 +138,14 @@ def test_cores_and_memory_from_config():
         assert "#SBATCH --x" in job.job_script()
 
 
-#: A compute node's Python: passes the version check; as a worker, logs each
-#: SIGTERM and exits 7 a moment after the first.
-STAND_IN_PYTHON = f"""#!{sys.executable}
-import os, signal, sys, time
-if "-c" in sys.argv:
-    sys.exit(0)
-def term(*_):
-    with open(os.environ["SIGNAL_LOG"], "a") as f:
-        f.write("TERM\\n")
-    signal.setitimer(signal.ITIMER_REAL, 0.5)
-signal.signal(signal.SIGTERM, term)
-signal.signal(signal.SIGALRM, lambda *_: sys.exit(7))
-open(os.environ["SIGNAL_LOG"], "a").write("started\\n")
-while True:
-    time.sleep(0.05)
-"""
-
 
 def test_an_epilogue_runs_after_the_workers_which_still_get_the_batch_shells_sigterm(tmp_path):
-    python = tmp_path / "python"
-    python.write_text(STAND_IN_PYTHON)
-    python.chmod(0o755)
     log, after = tmp_path / "signals", tmp_path / "after"
     script = tmp_path / "job.sh"
-    script.write_text(make_job(python=str(python), job_script_epilogue=[f'echo "workers ended: $status" > {after}'])
-                      .job_script())
-    shell = subprocess.Popen(["bash", str(script)], env={"PATH": "/usr/bin:/bin", "SIGNAL_LOG": str(log)},
-                             start_new_session=True)
-    deadline = time.monotonic() + 20
-    while not (log.exists() and "started" in log.read_text()):
-        assert time.monotonic() < deadline and shell.poll() is None, "the worker never started"
-        time.sleep(0.02)
+    script.write_text(make_job(python=stand_in_worker.install(tmp_path),
+                               job_script_epilogue=[f'echo "workers ended: $status" > {after}']).job_script())
+    shell = stand_in_worker.run_until_started(script, log)
     os.kill(shell.pid, signal.SIGTERM)  # scancel --batch --signal=TERM: the batch shell only
     assert shell.wait(timeout=20) == 7
-    assert log.read_text().splitlines() == ["started", "TERM"]
+    assert log.read_text().splitlines() == ["started False", "TERM"]
     assert after.read_text() == "workers ended: 7\n"

@@ -3,11 +3,10 @@
 import os
 import shlex
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
+import stand_in_worker
 
 from jqref import CommandError, CommandResult, JobState
 from jqref.sge import SGEJob
@@ -105,45 +104,17 @@ def test_found_by_tag_in_the_job_context():
     assert SGEJob.parse_found(CommandResult(("qstat",), 0, "<unknown_jobs/>", ""), "jqref-mine") is None
 
 
-#: The compute node's Python for the job script below: the version check
-#: passes; the worker ignores USR2 if it inherited that (as the job script
-#: arranges), logs every SIGTERM and exits 7 a moment after the first.
-FAKE_PYTHON = f"""#!{sys.executable}
-import os, signal, sys, time
-if "-c" in sys.argv:
-    sys.exit(0)
-log = os.environ["SIGNAL_LOG"]
-def term(*_):
-    with open(log, "a") as f:
-        f.write("TERM\\n")
-    signal.setitimer(signal.ITIMER_REAL, 1.0)
-signal.signal(signal.SIGTERM, term)
-signal.signal(signal.SIGALRM, lambda *_: sys.exit(7))
-with open(log, "a") as f:
-    f.write(f"started {{signal.getsignal(signal.SIGUSR2) == signal.SIG_IGN}}\\n")
-while True:
-    time.sleep(0.05)
-"""
-
-
 def test_qdels_warning_reaches_the_workers_once_as_sigterm_though_grid_engine_sends_it_twice(tmp_path):
     # Grid Engine warns a -notify job with SIGUSR2 to its process group and
     # then again to each of its processes; a second SIGTERM would make a
     # closing nanny die at once (distributed restores SIGTERM's default).
-    python = tmp_path / "python"
-    python.write_text(FAKE_PYTHON)
-    python.chmod(0o755)
     log = tmp_path / "signals"
-    j = job(python=str(python))
+    j = job(python=stand_in_worker.install(tmp_path))
     assert ["-notify"] in directives(j)
     script = tmp_path / "job.sh"
     script.write_text(j.job_script())
-    shell = subprocess.Popen(["bash", str(script)], env={"PATH": "/usr/bin:/bin", "SIGNAL_LOG": str(log)},
-                             start_new_session=True)
+    shell = stand_in_worker.run_until_started(script, log)
     deadline = time.monotonic() + 20
-    while not (log.exists() and "started" in log.read_text()):
-        assert time.monotonic() < deadline and shell.poll() is None, "the worker never started"
-        time.sleep(0.02)
     os.killpg(shell.pid, signal.SIGUSR2)  # the shepherd's kill(-pgid)
     while "TERM" not in log.read_text():
         assert time.monotonic() < deadline, "the warning never reached the worker"
