@@ -320,20 +320,34 @@ class Job(ProcessInterface):
 
     # ---- rendering -------------------------------------------------------
 
+    # dask-jobqueue's names for a job's resources, which its users read.
     @property
-    def worker_memory(self) -> str:
-        """Each worker's memory limit, as dask-jobqueue writes it (e.g. 6.52GiB)."""
-        return format_bytes(self.memory_bytes / self.processes).replace(" ", "")
+    def worker_cores(self) -> int:
+        return self.cores
 
     @property
-    def worker_threads(self) -> int:
+    def worker_memory(self) -> int:
+        """The job's memory in bytes."""
+        return self.memory_bytes
+
+    @property
+    def worker_processes(self) -> int:
+        return self.processes
+
+    @property
+    def worker_process_threads(self) -> int:
         return self.cores // self.processes
+
+    @property
+    def worker_process_memory(self) -> str:
+        """Each worker's memory limit, as dask-jobqueue writes it (e.g. 6.52GiB)."""
+        return format_bytes(self.memory_bytes / self.processes).replace(" ", "")
 
     def worker_words(self) -> list[str]:
         """The command that starts the workers, as shell words (see `shell`
         for what may expand in them)."""
         words = [*self.python_words, "-m", *shell.command("worker_command", [self.worker_command])]
-        args = ["--nthreads", str(self.worker_threads), "--memory-limit", str(self.worker_memory)]
+        args = ["--nthreads", str(self.worker_process_threads), "--memory-limit", self.worker_process_memory]
         if self.worker_command == DASK_WORKER:  # other worker commands may not know these
             if self.processes > 1:
                 args += ["--nworkers", str(self.processes)]
