@@ -4,8 +4,10 @@ One module for the PBS family: the directives and `qstat -f` text they share.
 Cores and memory are one `-l select=1:ncpus=..:mem=..` chunk (PBS
 Professional/OpenPBS), or Torque's `-l nodes=1:ppn=..` and `-l mem=..` with
 ``resource_type="nodes"``; ``resource_spec`` replaces either. Memory is
-written in whole ``mb``, which PBS counts in units of 1024 bytes (so
-``mem=1024mb`` is 1 GiB).
+written as dask-jobqueue writes it, rounded up in the largest of ``GB``,
+``MB``, ``kB`` it holds ten of (``mem=27GB``, ``mem=954MB``): PBS counts these
+in units of 1024, and Slurm's sbatch, behind the Torque-compatible qsub,
+drops the ``B`` and reads ``27G`` the same way.
 
 Job ids are kept as qsub prints them (``123.server``, or a bare ``123``) and
 matched by their sequence number when qstat spells them differently.
@@ -132,6 +134,13 @@ class PBSJob(Job):
     submit_reads_stdin = False
 
     renamed_options = {"project": "account"}  # dask-jobqueue 0.9 deprecates project for -A
+    parameter_docs = """
+    resource_spec : str
+        The ``-l`` resource request, in place of the one made from ``cores`` and ``memory``.
+    resource_type : str
+        ``"select"`` (default, as dask-jobqueue: ``-l select=1:ncpus=<cores>:mem=<memory>``)
+        or ``"nodes"`` (Torque: ``-l nodes=1:ppn=<cores>`` and ``-l mem=<memory>``).
+    """
 
     def configure(self):
         # As dask-jobqueue: PBS's own variable names the account when nothing else does.
@@ -171,12 +180,8 @@ class PBSJob(Job):
             yield "-l", f"mem={memory}"
 
     def directives(self):
+        # dask-jobqueue's lines in its order; the name carries jqref's tag.
         yield "-N", self.tag
-        if self.log_directory:
-            # A directory (trailing slash): PBS names the files after the job id.
-            directory = str(self.log_directory).rstrip("/") + "/"
-            yield "-o", directory
-            yield "-e", directory
         if self.queue:
             yield "-q", str(self.queue)
         if self.account:
@@ -184,6 +189,11 @@ class PBSJob(Job):
         yield from self.resource_directives()
         if self.walltime:
             yield "-l", f"walltime={self.walltime}"
+        if self.log_directory:
+            # A directory (trailing slash): PBS names the files after the job id.
+            directory = str(self.log_directory).rstrip("/") + "/"
+            yield "-e", directory
+            yield "-o", directory
 
     def submit_argv(self):
         # The destination on the command line as well as in the script: qsub's

@@ -50,6 +50,17 @@ class SGEJob(Job):
     array_index_variable = "SGE_TASK_ID"
 
     option_aliases = {"project": "account"}  # dask-jobqueue's name for SGE's -P
+    parameter_docs = """
+    resource_spec : str
+        An extra ``-l`` request, e.g. ``"h_vmem=4G"`` (your site's resource names).
+    pe : str
+        A parallel environment granting ``cores`` slots on one host (``-pe <pe> <cores>``),
+        e.g. ``"smp"``. Default none, as dask-jobqueue: the job gets one slot.
+    memory_resource : str
+        A per-slot memory resource, e.g. ``"mem_free"`` or ``"h_vmem"``: the job asks for
+        ``memory`` spread over its slots (``-l <memory_resource>=<memory/cores>M`` with ``pe``).
+        Default none, as dask-jobqueue.
+    """
 
     def configure(self):
         if _BAD_NAME.search(self.job_name):
@@ -66,12 +77,9 @@ class SGEJob(Job):
         return super().directive_lines()
 
     def directives(self):
+        # dask-jobqueue's lines in its order, with jqref's own options among
+        # the requests and its tag and -notify last.
         yield "-N", self.job_name
-        yield ("-cwd",)
-        yield "-j", "y"  # stdout and stderr in one file, as dask-jobqueue's jobs have them
-        if self.log_directory:
-            yield "-o", self.log_directory
-            yield "-e", self.log_directory
         if self.queue:
             yield "-q", self.queue
         if self.account:
@@ -79,13 +87,20 @@ class SGEJob(Job):
         if self.pe:
             yield "-pe", self.pe, str(self.cores)
         if self.memory_resource:
-            # Per slot: the job gets `cores` slots, so this much each.
-            per_slot = memory_in_units(self.memory_bytes // self.cores, "MiB")
+            # Per slot: with `pe` the job gets `cores` slots, so this much each; else one slot, all of it.
+            per_slot = memory_in_units(self.memory_bytes // (self.cores if self.pe else 1), "MiB")
             yield "-l", f"{self.memory_resource}={per_slot}M"
-        if self.walltime:
-            yield "-l", f"h_rt={self.walltime}"
         if self.resource_spec:
             yield "-l", self.resource_spec
+        if self.walltime:
+            yield "-l", f"h_rt={self.walltime}"
+        if self.log_directory:
+            # A directory (trailing slash): Grid Engine names the file after the job.
+            directory = str(self.log_directory).rstrip("/") + "/"
+            yield "-e", directory
+            yield "-o", directory
+        yield ("-cwd",)
+        yield "-j", "y"  # stdout and stderr in one file (the -o one), as dask-jobqueue's jobs have them
         yield "-ac", f"jqref_tag={self.tag}"
         yield ("-notify",)
 

@@ -33,24 +33,34 @@ class SLURMJob(Job):
     array_index_variable = "SLURM_ARRAY_TASK_ID"
 
     renamed_options = {"project": "account"}  # dask-jobqueue 0.9 deprecates project for -A
+    parameter_docs = """
+    job_cpu : int
+        ``--cpus-per-task``, when it is not ``cores``.
+    job_mem : str
+        ``--mem`` in Slurm's own words, passed as written (``"4000"`` is 4000 MB,
+        ``"0"`` all of a node's); by default ``memory``, rounded up in G, M or K.
+    """
 
     def configure(self):
         self.job_cpu = int(self.option("job_cpu") or self.cores)
-        # The user's words to Slurm, passed as they are; else memory as dask-jobqueue writes it.
-        self.job_mem = self.option("job_mem") or memory_rounded_up(self.memory_bytes, SLURM_MEMORY_UNITS)
+        # The user's words to Slurm, passed as they are (0 too: all of a node's
+        # memory); else memory as dask-jobqueue writes it.
+        job_mem = self.option("job_mem")
+        self.job_mem = (memory_rounded_up(self.memory_bytes, SLURM_MEMORY_UNITS) if job_mem in (None, "")
+                        else str(job_mem))
 
     def directives(self):
         # Spelled as dask-jobqueue spells them, so its users find the lines they know.
         yield "-J", self.job_name
         if self.log_directory:
-            yield "-e", f"{self.log_directory}/{self.job_name}-%j.err"
-            yield "-o", f"{self.log_directory}/{self.job_name}-%j.out"
+            # %J: the job id (a batch script has no step number to add to it).
+            yield "-e", f"{self.log_directory}/{self.job_name}-%J.err"
+            yield "-o", f"{self.log_directory}/{self.job_name}-%J.out"
         if self.queue:
             yield "-p", self.queue
         if self.account:
             yield "-A", self.account
-        yield "-n", "1"
-        yield ("--nodes=1",)  # dask-jobqueue's main branch: some sites spread a job otherwise
+        yield "-n", "1"  # one task cannot span nodes: sites that want --nodes=1 too add it as an extra directive
         yield (f"--cpus-per-task={self.job_cpu}",)
         yield (f"--mem={self.job_mem}",)
         if self.walltime:

@@ -80,8 +80,8 @@ def directives(j):
 def test_directives_for_every_option():
     j = job(queue="workq", account="proj", walltime="00:07:00", log_directory="/logs", job_name="jn")
     assert directives(j) == [
-        ["-N", j.tag], ["-o", "/logs/"], ["-e", "/logs/"], ["-q", "workq"], ["-A", "proj"],
-        ["-l", "select=1:ncpus=2:mem=1024MB"], ["-l", "walltime=00:07:00"],
+        ["-N", j.tag], ["-q", "workq"], ["-A", "proj"],
+        ["-l", "select=1:ncpus=2:mem=1024MB"], ["-l", "walltime=00:07:00"], ["-e", "/logs/"], ["-o", "/logs/"],
     ]
 
 

@@ -41,12 +41,11 @@ def test_directives_for_every_option():
     job = make_job(queue="debug", account="proj", walltime="01:00:00", log_directory="/logs", job_name="jn")
     assert directive_args(job.job_script())[:-1] == [  # spelled as dask-jobqueue spells them
         ["-J", "jn"],
-        ["-e", "/logs/jn-%j.err"],
-        ["-o", "/logs/jn-%j.out"],
+        ["-e", "/logs/jn-%J.err"],
+        ["-o", "/logs/jn-%J.out"],
         ["-p", "debug"],
         ["-A", "proj"],
         ["-n", "1"],
-        ["--nodes=1"],
         ["--cpus-per-task=2"],
         ["--mem=2G"],
         ["-t", "01:00:00"],
@@ -64,6 +63,12 @@ def test_job_cpu_and_job_mem_override_directives_only():
     args = directive_args(job.job_script())
     assert ["--cpus-per-task=4"] in args and ["--mem=4000"] in args
     assert "--nthreads" in command_line(job.job_script())
+
+
+@pytest.mark.parametrize("job_mem", ["100G", "4000", "0", 0, "1500M"])
+def test_job_mem_is_passed_to_slurm_as_written(job_mem):
+    # 0 is Slurm's "all of the node's memory"; a bare number is its MB.
+    assert [f"--mem={job_mem}"] in directive_args(make_job(job_mem=job_mem).job_script())
 
 
 def test_skip_drops_generated_directives_and_never_the_users_own():
@@ -96,7 +101,7 @@ def test_worker_command():
 def test_hostile_directive_values_come_back_unchanged(value):
     args = directive_args(make_job(job_name=value, log_directory=value, queue=value).job_script())
     assert ["-J", value] in args and ["-p", value] in args
-    assert ["-o", f"{value}/{value}-%j.out"] in args
+    assert ["-o", f"{value}/{value}-%J.out"] in args
 
 
 @pytest.mark.parametrize(

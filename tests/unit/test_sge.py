@@ -39,14 +39,20 @@ def directives(j):
 def test_directives_request_what_dask_jobqueue_requests_by_default():
     j = job(queue="all.q", account="proj", walltime="01:00:00", log_directory="/logs", job_name="jn")
     assert directives(j) == [
-        ["-N", "jn"], ["-cwd"], ["-j", "y"], ["-o", "/logs"], ["-e", "/logs"], ["-q", "all.q"], ["-P", "proj"],
-        ["-l", "h_rt=01:00:00"], ["-ac", f"jqref_tag={j.tag}"], ["-notify"],
+        ["-N", "jn"], ["-q", "all.q"], ["-P", "proj"], ["-l", "h_rt=01:00:00"], ["-e", "/logs/"], ["-o", "/logs/"],
+        ["-cwd"], ["-j", "y"], ["-ac", f"jqref_tag={j.tag}"], ["-notify"],
     ]
+    assert not any(a[0] == "-pe" or "mem" in " ".join(a) for a in directives(j))
 
 
 def test_with_a_parallel_environment_slots_and_memory_per_slot():
     args = directives(job(pe="smp", memory_resource="mem_free"))
     assert ["-pe", "smp", "4"] in args and ["-l", "mem_free=2048M"] in args
+
+
+def test_a_memory_resource_without_a_parallel_environment_is_for_the_one_slot():
+    args = directives(job(memory_resource="mem_free"))
+    assert ["-l", "mem_free=8192M"] in args and not any(a[0] == "-pe" for a in args)
 
 
 def test_pe_and_memory_resource_are_configurable():

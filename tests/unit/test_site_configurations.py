@@ -5,7 +5,8 @@ own values), rendered by dask-jobqueue 0.9.0 (a test dependency) and by
 jqref in one process — as in a notebook that imports both while migrating,
 so dask-jobqueue's packaged defaults sit in the dask config too. What is
 compared is what the batch system is asked for and the worker's command
-line as dask-worker's own parser reads it, never the text.
+line as dask-worker's own parser reads it, never the text — but for the
+directive lines, which are dask-jobqueue's own plus jqref's.
 """
 
 from __future__ import annotations
@@ -152,3 +153,33 @@ def test_dask_jobqueues_packaged_defaults_do_not_become_jqrefs():
     # A value the user set (different from the packaged one) is read as before.
     with dask.config.set({"jobqueue.slurm.walltime": "01:00:00"}):
         assert jqref.SLURMJob(cores=1, memory="1GiB").walltime == "01:00:00"
+
+
+#: The directive lines jqref adds to dask-jobqueue's, per scheduler: SLURM's
+#: comment and SGE's context variable carry the tag a lost submission is found
+#: by (PBS's is in the job name), and -notify gives SGE's workers a warning.
+JQREFS_OWN = {"slurm": ("#SBATCH --comment jqref-",), "sge": ("#$ -ac jqref_tag=", "#$ -notify"), "pbs": ()}
+#: The same options for both packages' job classes, and per scheduler its own.
+HEADER_CASES = [
+    {},
+    {"cores": 4, "memory": "28GB", "queue": "q1", "walltime": "01:00:00", "log_directory": "/logs",
+     "job_name": "jn", "job_extra_directives": ["--extra"]},
+    {"cores": 3, "memory": "1GB", "job_directives_skip": ["-t ", "-l walltime", "h_rt"]},
+]
+OWN_CASES = {"slurm": [{"account": "a"}, {"job_cpu": 8, "job_mem": "4000"}],
+             "sge": [{"project": "a"}, {"resource_spec": "h_vmem=4G"}],
+             "pbs": [{"account": "a"}, {"resource_spec": "select=1:ncpus=8:mem=4gb"}]}
+
+
+@pytest.mark.parametrize("scheduler, options", [(s, {**case, **own}) for s in SCHEDULERS
+                                                for case in HEADER_CASES for own in [{}, *OWN_CASES[s]]])
+def test_the_directive_lines_are_dask_jobqueues_plus_jqrefs_own(scheduler, options, quiet, monkeypatch):
+    monkeypatch.delenv("PBS_ACCOUNT", raising=False)
+    options = {"cores": 1, "memory": "1GiB", **options}
+    ours, theirs = (module.__dict__[f"{scheduler.upper()}Job"]("tcp://10.0.0.1:8786", "w-0", **options)
+                    for module in (getattr(jqref, scheduler), getattr(dask_jobqueue, scheduler)))
+    lines = ours.job_header.splitlines()
+    if scheduler == "pbs":  # queued under its name plus the tag's suffix
+        assert lines[0] == f"#PBS -N {ours.tag}" and ours.tag.startswith(f"{ours.job_name}-")
+        lines[0] = f"#PBS -N {ours.job_name}"
+    assert [line for line in lines if not line.startswith(JQREFS_OWN[scheduler])] == theirs.job_header.splitlines()
