@@ -60,7 +60,8 @@ class SLURMJob(Job):
             yield "-p", self.queue
         if self.account:
             yield "-A", self.account
-        yield "-n", "1"  # one task cannot span nodes: sites that want --nodes=1 too add it as an extra directive
+        yield "-n", "1"
+        yield ("--nodes=1",)  # dask-jobqueue's main branch writes it: some sites' defaults would spread a job
         yield (f"--cpus-per-task={self.job_cpu}",)
         yield (f"--mem={self.job_mem}",)
         if self.walltime:

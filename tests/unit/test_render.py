@@ -46,6 +46,7 @@ def test_directives_for_every_option():
         ["-p", "debug"],
         ["-A", "proj"],
         ["-n", "1"],
+        ["--nodes=1"],
         ["--cpus-per-task=2"],
         ["--mem=2G"],
         ["-t", "01:00:00"],

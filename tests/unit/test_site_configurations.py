@@ -155,10 +155,12 @@ def test_dask_jobqueues_packaged_defaults_do_not_become_jqrefs():
         assert jqref.SLURMJob(cores=1, memory="1GiB").walltime == "01:00:00"
 
 
-#: The directive lines jqref adds to dask-jobqueue's, per scheduler: SLURM's
+#: The directive lines jqref adds to dask-jobqueue 0.9.0's, per scheduler: SLURM's
 #: comment and SGE's context variable carry the tag a lost submission is found
-#: by (PBS's is in the job name), and -notify gives SGE's workers a warning.
-JQREFS_OWN = {"slurm": ("#SBATCH --comment jqref-",), "sge": ("#$ -ac jqref_tag=", "#$ -notify"), "pbs": ()}
+#: by (PBS's is in the job name), -notify gives SGE's workers a warning, and
+#: --nodes=1 is dask-jobqueue's main branch's.
+JQREFS_OWN = {"slurm": ("#SBATCH --comment jqref-", "#SBATCH --nodes=1"), "sge": ("#$ -ac jqref_tag=", "#$ -notify"),
+              "pbs": ()}
 #: The same options for both packages' job classes, and per scheduler its own.
 HEADER_CASES = [
     {},
