@@ -185,3 +185,14 @@ def test_the_directive_lines_are_dask_jobqueues_plus_jqrefs_own(scheduler, optio
         assert lines[0] == f"#PBS -N {ours.tag}" and ours.tag.startswith(f"{ours.job_name}-")
         lines[0] = f"#PBS -N {ours.job_name}"
     assert [line for line in lines if not line.startswith(JQREFS_OWN[scheduler])] == theirs.job_header.splitlines()
+
+
+@pytest.mark.parametrize("log_directory", [None, "/scratch/logs"])
+def test_htcondor_jobs_stream_and_name_their_output_as_dask_jobqueues(log_directory, quiet):
+    options = {"cores": 2, "memory": "4GB", "disk": "1GB", "log_directory": log_directory}
+    ours, theirs = (module.HTCondorJob("tcp://10.0.0.1:8786", "w-0", **options)
+                    for module in (jqref.htcondor, dask_jobqueue.htcondor))
+    keys = ["Stream_Output", "Stream_Error", "LogDirectory", "Output", "Error", "Log", "batch_name", "RequestCpus",
+            "RequestMemory", "RequestDisk", "MY.DaskWorkerCores", "MY.DaskWorkerMemory", "MY.DaskWorkerDisk"]
+    assert ({key: ours.job_header_dict.get(key) for key in keys}
+            == {key: theirs.job_header_dict.get(key) for key in keys})
