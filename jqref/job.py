@@ -367,6 +367,14 @@ class Job(ProcessInterface):
             words += ["--local-directory", shell.path("local_directory", self.local_directory)]
         return words + shell.command("worker_extra_args", self.worker_extra_args)
 
+    def log_directory_directives(self) -> Iterable[Sequence[str]]:
+        """`-e dir/` and `-o dir/`, as dask-jobqueue writes them for batch
+        systems (SGE, PBS) that name the files in a directory themselves."""
+        if self.log_directory:
+            directory = str(self.log_directory).rstrip("/") + "/"
+            yield "-e", directory
+            yield "-o", directory
+
     def skip_directives(self, lines: Iterable[str]) -> list[str]:
         """Drop the lines that contain any of `job_directives_skip` (the
         generated ones: the user's `job_extra_directives` are never dropped)."""

@@ -189,11 +189,7 @@ class PBSJob(Job):
         yield from self.resource_directives()
         if self.walltime:
             yield "-l", f"walltime={self.walltime}"
-        if self.log_directory:
-            # A directory (trailing slash): PBS names the files after the job id.
-            directory = str(self.log_directory).rstrip("/") + "/"
-            yield "-e", directory
-            yield "-o", directory
+        yield from self.log_directory_directives()
 
     def submit_argv(self):
         # The destination on the command line as well as in the script: qsub's

@@ -94,11 +94,7 @@ class SGEJob(Job):
             yield "-l", self.resource_spec
         if self.walltime:
             yield "-l", f"h_rt={self.walltime}"
-        if self.log_directory:
-            # A directory (trailing slash): Grid Engine names the file after the job.
-            directory = str(self.log_directory).rstrip("/") + "/"
-            yield "-e", directory
-            yield "-o", directory
+        yield from self.log_directory_directives()
         yield ("-cwd",)
         yield "-j", "y"  # stdout and stderr in one file (the -o one), as dask-jobqueue's jobs have them
         yield "-ac", f"jqref_tag={self.tag}"
