@@ -20,7 +20,7 @@ import re
 import xml.etree.ElementTree as ElementTree
 
 from .cluster import JobQueueCluster
-from .job import Job, JobState, memory_in_units
+from .job import Job, JobState, memory_in_units, supervised
 from .runners import CommandError
 
 # Characters Grid Engine refuses in job names (it answers with an obscure
@@ -100,20 +100,15 @@ class SGEJob(Job):
         yield "-ac", f"jqref_tag={self.tag}"
         yield ("-notify",)
 
-    def shell_commands(self):
-        *before, run = super().shell_commands()
+    def run_workers(self, command):
+        # qdel's notice: close gracefully. Grid Engine sends it twice (to the
+        # process group, then to each process of the job), and a second
+        # SIGTERM makes a closing nanny die at once: pass it on once.
+        warn_once = '[ -n "$warned" ] || { warned=1; kill -TERM "$worker"; }'
         return [
-            *before,
             "trap '' USR2",  # ignored by the workers, who inherit this
-            run.removeprefix("exec ") + " &",
-            "worker=$!",
-            # qdel's notice: close gracefully. Grid Engine sends it twice (to the
-            # process group, then to each process of the job), and a second
-            # SIGTERM makes a closing nanny die at once: pass it on once.
-            "trap '[ -n \"$warned\" ] || { warned=1; kill -TERM \"$worker\"; }' USR2",
-            # wait returns early when the trap runs: wait again until the workers are gone.
-            'wait "$worker"; status=$?',
-            'while kill -0 "$worker" 2>/dev/null; do wait "$worker"; status=$?; done',
+            *supervised(command, "USR2", warn_once),
+            *self.job_script_epilogue,
             'exit "$status"',
         ]
 

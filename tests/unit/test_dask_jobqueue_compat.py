@@ -435,5 +435,9 @@ def test_every_dask_jobqueue_config_key_is_accepted(scheduler):
 
 def test_the_epilogue_runs_after_the_workers_on_every_scheduler(scheduler, site):
     marker = site.root / "after"
-    calls = run_worker(scheduler, site, job_script_epilogue=[f'echo "after $status" > {marker}'])
+    job = make_job(scheduler, site, job_script_epilogue=[f'echo "after $status" > {marker}'])
+    done, calls = site.run(job)
+    assert done.returncode == 0, done.stderr
     assert parsed(calls)["nthreads"] == 1 and marker.read_text() == "after 0\n"
+    # The epilogue, then the workers' status, end the job: nothing of the job script comes after them.
+    assert job.shell_commands()[-2:] == [f'echo "after $status" > {marker}', 'exit "$status"']
