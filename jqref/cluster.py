@@ -188,13 +188,13 @@ class JobQueueCluster(SpecCluster):
                              f"{self.job_cls.tls_unavailable}")
         security = cluster_security(security, shared_host=self.scheduler_on == "login",
                                     tls_unavailable=self.job_cls.tls_unavailable)
-        worker_security = security
+        worker_security, files = security, []
         if security is not None and ssh is None and isinstance(runner, (LocalRunner, type(None))):
             # Jobs started from here read this machine's files: the key goes in one, not in the job script.
             worker_security, files = worker_security_files(
                 security, placement.get("shared_temp_directory", shared_temp_directory))
-            # Removed on close, or when the cluster goes (a constructor that fails later included).
-            self._remove_security_files = weakref.finalize(self, remove_files, files)
+        # Removed on close, or when the cluster goes (a constructor that fails later included).
+        self._remove_security_files = weakref.finalize(self, remove_files, files)
         job_kwargs.update(interface=interface, protocol=protocol, security=worker_security, config_name=config_name,
                           shared_temp_directory=shared_temp_directory)
         # A job rendered from these options now, so that bad options fail here
@@ -437,8 +437,9 @@ class JobQueueCluster(SpecCluster):
         if directory and self.status == Status.created:
             result = await self.runner.run(["mkdir", "-p", "--", str(directory)])
             if not result.ok:
-                raise ValueError(f"log_directory={directory!r} cannot be made on {getattr(self.runner, 'destination', 'this machine')}: "
-                                 f"{CommandError(result)}; give a directory you can write to")
+                where = getattr(self.runner, "destination", "this machine")
+                raise ValueError(f"log_directory={directory!r} cannot be made on {where}: {CommandError(result)}; "
+                                 "give a directory you can write to")
 
     def _adopt_jobs(self) -> None:
         """The jobs of the session attached to become this cluster's, as if it had started them."""
@@ -505,8 +506,7 @@ class JobQueueCluster(SpecCluster):
             self.batch.record.remove()  # kept if cancelling failed: `jqref cleanup` can retry
             if self._owns_runner:
                 await self.runner.close()
-            if hasattr(self, "_remove_security_files"):
-                self._remove_security_files()
+            self._remove_security_files()
 
 
 @atexit.register

@@ -116,7 +116,8 @@ def pytest_runtest_setup(item):
     env = item.config.getoption("-E")
     wanted = _environments(item)
     if wanted and env not in wanted:
-        pytest.skip(f"test requires env in {wanted!r}")
+        pytest.skip(f"needs a live batch system, one of {wanted!r}: run with -E <name> in its testbed "
+                    "(see the README, dask-jobqueue's own tests)")
     for mark in item.iter_markers(name="xfail_env"):
         if env in mark.args[0]:
             item.add_marker(pytest.mark.xfail(reason=mark.args[0][env]))
