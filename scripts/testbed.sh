@@ -53,12 +53,26 @@ ready() { "${compose[@]}" exec -T login bash /src/docker/"$sched"/ready.sh; }
 # login node and on a bastion if the testbed has one. The host gets an ssh
 # config and known_hosts for them in build/ssh/<project>.{config,known_hosts},
 # with host aliases <project>-login, <project>-bastion, <project>-via-bastion.
+# The host keys are also certified by build/ssh/host_ca (see host_certificate).
 ssh_dir="$here/build/ssh"
 ssh_keys() {
     mkdir -p "$ssh_dir/keys" && chmod 700 "$ssh_dir"
     [ -f "$ssh_dir/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C jqref-testbed -f "$ssh_dir/id_ed25519"
     [ -f "$ssh_dir/keys/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C jqref-testbed-host -f "$ssh_dir/keys/ssh_host_ed25519_key"
     cp "$ssh_dir/id_ed25519.pub" "$ssh_dir/keys/authorized_keys"
+    # A certificate authority for host keys, as sites that sign them have
+    # (known_hosts @cert-authority lines): it signs each sshd's host key.
+    [ -f "$ssh_dir/host_ca" ] || ssh-keygen -q -t ed25519 -N '' -C jqref-testbed-host-ca -f "$ssh_dir/host_ca"
+}
+
+# $service's host certificate, signed by the testbed's CA for the names the
+# client reaches it by (service name and address), copied to the node.
+host_certificate() {
+    local service=$1 address=$2 cert="$ssh_dir/certs/$project-$1"
+    mkdir -p "$ssh_dir/certs"
+    cp "$ssh_dir/keys/ssh_host_ed25519_key.pub" "$cert.pub"
+    ssh-keygen -q -s "$ssh_dir/host_ca" -h -I "$project-$service" -n "$service,$address" -V -1d:+90d "$cert.pub"
+    "${compose[@]}" cp "$cert-cert.pub" "$service:/etc/jqref-ssh/ssh_host_ed25519_key-cert.pub" >/dev/null
 }
 
 # A node's address as this machine reaches it: on the `outside` network when it has one.
@@ -101,6 +115,7 @@ start_sshd() {
         # Isolated: the client reaches the login node only, directly.
         [ "$service" = bastion ] && [ "${ISOLATED:-0}" = 1 ] && continue
         "${compose[@]}" cp "$ssh_dir/keys/." "$service:/etc/jqref-ssh" >/dev/null
+        host_certificate "$service" "$(address_of "$service")"
         "${compose[@]}" exec -T "$service" /usr/local/sbin/jqref-sshd
         echo "$(address_of "$service") $host_key" >>"$known"
         printf 'Host %s-%s\n  HostName %s\n' "$project" "$service" "$(address_of "$service")" >>"$config"

@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
 # Start sshd on a testbed node (login, bastion) for the SSH mode of the suite.
 # scripts/testbed.sh copies the keys generated at bring-up into
-# /etc/jqref-ssh first: the host key, and authorized_keys for user dask.
-# Safe to run again: it only (re)installs keys and starts sshd if missing.
+# /etc/jqref-ssh first: the host key, authorized_keys for user dask, and the
+# host certificate the testbed's CA signed for this node (for known_hosts
+# @cert-authority lines), if there is one.
+# Safe to run again: it (re)installs keys, starts sshd if missing, and has a
+# running sshd re-read its configuration if that changed.
 set -euo pipefail
 keys=/etc/jqref-ssh
 install -m 0600 "$keys/ssh_host_ed25519_key" /etc/ssh/ssh_host_ed25519_key
 install -m 0644 "$keys/ssh_host_ed25519_key.pub" /etc/ssh/ssh_host_ed25519_key.pub
+certificate=
+if [ -f "$keys/ssh_host_ed25519_key-cert.pub" ]; then
+    install -m 0644 "$keys/ssh_host_ed25519_key-cert.pub" /etc/ssh/ssh_host_ed25519_key-cert.pub
+    certificate="HostCertificate /etc/ssh/ssh_host_ed25519_key-cert.pub"
+fi
 install -d -o dask -g dask -m 0700 /home/dask/.ssh
 install -o dask -g dask -m 0600 "$keys/authorized_keys" /home/dask/.ssh/authorized_keys
 install -d -m 0755 /run/sshd
-cat >/etc/ssh/sshd_config.d/jqref.conf <<CONF
+config=/etc/ssh/sshd_config.d/jqref.conf
+before=$(cat "$config" 2>/dev/null || true)
+cat >"$config" <<CONF
 HostKey /etc/ssh/ssh_host_ed25519_key
+$certificate
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin no
@@ -19,4 +30,8 @@ AllowUsers dask
 AllowTcpForwarding yes
 MaxSessions 10
 CONF
-pgrep -x sshd >/dev/null || /usr/sbin/sshd
+if ! pgrep -x sshd >/dev/null; then
+    /usr/sbin/sshd
+elif [ "$before" != "$(cat "$config")" ]; then
+    pkill -HUP -x -o sshd  # the listener (the oldest sshd) re-executes itself with the new configuration
+fi
