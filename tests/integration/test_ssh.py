@@ -118,3 +118,61 @@ def test_connection_killed_during_scale_ends_with_exactly_the_requested_jobs(
         assert "was interrupted" in caplog.text
     finally:
         runner.run_blocking(["rm", "-f", profile])
+
+
+# ---- known_hosts as OpenSSH reads it: host certificates, @revoked, hashed names --------
+
+
+def host_ca() -> str:
+    """The public key of the CA scripts/testbed.sh signs the login and bastion
+    host keys with (a host certificate each, for their names and addresses)."""
+    ca = os.path.join(os.path.dirname(__file__), "..", "..", "build", "ssh", "host_ca.pub")
+    return " ".join(open(ca).read().split()[:2])
+
+
+def hop_names(config) -> list[str]:
+    return [hop.hostname for hop in SSHRunner(destination(), config_file=str(config)).hops]
+
+
+@pytest.mark.placement_independent
+def test_host_certificate_signed_by_a_listed_ca_is_accepted(runner, ssh_files):
+    config, known, _ = ssh_files
+    # No host key at all, only the CA, for the names of every hop (and one that is excluded).
+    known.write_text(f"@cert-authority {','.join(hop_names(config))},!excluded.example {host_ca()}\n")
+    assert SSHRunner(destination(), config_file=str(config)).run_blocking(["echo", "ok"]).stdout == "ok\n"
+    # The same CA listed for other hosts only: nothing vouches for these.
+    known.write_text(f"@cert-authority *.example,!{hop_names(config)[0]} {host_ca()}\n")
+    with pytest.raises(paramiko.SSHException, match="not found in known_hosts"):
+        SSHRunner(destination(), config_file=str(config)).run_blocking(["true"])
+
+
+@pytest.mark.placement_independent
+def test_revoked_host_key_is_refused_with_where_it_is_revoked(runner, ssh_files):
+    config, known, real_known = ssh_files
+    host_key = " ".join(open(real_known).read().split()[1:3])
+    known.write_text(f"@cert-authority * {host_ca()}\n@revoked * {host_key}\n")
+    with pytest.raises(paramiko.SSHException, match=rf"revoked.*{known}:2") as refused:
+        SSHRunner(destination(), config_file=str(config)).run_blocking(["true"])
+    assert hop_names(config)[0] in str(refused.value)
+
+
+@pytest.mark.placement_independent
+def test_new_host_is_appended_hashed_and_the_file_is_otherwise_untouched(runner, ssh_files):
+    config, known, _ = ssh_files
+    with open(config, "a") as f:
+        f.write("Host *\n  HashKnownHosts yes\n")
+    # What paramiko cannot read, or could not write back: comments, a CA line,
+    # a key type it does not know, a line without a final newline.
+    before = (b"# site keys, managed by hand\n"
+              b"@cert-authority *.other.example " + host_ca().encode() + b"\n"
+              b"old.example sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t  # a key\n"
+              b"other.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBzd")
+    known.write_bytes(before)
+    runner = SSHRunner(destination(), config_file=str(config), trust_unknown_hosts=True)
+    assert runner.run_blocking(["echo", "ok"]).stdout == "ok\n"
+    after = known.read_bytes()
+    assert after.startswith(before + b"\n")
+    added = after[len(before) + 1:].decode().splitlines()
+    assert len(added) == len(hop_names(config))  # one line per hop, its name hashed
+    assert all(line.startswith("|1|") and line.split()[1] == "ssh-ed25519" for line in added)
+    assert SSHRunner(destination(), config_file=str(config)).run_blocking(["true"]).ok  # hashed lines read back
