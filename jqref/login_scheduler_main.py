@@ -5,8 +5,8 @@ workers need anyway.
 Protocol: one JSON line on stdin, ``{"options": <Scheduler kwargs>,
 "security": <Security kwargs with PEM contents> or null, "session": null or
 {"directory", "idle_timeout", "cancel_command"}}``; one JSON line on stdout
-once the scheduler listens, ``{"address", "dashboard_port", "pid"}`` (and
-"certificate", its certificate's SHA-256, with TLS).
+once the scheduler listens, ``{"address", "dashboard_port", "pid",
+"process_start"}`` (and "certificate", its certificate's SHA-256, with TLS).
 
 Without a session the scheduler lives as long as the SSH channel: it closes
 when stdin does (the client closed it, or the connection is gone).
@@ -16,7 +16,9 @@ With one it is detached: it runs in a session of its own, logging to
 ``<directory>/state.json`` (both private to the user), and the command
 that started it returns. It ends when a client closes it, or when no client
 has been connected and no cluster object has sent a heartbeat for
-`idle_timeout` seconds: then it cancels the jobs it was last told about.
+`idle_timeout` seconds, or on SIGTERM or SIGINT (``jqref cleanup`` sends
+SIGTERM): then it cancels the jobs it was last told about. Ended any of
+these ways, it leaves nothing behind in `directory`.
 A client whose connection drops keeps what it wanted held until it
 connects again, so that its futures complete after a reconnect.
 """
@@ -27,6 +29,7 @@ import hashlib
 import json
 import shutil
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -35,6 +38,32 @@ import time
 from distributed import Scheduler
 from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.security import Security
+
+
+def process_start(stat):
+    """When a process started, from its /proc/<pid>/stat line (field 22, clock
+    ticks since boot). With its pid it names one process, where the pid alone
+    may be another process's once the first has ended."""
+    return stat.rpartition(")")[2].split()[19]
+
+
+def own_process_start():
+    """This process's start (see `process_start`); None where there is no /proc."""
+    try:
+        with open(f"/proc/{os.getpid()}/stat") as f:
+            return process_start(f.read())
+    except OSError:
+        return None
+
+
+def signalled():
+    """A future set to the name of the first SIGTERM or SIGINT this process gets,
+    which then no longer kills it outright."""
+    loop = asyncio.get_running_loop()
+    received = loop.create_future()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, lambda name=signum.name: received.done() or received.set_result(name))
+    return received
 
 
 def write_private(path, data):
@@ -132,8 +161,14 @@ class Session(SchedulerPlugin):
         """Close once nobody has been in touch for `idle_timeout`, cancelling the jobs first."""
         while not self.idle():
             await asyncio.sleep(min(5, self.idle_timeout / 4))
-        print(f"no client for {self.idle_timeout:g} s: cancelling {len(self.state['jobs'])} job(s) and closing",
-              file=sys.stderr, flush=True)
+        await self.end(f"no client for {self.idle_timeout:g} s")
+
+    async def end_on(self, signal_name):
+        """Close on a signal as when left idle, so that the process exits through its cleanup."""
+        await self.end(f"got {await signal_name}")
+
+    async def end(self, why):
+        print(f"{why}: cancelling {len(self.state['jobs'])} job(s) and closing", file=sys.stderr, flush=True)
         if self.state["jobs"]:
             await asyncio.to_thread(subprocess.run, [*self.cancel_command, *self.state["jobs"]])
         await self.scheduler.close()
@@ -145,12 +180,14 @@ async def serve(spec, announce=sys.stdout):
     async with Scheduler(security=security, **spec["options"]) as scheduler:
         dashboard = scheduler.services.get("dashboard")
         started = {"address": scheduler.address, "dashboard_port": dashboard.port if dashboard else None,
-                   "pid": os.getpid()}
+                   "pid": os.getpid(), "process_start": own_process_start()}
         if security is not None:  # what an attaching client checks (jqref.session.certificate_fingerprint)
             started["certificate"] = hashlib.sha256(spec["security"]["tls_scheduler_cert"].strip().encode()).hexdigest()
         if session:
-            ended = [Session(scheduler, session["directory"], session["idle_timeout"], session["cancel_command"],
-                             started).expire()]
+            signal_name = signalled()  # before the state exists: a signal from then on ends the scheduler cleanly
+            detached = Session(scheduler, session["directory"], session["idle_timeout"], session["cancel_command"],
+                               started)
+            ended = [detached.expire(), detached.end_on(signal_name)]
         else:
             ended = [stdin_closed()]
         print(json.dumps(started), file=announce, flush=True)

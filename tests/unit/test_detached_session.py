@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
 import sys
 import time
 import types
 
 import dask.config
 import distributed.scheduler
+import pytest
 from distributed import Client, Scheduler, Worker
+from distributed.core import rpc
 
-from jqref import client_reconnect
+from jqref import client_reconnect, login_scheduler_main
 from jqref.login_scheduler_main import Session
 
 
@@ -26,10 +31,23 @@ def session_of(scheduler, directory, idle_timeout=60.0, cancel_command=("true",)
     return Session(scheduler, str(directory), idle_timeout, list(cancel_command), {"address": scheduler.address})
 
 
+def record_arguments_in(path):
+    """A cancel command that writes its arguments to `path`."""
+    return [sys.executable, "-c", "import sys; open(sys.argv[1], 'w').write(' '.join(sys.argv[2:]))", str(path)]
+
+
+def running(pid):
+    """Whether `pid` runs (a zombie does not: the process that reaps it may not be ours)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_left_alone_for_its_idle_timeout_it_cancels_the_jobs_it_was_told_about_and_closes(tmp_path):
     cancelled = tmp_path / "cancelled"
-    record_arguments = [sys.executable, "-c", "import sys; open(sys.argv[1], 'w').write(' '.join(sys.argv[2:]))",
-                        str(cancelled)]
+    record_arguments = record_arguments_in(cancelled)
 
     async def main():
         async with Scheduler(dashboard_address=":0") as scheduler:
@@ -44,6 +62,42 @@ def test_left_alone_for_its_idle_timeout_it_cancels_the_jobs_it_was_told_about_a
     assert run(main()) == "closed"
     assert cancelled.read_text() == "11 12"
     assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_detached_scheduler_keeps_its_state_private_and_ended_by_a_signal_cancels_its_jobs_and_leaves_nothing(
+        tmp_path, signum):
+    # The scheduler as the login node runs it: detached by the command that starts it, which returns.
+    cancelled = tmp_path / "cancelled"
+    spec = {"options": {"host": "127.0.0.1", "dashboard_address": ":0"}, "security": None,
+            "session": {"directory": ".jqref/sessions/s1", "idle_timeout": 60,
+                        "cancel_command": record_arguments_in(cancelled)}}
+    start = subprocess.run([sys.executable, login_scheduler_main.__file__], input=json.dumps(spec) + "\n",
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert start.returncode == 0, start.stderr
+    started = json.loads(start.stdout)
+    try:
+        async def tell_jobs():
+            async with rpc(started["address"]) as scheduler:
+                await scheduler.jqref_heartbeat(jobs={"11": "w-0", "12": "w-1"})
+
+        run(tell_jobs())
+        session = tmp_path / ".jqref" / "sessions" / "s1"
+        private = {path: 0o700 for path in (session.parent.parent, session.parent, session)}
+        private |= {session / "state.json": 0o600, session / "scheduler.log": 0o600}
+        assert {path: path.stat().st_mode & 0o777 for path in private} == private
+        assert json.loads((session / "state.json").read_text())["jobs"] == {"11": "w-0", "12": "w-1"}
+
+        os.kill(started["pid"], signum)
+        deadline = time.monotonic() + 30
+        while running(started["pid"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not running(started["pid"])
+        assert cancelled.read_text() == "11 12"
+        assert not session.exists() and list((tmp_path / ".jqref" / "sessions").iterdir()) == []
+    finally:
+        if running(started["pid"]):
+            os.kill(started["pid"], signal.SIGKILL)
 
 
 def test_a_client_in_touch_or_a_heartbeat_keeps_it_open_and_a_silent_open_stream_does_not(tmp_path, monkeypatch):
