@@ -16,8 +16,16 @@ cancel command only if the job is still there after the grace period.
 
 A job the batch system reports as over (failed, cancelled from outside, or
 simply gone from the queue) is handed to `on_ended` so the cluster can
-replace it. A poll that fails says
-nothing about the jobs and changes nothing.
+replace it. A poll that fails says nothing about the jobs and changes
+nothing; a job missing from one answer is only in doubt (status commands
+answer empty or cut short when the controller is busy), and counts as gone
+once the next answer misses it too.
+
+A submission whose outcome is unknown (the command timed out, the
+connection dropped, or it printed no id that can be read) is looked up by
+its tag: found, it is tracked as if submitted; confirmed absent, its error
+stands; if even the lookup fails, it is looked up again when the cluster
+closes, so that nothing is left in the queue unknown.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from distributed.core import Status
 
 from .job import Job, JobState
 from .records import JobRecord
-from .runners import CommandError, ConnectionLost, Runner
+from .runners import CommandError, CommandTimeout, ConnectionLost, Runner
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +55,14 @@ MAX_ID_CHARACTERS_PER_COMMAND = 16_000
 COMMAND_NOT_FOUND = 127
 
 
-class JobCancelError(RuntimeError):
-    """Some jobs could not be cancelled, or are still in the queue after cancelling."""
+class JobCancelError(Exception):
+    """Some jobs could not be cancelled, or are still in the queue after
+    cancelling. Not a RuntimeError: distributed's synchronous ``close()``
+    swallows those, and this one must reach the user."""
+
+
+class UnreadableSubmitAnswer(CommandError):
+    """A submit command succeeded but printed no job id that can be read."""
 
 
 def chunks(ids: Sequence[str], max_ids: int = MAX_IDS_PER_COMMAND,
@@ -100,11 +114,15 @@ class BatchQueue:
         self.active: dict[str, Job] = {}
         #: Jobs we asked the batch system to cancel and have not yet seen leave.
         self.cancelled: dict[str, Job] = {}
-        self.cancel_errors: list[str] = []
+        #: Why each job whose last cancel failed is still here, by id.
+        self.cancel_errors: dict[str, str] = {}
+        #: Submissions whose outcome is still unknown: (the job submitted, the jobs it stands for).
+        self.unconfirmed: list[tuple[Job, list[Job]]] = []
+        #: Ids the last poll's answer did not mention: gone if the next one misses them too.
+        self._missing: set[str] = set()
         self._submit_round: _SubmitRound | None = None
         self._cancel_round: _CancelRound | None = None
         self._hard_cancels: set[asyncio.Task] = set()
-        self._record_save_pending = False
         #: Cleared when this site lacks the signal command (e.g. qsig under the Slurm-backed PBS commands).
         self._can_signal = job_cls.signal_command is not None
         self.polls = 0
@@ -118,7 +136,6 @@ class BatchQueue:
         job.job_id = job_id
         job.status = Status.running
         self.active[job_id] = job
-        self._save_record_soon()
 
     async def submit(self, job: Job) -> str:
         """Submit one job, together with every other job whose submission is
@@ -136,6 +153,7 @@ class BatchQueue:
                 self._submit_round = None
                 await asyncio.gather(*(self._submit_together(jobs, submit_round.outcomes)
                                        for jobs in self._submissions(submit_round.jobs)))
+                self.save_record_or_warn()  # one write for the jobs of one scale()
             finally:
                 self._submit_round = None
                 submit_round.done.set()
@@ -173,7 +191,6 @@ class BatchQueue:
         for job, job_id in zip(jobs, job_ids):
             outcomes[job] = job_id
             self.active[job_id] = job
-        self._save_record_soon()
         self.submitted += len(jobs)
         if len(jobs) == 1:
             logger.info("submitted %s as job %s", jobs[0].name, job_ids[0])
@@ -182,28 +199,45 @@ class BatchQueue:
                         len(jobs), jobs[0].name, jobs[-1].name, job_ids[0], job_ids[-1])
 
     async def _submit_reconciled(self, jobs: list[Job]) -> list[str]:
-        """The ids of `jobs` once submitted, and submitted only once even if the
-        connection is lost while the batch system answers."""
+        """The ids of `jobs` once submitted, and submitted only once even if
+        the submission's outcome is unknown for a while."""
         script_job = jobs[0] if len(jobs) == 1 else jobs[0].array_of(jobs)
         try:
             first_id = await self._submit_once(script_job)
-        except ConnectionLost as lost:
-            # The submission may or may not have reached the batch system:
-            # ask the queue for the job's tag rather than submit it twice,
-            # once a submit command that outlived the connection has finished.
-            if lost.remote_pid is not None:
-                await self._wait_until_gone(lost.remote_pid)
-            first_id = await self._find(script_job)
-            if first_id is None:
-                logger.warning("submission of %s was interrupted before it reached the queue; submitting again",
-                               script_job.name)
-                first_id = await self._submit_once(script_job)
-            else:
-                logger.warning("submission of %s was interrupted but reached the queue as job %s",
-                               script_job.name, first_id)
+        except (ConnectionLost, CommandTimeout, UnreadableSubmitAnswer) as unknown:
+            first_id = await self._look_up(script_job, jobs, unknown)
+        return self._element_ids(jobs, first_id)
+
+    def _element_ids(self, jobs: list[Job], first_id: str) -> list[str]:
         if len(jobs) == 1:
             return [first_id]
         return [self.job_cls.element_id(first_id, self.job_cls.array_first_index + i) for i in range(len(jobs))]
+
+    async def _look_up(self, script_job: Job, jobs: list[Job], unknown: CommandError) -> str:
+        """The id of a submission whose outcome is `unknown`, looked up by its
+        tag once a submit command that outlived its caller has finished. A lost
+        connection is submitted again if the job is not there; a command that
+        timed out or printed nonsense is not (it would again), and its error
+        stands once the job is known not to be in the queue."""
+        remote_pid = getattr(unknown, "remote_pid", None)
+        if remote_pid is not None:
+            await self._wait_until_gone(remote_pid)
+        try:
+            first_id = await self._find(script_job)
+        except CommandError as e:
+            self.unconfirmed.append((script_job, jobs))
+            raise CommandError(unknown.result, f"{unknown.what}, and whether its job reached the queue is "
+                               f"unknown: looking for it by its tag failed ({e}); the cluster looks again "
+                               "when it closes") from unknown
+        if first_id is not None:
+            logger.warning("submission of %s %s but reached the queue as job %s",
+                           script_job.name, unknown.what, first_id)
+            return first_id
+        if not isinstance(unknown, ConnectionLost):
+            raise unknown
+        logger.warning("submission of %s was interrupted before it reached the queue; submitting again",
+                       script_job.name)
+        return await self._submit_once(script_job)
 
     async def _submit_once(self, job: Job) -> str:
         script = job.job_script()
@@ -214,7 +248,11 @@ class BatchQueue:
             async with self.runner.script_file(script) as path:
                 result = await self.runner.run([*argv, path])
         self.submit_commands += 1
-        return self.job_cls.parse_job_id(result.check().stdout)
+        output = result.check().stdout
+        try:
+            return self.job_cls.parse_job_id(output)
+        except ValueError as e:
+            raise UnreadableSubmitAnswer(result, f"printed no job id ({e})") from None
 
     async def _wait_until_gone(self, pid: int, timeout: float = 120.0) -> None:
         """Until process `pid` no longer runs where the commands run: a submit
@@ -339,27 +377,30 @@ class BatchQueue:
                 # A poll may have seen it end while we were cancelling.
                 self.active.pop(job_id, None)
                 self.cancelled[job_id] = job
+                self.cancel_errors.pop(job_id, None)
             return
         if len(jobs) > 1:
             for job_id, job in jobs.items():
                 await self._cancel_chunk({job_id: job})
             return
         message = str(CommandError(result))
-        self.cancel_errors.append(message)
         ((job_id, job),) = jobs.items()
+        self.cancel_errors[job_id] = message
         logger.error("could not cancel job %s (%s): %s", job_id, job.name, message)
 
-    def _save_record(self) -> None:
-        self._record_save_pending = False
+    def save_record(self) -> None:
+        """Write the record of the jobs in the queue; an OSError says it could not be."""
         if self.record is not None:
             self.record.save({job_id: job.name for job_id, job in {**self.active, **self.cancelled}.items()})
 
-    def _save_record_soon(self) -> None:
-        """Save once the submissions finishing in this moment are all in: the
-        jobs of one scale() cost one write of the record, not one each."""
-        if self.record is not None and not self._record_save_pending:
-            self._record_save_pending = True
-            asyncio.get_running_loop().call_soon(self._save_record)
+    def save_record_or_warn(self) -> None:
+        """Write the record, or say loudly that it could not be: the jobs are
+        in the queue either way, and the cluster goes on tracking them."""
+        try:
+            self.save_record()
+        except OSError as e:
+            logger.error("%s: if this process dies, its jobs (%s) must be cancelled by hand",
+                         e, ", ".join(sorted({**self.active, **self.cancelled})) or "none yet")
 
     async def poll(self) -> None:
         """Ask the batch system about every job once; report the ones that ended."""
@@ -369,7 +410,14 @@ class BatchQueue:
         states = await self._states(ids)
         self.polls += 1
         changed = False
+        missing = {job_id for job_id in ids if job_id not in states}
+        if missing and not states:
+            logger.info("the batch system's answer named none of the %d jobs asked about; "
+                        "they count as gone only if the next answer misses them too", len(ids))
+        in_doubt, self._missing = missing - self._missing, missing
         for job_id in ids:
+            if job_id in in_doubt:
+                continue
             state, detail = states.get(job_id, (JobState.ENDED, "left the queue"))
             if job_id in self.cancelled:
                 if state is JobState.ENDED:
@@ -380,13 +428,15 @@ class BatchQueue:
                 job.state = state
                 if state is JobState.HELD:
                     await self.cancel(job)  # it would sit in the queue for ever
+                    if job_id in self.active:  # the cancel failed: still ours, tried again next poll
+                        continue
                 if not state.active:
                     self.active.pop(job_id, None)
                     job.ended(state)
                     self.on_ended(job, detail)
                     changed = True
         if changed:
-            self._save_record()
+            self.save_record_or_warn()
 
     async def _states(self, ids: list[str]) -> dict[str, tuple[JobState, str]]:
         """What the batch system says about `ids`: one status command, or one per chunk."""
@@ -414,27 +464,56 @@ class BatchQueue:
             except Exception as e:
                 logger.warning("polling the batch system failed; will retry: %s", e)
 
-    async def cancel_all(self, timeout: float = 120.0, interval: float = 1.0) -> None:
-        """Cancel every job still active, wait until the batch system shows none
-        of them, and raise `JobCancelError` if that did not happen."""
+    async def cancel_all(self, timeout: float = 120.0, interval: float = 1.0, failed_polls: int = 5) -> None:
+        """Cancel every job still active (and any unconfirmed submission found
+        now), wait until the batch system shows none of them, and raise
+        `JobCancelError` naming the jobs left if that did not happen. Waiting
+        stops early once the status command has failed `failed_polls` times
+        in a row: nothing more can be learnt from it."""
+        await self._find_unconfirmed()
         await asyncio.gather(*(self.cancel(job) for job in list(self.active.values())))
         deadline = time.monotonic() + timeout
         wait = min(0.1, interval)
-        while self.cancelled and time.monotonic() < deadline:
-            with contextlib.suppress(CommandError):
+        poll_errors: list[CommandError] = []
+        while self.cancelled and time.monotonic() < deadline and len(poll_errors) < failed_polls:
+            try:
                 await self.poll()
+                poll_errors = []
+            except CommandError as e:
+                poll_errors.append(e)
             if self.cancelled:
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, interval)
         for task in self._hard_cancels:  # their jobs have left, or are reported below
             task.cancel()
-        problems = list(self.cancel_errors)
+        problems = [f"could not cancel job {job_id}: {error}" for job_id, error in self.cancel_errors.items()]
+        problems += [f"the submission of {job.name} may have reached the queue (tag {job.tag}) and could not be "
+                     "looked up" for job, _ in self.unconfirmed]
         if self.cancelled:
-            problems.append(
-                f"still in the queue {timeout:g} s after cancelling: {', '.join(sorted(self.cancelled))}"
-            )
+            why = (f"the status command failed {len(poll_errors)} times in a row ({poll_errors[-1]})" if poll_errors
+                   else f"{timeout:g} s after cancelling")
+            problems.append(f"not confirmed gone, {why}: {', '.join(sorted(self.cancelled))}")
         if problems:
-            raise JobCancelError("; ".join(problems))
+            left = sorted({*self.cancel_errors, *self.cancelled})
+            cleanup = f"`jqref cleanup {self.record.id}` cancels them" if self.record is not None else ""
+            raise JobCancelError(f"jobs may be left in the queue ({', '.join(left) or 'ids unknown'}): "
+                                 f"{'; '.join(problems)}" + (f". {cleanup}" if cleanup else ""))
+
+    async def _find_unconfirmed(self) -> None:
+        """Look once more for the submissions whose outcome was unknown: found
+        ones are tracked, to be cancelled with the rest."""
+        for script_job, jobs in list(self.unconfirmed):
+            try:
+                first_id = await self._find(script_job)
+            except CommandError as e:
+                logger.warning("still cannot tell whether %s reached the queue: %s", script_job.name, e)
+                continue
+            self.unconfirmed.remove((script_job, jobs))
+            if first_id is not None:
+                logger.warning("the submission of %s had reached the queue as job %s", script_job.name, first_id)
+                for job, job_id in zip(jobs, self._element_ids(jobs, first_id)):
+                    job.job_id = job_id
+                    self.active[job_id] = job
 
     def cancel_all_blocking(self) -> None:
         """Last resort at interpreter exit, when no event loop is left."""

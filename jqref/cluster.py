@@ -422,6 +422,10 @@ class JobQueueCluster(SpecCluster):
 
     async def _start(self):
         await self._make_log_directory()
+        if self.status == Status.created:
+            # Before any job: a record that cannot be written stops the
+            # cluster here, not after jobs it could not account for.
+            self.batch.save_record()
         await super()._start()
         self._adopt_jobs()
         if self._watch is None:
@@ -450,6 +454,8 @@ class JobQueueCluster(SpecCluster):
             self.workers[name] = job
             self._created.add(job)
             self._connected_jobs.add(name)
+        if self._adopted:
+            self.batch.save_record_or_warn()
         self._adopted = {}
 
     async def _watch_worker_status(self, comm):
@@ -499,11 +505,13 @@ class JobQueueCluster(SpecCluster):
                 with suppress(asyncio.CancelledError):
                     await task
         try:
-            await super()._close()
-        finally:
-            # Jobs scale-down could not cancel, and any the spec no longer knows.
-            await self.batch.cancel_all()
+            try:
+                await super()._close()
+            finally:
+                # Jobs scale-down could not cancel, and any the spec no longer knows.
+                await self.batch.cancel_all()
             self.batch.record.remove()  # kept if cancelling failed: `jqref cleanup` can retry
+        finally:
             if self._owns_runner:
                 await self.runner.close()
             self._remove_security_files()

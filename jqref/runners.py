@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import shlex
+import signal
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -43,6 +44,8 @@ class CommandError(RuntimeError):
 
     def __init__(self, result: CommandResult, what: str = "failed"):
         self.result = result
+        #: What went wrong, in words that follow the command line.
+        self.what = what
         output = (result.stderr.strip() or result.stdout.strip() or "(no output)")
         super().__init__(
             f"{shlex.join(result.argv)} {what} (exit {result.returncode}): {output}"
@@ -50,11 +53,16 @@ class CommandError(RuntimeError):
 
 
 class CommandTimeout(CommandError):
+    """A command gave no answer in time and was ended: it may or may not have
+    taken effect (a submit command may have queued its job first)."""
+
     def __init__(self, argv: Sequence[str], timeout: float):
         super().__init__(
             CommandResult(tuple(argv), -1, "", f"no answer within {timeout:g} s"),
             what="timed out",
         )
+        #: The command's process on the remote host, if it had started (SSH).
+        self.remote_pid: int | None = None
 
 
 class ConnectionLost(CommandError):
@@ -94,8 +102,21 @@ def _checked_argv(argv: Sequence[str]) -> tuple[str, ...]:
     return tuple(str(arg) for arg in argv)
 
 
+#: How long a command's process group may take to go once killed: a process
+#: that left the group may still hold its output open.
+KILLED_GROUP_GRACE = 5.0
+
+
+def _kill_group(pid: int) -> None:
+    """End a timed-out command and everything it started: a site wrapper's
+    child holding the command's output must not keep the caller waiting."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
 class LocalRunner:
-    """Run commands on this machine with asyncio subprocesses (no shell)."""
+    """Run commands on this machine with asyncio subprocesses (no shell).
+    Each command leads a process group of its own, ended whole on timeout."""
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT):
         self.timeout = timeout
@@ -109,6 +130,7 @@ class LocalRunner:
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                start_new_session=True,
             )
         except OSError as e:
             return CommandResult(argv, 127, "", f"cannot run {argv[0]}: {e.strerror}")
@@ -117,8 +139,9 @@ class LocalRunner:
                 proc.communicate(stdin.encode() if stdin is not None else None), timeout
             )
         except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
+            _kill_group(proc.pid)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(proc.wait(), KILLED_GROUP_GRACE)
             raise CommandTimeout(argv, timeout) from None
         return CommandResult(argv, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 
@@ -126,12 +149,20 @@ class LocalRunner:
         argv = _checked_argv(argv)
         timeout = timeout or self.timeout
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise CommandTimeout(argv, timeout) from None
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, start_new_session=True)
         except OSError as e:
             return CommandResult(argv, 127, "", f"cannot run {argv[0]}: {e.strerror}")
-        return CommandResult(argv, proc.returncode, proc.stdout, proc.stderr)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(KILLED_GROUP_GRACE)
+            proc.stdout.close()
+            proc.stderr.close()
+            raise CommandTimeout(argv, timeout) from None
+        return CommandResult(argv, proc.returncode, out, err)
 
     @contextlib.asynccontextmanager
     async def script_file(self, text):

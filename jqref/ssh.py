@@ -3,7 +3,8 @@
 One long-lived connection per login host carries every command as its own
 channel, at most `max_sessions` at a time (below sshd's MaxSessions).
 Authentication and hosts follow OpenSSH: the ssh config as `ssh_config`
-resolves it, the agent, and known_hosts checked on every hop.
+resolves it, the agent, and known_hosts checked on every hop as OpenSSH
+checks it (`known_hosts`: host certificates, @revoked, hashed names).
 
 Commands are argv lists joined with shell quoting. The remote side always
 runs them through the user's shell (that is how SSH works), so each one is
@@ -32,9 +33,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import paramiko
 
+from .known_hosts import HostKeyRefused, KnownHostsPolicy
 from .port_forward import PortForward
-from .runners import DEFAULT_TIMEOUT, CommandResult, CommandTimeout, ConnectionLost, _checked_argv
-from .ssh_config import Hop, TrustNewHosts, hops_to
+from .runners import DEFAULT_TIMEOUT, CommandError, CommandResult, CommandTimeout, ConnectionLost, _checked_argv
+from .ssh_config import Hop, _split_destination, hops_to
 from .ssh_process import RemoteProcess
 
 logger = logging.getLogger(__name__)
@@ -76,10 +78,12 @@ class SSHRunner:
     """Run batch commands on `destination` (``[user@]host[:port]`` or an alias
     from the ssh config) over one persistent connection.
 
-    ``trust_unknown_hosts=True`` accepts and records a host key seen for the
-    first time; by default such hosts are refused, like ``StrictHostKeyChecking
-    yes``. With ``login_shell`` set, commands run through ``bash -l`` so that site
-    profiles (``module``, PATH) apply.
+    ``trust_unknown_hosts=True`` accepts a host key seen for the first time
+    and appends it to the first known_hosts file (hashed under ``HashKnownHosts
+    yes``), like ``StrictHostKeyChecking accept-new``; by default such hosts
+    are refused, like ``StrictHostKeyChecking yes``. With ``login_shell`` set,
+    commands run through ``bash -l`` so that site profiles (``module``, PATH)
+    apply.
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class SSHRunner:
             self.hops[-1] = Hop(target.hostname, target.port, target.user,
                                 (os.path.expanduser(identity_file), *target.identity_files), target.known_hosts)
         self.trust_unknown_hosts = trust_unknown_hosts
+        self.hash_known_hosts = config.lookup(_split_destination(destination)[1]).get("hashknownhosts") == "yes"
         self.login_shell = login_shell
         self.keepalive = keepalive
         self.connect_timeout = connect_timeout
@@ -132,16 +137,14 @@ class SSHRunner:
 
     # ---- connection --------------------------------------------------------
 
-    def _client_for(self, hop: Hop) -> paramiko.SSHClient:
+    def _client_for(self, hop: Hop) -> tuple[paramiko.SSHClient, KnownHostsPolicy]:
+        """A client that loads no host keys itself: paramiko then asks the
+        policy about every key, and the policy reads known_hosts as OpenSSH does."""
         client = paramiko.SSHClient()
-        for path in hop.known_hosts:
-            if os.path.exists(path):
-                client.load_host_keys(path)
-        if self.trust_unknown_hosts:
-            client.set_missing_host_key_policy(TrustNewHosts(hop.known_hosts[0]))
-        else:
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        return client
+        policy = KnownHostsPolicy(hop.hostname, hop.port, hop.known_hosts, trust_unknown=self.trust_unknown_hosts,
+                                  hash_names=self.hash_known_hosts)
+        client.set_missing_host_key_policy(policy)
+        return client, policy
 
     def _open(self) -> None:
         """Connect through every hop; each hop's host key is checked."""
@@ -149,12 +152,12 @@ class SSHRunner:
         sock = None
         try:
             for i, hop in enumerate(self.hops):
-                client = self._client_for(hop)
+                client, policy = self._client_for(hop)
                 clients.append(client)
                 client.connect(
                     hop.hostname, hop.port, username=hop.user, key_filename=list(hop.identity_files) or None,
                     sock=sock, timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
-                    auth_timeout=self.connect_timeout,
+                    auth_timeout=self.connect_timeout, transport_factory=policy.transport,
                 )
                 if i + 1 < len(self.hops):
                     nxt = self.hops[i + 1]
@@ -198,8 +201,7 @@ class SSHRunner:
                     self._open()
                     return self._clients[-1].get_transport()
                 except (paramiko.AuthenticationException, paramiko.BadHostKeyException, paramiko.SSHException) as e:
-                    if isinstance(e, (paramiko.AuthenticationException, paramiko.BadHostKeyException)) \
-                            or "not found in known_hosts" in str(e):
+                    if isinstance(e, (paramiko.AuthenticationException, paramiko.BadHostKeyException, HostKeyRefused)):
                         raise
                     error = e
                 except OSError as e:
@@ -250,6 +252,10 @@ class SSHRunner:
         while True:
             try:
                 return self._exec_once(argv, stdin, backoff.deadline, timeout)
+            except CommandTimeout as e:
+                if e.remote_pid is not None:
+                    self._end_remote_session(e.remote_pid)
+                raise
             except _NotStarted as e:
                 if not backoff.wait():
                     raise ConnectionLost(argv, f"sshd closed every channel for it within {timeout:g} s, "
@@ -274,6 +280,9 @@ class SSHRunner:
                         channel.sendall(stdin.encode())
                         channel.shutdown_write()
                     self._collect(channel, argv, marker, deadline, timeout, out, err)
+                except CommandTimeout as e:
+                    e.remote_pid = _remote_pid(out, marker)
+                    raise
                 except (paramiko.SSHException, EOFError, OSError) as e:
                     # Sent, perhaps run: the caller decides whether to look before retrying.
                     if not channel.get_transport().is_active():
@@ -282,6 +291,17 @@ class SSHRunner:
         head, found, body = out.decode(errors="replace").partition(f"{marker} ")
         return CommandResult(argv, channel.recv_exit_status(), body.partition("\n")[2] if found else head,
                              err.decode(errors="replace"))
+
+    def _end_remote_session(self, pid: int) -> None:
+        """End a timed-out command on the login node, with everything it
+        started: sshd made it a session of its own, so the session goes whole."""
+        try:
+            found = self._exec(("ps", "-o", "sid=", "-p", str(pid)), None, self.connect_timeout)
+            session = found.stdout.strip()
+            if found.ok and session.isdigit() and session != "0":
+                self._exec(("pkill", "-KILL", "-s", session), None, self.connect_timeout)
+        except CommandError as e:
+            logger.warning("could not end the timed-out command (pid %s) on %s: %s", pid, self.destination, e)
 
     def _not_started_or_lost(self, channel: paramiko.Channel, argv, reason) -> None:
         """A channel closed before its command started: `_NotStarted` while the
