@@ -16,10 +16,12 @@ session can be attached to, and its scheduler cancels them when left idle.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import json
 import os
 import pathlib
+import shlex
 import socket
 import tempfile
 import uuid
@@ -29,10 +31,38 @@ from dataclasses import asdict, dataclass, field
 from .runners import LocalRunner, Runner
 from .session import read_state
 
+#: A record being written is a file named so until it is renamed into place.
+PARTIAL_PREFIX = ".tmp-"
+
+
+class RecordError(OSError):
+    """A cluster's jobs could not be written to its record: were its process
+    to die, nothing would find them."""
+
 
 def records_dir() -> pathlib.Path:
     state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
     return pathlib.Path(state) / "jqref"
+
+
+def make_private_directory(directory: pathlib.Path) -> None:
+    """Make `directory`, or make an existing one, readable by the user alone:
+    records hold sessions' TLS keys."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    status = directory.stat()
+    if status.st_uid != os.getuid():
+        raise PermissionError(errno.EPERM, f"{directory} belongs to user id {status.st_uid}, not to you "
+                              f"({os.getuid()}), so it cannot be made private; set XDG_STATE_HOME to a directory "
+                              "of your own")
+    if status.st_mode & 0o077:
+        directory.chmod(0o700)
+
+
+def describe_error(error: OSError) -> str:
+    """`error` in words, with the file it is about when that is not in the words already."""
+    if error.strerror and error.filename:
+        return f"{error.strerror} ({error.filename})"
+    return error.strerror or str(error)
 
 
 def describe_runner(runner: Runner) -> dict:
@@ -69,17 +99,33 @@ class JobRecord:
         return records_dir() / f"{self.id}.json"
 
     def save(self, jobs: Mapping[str, str] | Iterable[str]) -> None:
-        """Record `jobs` (ids, or ids mapped to their worker names), written
-        atomically, so a crash never leaves half a record. It holds TLS keys
-        for a session: the file and its directory are the user's alone."""
+        """Record `jobs` (ids, or ids mapped to their worker names). Written to
+        a temporary file, synced and renamed over the record, so that neither a
+        crash nor a full disk leaves half a record; it holds a session's TLS
+        key, so the file and its directory are the user's alone. A
+        `RecordError` if it cannot be written: the jobs would not be found
+        after a crash, which the user must know."""
         self.names = dict(jobs) if isinstance(jobs, Mapping) else {}
         self.jobs = sorted(jobs)
         directory = records_dir()
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(self), f)
-        os.replace(tmp, self.path)
+        partial = None
+        try:
+            make_private_directory(directory)
+            fd, partial = tempfile.mkstemp(dir=directory, prefix=PARTIAL_PREFIX)  # mode 0600
+            with os.fdopen(fd, "w") as f:
+                json.dump(asdict(self), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(partial, self.path)
+            partial = None
+        except OSError as e:
+            by_hand = f": {shlex.join([*self.cancel_command, *self.jobs])}" if self.jobs else ""
+            raise RecordError(f"jobs of this cluster could not be recorded at {self.path}: {describe_error(e)}; "
+                              f"if this process dies they must be cancelled by hand{by_hand}") from e
+        finally:
+            if partial is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(partial)
 
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -1,14 +1,16 @@
 """Job records and the jqref command that cleans up after crashed clients."""
 
 import json
+import os
 import subprocess
 import sys
+import textwrap
 
 import pytest
 from distributed.security import Security
 
 from jqref.__main__ import main
-from jqref.records import JobRecord, load_records, runner_from
+from jqref.records import JobRecord, RecordError, load_records, runner_from
 from jqref.session import certificate_fingerprint
 
 
@@ -28,14 +30,57 @@ def record(cancel_command, pid):
     return JobRecord(job_class="jqref.slurm.SLURMJob", cancel_command=cancel_command, runner={"kind": "local"}, pid=pid)
 
 
-def test_saved_atomically_private_and_removed(state_dir):
+def test_saved_private_and_removed(state_dir):
+    # A directory and a record others could read, as an older version or a umask may have left them.
+    state_dir.mkdir(mode=0o755)
+    state_dir.chmod(0o755)
     r = record(["scancel"], pid=dead_pid())
+    r.path.write_text("{}")
+    r.path.chmod(0o644)
     r.save({"2", "1"})
     assert json.loads(r.path.read_text())["jobs"] == ["1", "2"]
-    assert state_dir.stat().st_mode & 0o077 == 0
+    assert (state_dir.stat().st_mode & 0o777, r.path.stat().st_mode & 0o777) == (0o700, 0o600)
     assert [x.id for x in load_records()] == [r.id] and load_records()[0].orphaned
     r.remove()
-    assert load_records() == []
+    assert load_records() == [] and os.listdir(state_dir) == []
+
+
+def test_a_records_directory_that_cannot_be_made_is_an_error_naming_it_and_what_it_means(tmp_path, monkeypatch):
+    (tmp_path / "not-a-directory").write_text("")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "not-a-directory"))
+    r = record(["scancel"], pid=dead_pid())
+    with pytest.raises(RecordError, match=f"jobs of this cluster could not be recorded at {r.path}: .*"
+                                          "if this process dies they must be cancelled by hand: scancel 7"):
+        r.save({"7"})
+
+
+def test_a_records_directory_of_another_user_is_refused(state_dir, monkeypatch):
+    state_dir.mkdir()
+    monkeypatch.setattr(os, "getuid", lambda: state_dir.stat().st_uid + 1)
+    with pytest.raises(RecordError, match=f"{state_dir} belongs to user id .*set XDG_STATE_HOME"):
+        record(["scancel"], pid=dead_pid()).save({"7"})
+
+
+def test_a_full_disk_keeps_the_last_record_whole_leaves_no_partial_one_and_says_so(state_dir):
+    # A real failed write: the file size limit makes writing a larger record fail as a full disk does.
+    r = record(["scancel"], pid=dead_pid())
+    r.save({"1"})
+    script = textwrap.dedent(f"""
+        import resource, signal
+        from jqref.records import JobRecord, RecordError
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        record = JobRecord(**{json.loads(r.path.read_text())!r})
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+        try:
+            record.save([str(job) for job in range(10000)])
+        except RecordError as e:
+            print(e)
+    """)
+    failed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "XDG_STATE_HOME": str(state_dir.parent)})
+    assert f"could not be recorded at {r.path}: File too large" in failed.stdout, failed.stderr
+    assert json.loads(r.path.read_text())["jobs"] == ["1"]
+    assert os.listdir(state_dir) == [r.path.name]
 
 
 def test_a_live_process_is_not_orphaned():
