@@ -116,7 +116,9 @@ class SSHRunner:
             self.hops[-1] = Hop(target.hostname, target.port, target.user,
                                 (os.path.expanduser(identity_file), *target.identity_files), target.known_hosts)
         self.trust_unknown_hosts = trust_unknown_hosts
-        self.hash_known_hosts = config.lookup(_split_destination(destination)[1]).get("hashknownhosts") == "yes"
+        # HashKnownHosts as the destination's ssh config says, for every hop.
+        hash_known_hosts = config.lookup(_split_destination(destination)[1]).get("hashknownhosts", "no")
+        self.hash_known_hosts = hash_known_hosts.lower() == "yes"
         self.login_shell = login_shell
         self.keepalive = keepalive
         self.connect_timeout = connect_timeout
