@@ -5,23 +5,42 @@
     jqref cleanup [ID...]   cancel the jobs of clusters whose process is gone
                             (only the records named, if any; --all: running ones too);
                             a detached session only when named or with --all,
-                            its scheduler stopped too
+                            its scheduler stopped too; and remove what writes of
+                            records that never finished left
+
+Records that cannot be read are shown as such. cleanup exits non-zero if any
+job could not be cancelled, or a record named (or, naming none, any record)
+could not be read, does not exist or was left alone because its process runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 
-from .records import load_records, records_dir
+from .records import Records, describe_error, load_records, records_dir
+
+
+def read_records() -> Records:
+    """The records, or exit saying why their directory cannot be read."""
+    try:
+        return load_records()
+    except OSError as e:
+        sys.exit(f"jqref: cannot read the records in {records_dir()}: {describe_error(e)}")
+
+
+def unreadable(path, reason) -> str:
+    return (f"its record {path} cannot be read ({reason}): the jobs it names, if any, must be cancelled by hand, "
+            "then the file deleted")
 
 
 def list_records(_args) -> int:
-    records = load_records()
-    if not records:
+    records = read_records()
+    if not (records.found or records.unreadable or records.abandoned_partials):
         print(f"no clusters recorded in {records_dir()}")
-    for record in records:
+    for record in records.found:
         status = "gone (orphaned jobs)" if record.orphaned else "running or on another host"
         if record.session is not None:
             age = (time.time() - record.session["started"]) / 60
@@ -30,15 +49,32 @@ def list_records(_args) -> int:
                       f"{'attachable' if record.orphaned else 'attached'}: {cluster}.attach({record.id!r})")
         print(f"{record.id}  {record.job_class.rpartition('.')[2]}  pid {record.pid}@{record.host}: {status}; "
               f"{len(record.jobs)} job(s): {' '.join(record.jobs) or '-'}")
+    for path, reason in records.unreadable:
+        print(f"{path.stem}  unreadable: {unreadable(path, reason)}")
+    for path in records.abandoned_partials:
+        print(f"{path}: a record whose writing never finished (jqref cleanup removes it)")
     return 0
 
 
 def cleanup(args) -> int:
+    records = read_records()
     failed = 0
-    for record in load_records():
+    for path, reason in records.unreadable:
+        if not args.ids or path.stem in args.ids:
+            failed += 1
+            print(f"{path.stem}: cannot clean up: {unreadable(path, reason)}", file=sys.stderr)
+    known = {record.id for record in records.found} | {path.stem for path, _ in records.unreadable}
+    for record_id in [record_id for record_id in args.ids if record_id not in known]:
+        failed += 1
+        print(f"{record_id}: no such record in {records_dir()} (jqref list shows them)", file=sys.stderr)
+    for record in records.found:
         if args.ids and record.id not in args.ids:
             continue
         if not (args.all or record.orphaned and (record.session is None or record.id in args.ids)):
+            if record.id in args.ids:
+                failed += 1
+                print(f"{record.id}: left alone: its process {record.pid}@{record.host} still runs, or runs on "
+                      "another host (--all cleans it up anyway)", file=sys.stderr)
             continue
         errors = record.cancel_jobs()
         if errors:
@@ -47,6 +83,10 @@ def cleanup(args) -> int:
         else:
             print(f"{record.id}: cancelled {len(record.jobs)} job(s): {' '.join(record.jobs) or '-'}")
             record.remove()
+    for path in records.abandoned_partials:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        print(f"removed {path}: a record whose writing never finished")
     return 1 if failed else 0
 
 

@@ -24,6 +24,7 @@ import pathlib
 import shlex
 import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,8 @@ from .session import read_state
 
 #: A record being written is a file named so until it is renamed into place.
 PARTIAL_PREFIX = ".tmp-"
+#: A partial record older than this was left by a process that died while writing it.
+PARTIAL_MAX_AGE = 10 * 60
 
 
 class RecordError(OSError):
@@ -175,20 +178,59 @@ class JobRecord:
         return [*errors, f"{' '.join(result.argv)} failed (exit {result.returncode}): {result.stderr.strip()}"]
 
 
+@dataclass
+class Records:
+    """What the records directory holds: the records; the files that are not
+    readable records, each with why (their jobs may be running, unknown to
+    `jqref cleanup`); and partial records a process died while writing."""
+    found: list[JobRecord] = field(default_factory=list)
+    unreadable: list[tuple[pathlib.Path, str]] = field(default_factory=list)
+    abandoned_partials: list[pathlib.Path] = field(default_factory=list)
+
+    def unreadable_reason(self, record_id: str) -> tuple[pathlib.Path, str] | None:
+        """The file and reason if the record named `record_id` is there but cannot be read."""
+        return next(((path, reason) for path, reason in self.unreadable if path.stem == record_id), None)
+
+
 def session_record(session: str) -> JobRecord:
     """The record of detached session `session`; an error saying what exists if there is none."""
     records = load_records()
-    for record in records:
+    for record in records.found:
         if record.id == session and record.session is not None:
             return record
-    sessions = [r.id for r in records if r.session is not None]
+    unreadable = records.unreadable_reason(session)
+    if unreadable is not None:
+        raise LookupError(f"the record of session {session!r}, {unreadable[0]}, cannot be read: {unreadable[1]}")
+    sessions = [r.id for r in records.found if r.session is not None]
     raise LookupError(f"no detached session {session!r} in {records_dir()}; "
                       f"sessions there: {', '.join(sessions) or 'none'} (jqref list shows them)")
 
 
-def load_records() -> list[JobRecord]:
-    records = []
-    for path in sorted(records_dir().glob("*.json")):
-        with contextlib.suppress(OSError, ValueError, TypeError):
-            records.append(JobRecord(**json.loads(path.read_text())))
+def load_records() -> Records:
+    """Every record in `records_dir`, and every file there that should be one and is not."""
+    directory = records_dir()
+    records = Records()
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return records
+    for name in names:
+        path = directory / name
+        if name.startswith(PARTIAL_PREFIX):
+            with contextlib.suppress(FileNotFoundError):  # renamed into place meanwhile
+                if time.time() - path.stat().st_mtime > PARTIAL_MAX_AGE:
+                    records.abandoned_partials.append(path)
+            continue
+        if not name.endswith(".json"):
+            continue
+        try:
+            records.found.append(JobRecord(**json.loads(path.read_text())))
+        except FileNotFoundError:  # its cluster closed meanwhile
+            continue
+        except OSError as e:
+            records.unreadable.append((path, describe_error(e)))
+        except ValueError as e:
+            records.unreadable.append((path, f"not JSON ({e})"))
+        except TypeError as e:
+            records.unreadable.append((path, f"not a jqref record ({e})"))
     return records

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from distributed.security import Security
@@ -30,6 +31,10 @@ def record(cancel_command, pid):
     return JobRecord(job_class="jqref.slurm.SLURMJob", cancel_command=cancel_command, runner={"kind": "local"}, pid=pid)
 
 
+def found_ids():
+    return [r.id for r in load_records().found]
+
+
 def test_saved_private_and_removed(state_dir):
     # A directory and a record others could read, as an older version or a umask may have left them.
     state_dir.mkdir(mode=0o755)
@@ -40,9 +45,9 @@ def test_saved_private_and_removed(state_dir):
     r.save({"2", "1"})
     assert json.loads(r.path.read_text())["jobs"] == ["1", "2"]
     assert (state_dir.stat().st_mode & 0o777, r.path.stat().st_mode & 0o777) == (0o700, 0o600)
-    assert [x.id for x in load_records()] == [r.id] and load_records()[0].orphaned
+    assert found_ids() == [r.id] and load_records().found[0].orphaned
     r.remove()
-    assert load_records() == [] and os.listdir(state_dir) == []
+    assert load_records().found == [] and os.listdir(state_dir) == []
 
 
 def test_a_records_directory_that_cannot_be_made_is_an_error_naming_it_and_what_it_means(tmp_path, monkeypatch):
@@ -94,7 +99,7 @@ def test_cleanup_cancels_orphans_only_and_forgets_them(capsys):
     alive.save({"9"})
     assert main(["cleanup"]) == 0
     assert "cancelled 2 job(s): 7 8" in capsys.readouterr().out
-    assert [r.id for r in load_records()] == [alive.id]
+    assert found_ids() == [alive.id]
 
 
 def test_cleanup_reports_a_failed_cancel_and_keeps_the_record(capsys):
@@ -102,7 +107,44 @@ def test_cleanup_reports_a_failed_cancel_and_keeps_the_record(capsys):
     r.save({"7"})
     assert main(["cleanup", r.id]) == 1
     assert "could not cancel" in capsys.readouterr().err
-    assert [x.id for x in load_records()] == [r.id]
+    assert found_ids() == [r.id]
+
+
+def test_an_unreadable_record_is_listed_as_such_and_cleaning_it_up_fails_naming_it(state_dir, capsys):
+    r = record(["echo", "cancel"], pid=dead_pid())
+    r.save({"7"})
+    r.path.write_text('{"job_class": "jqref.slurm.SLURMJob", "jobs": ["7"')  # cut short
+    assert main(["list"]) == 0
+    assert f"{r.id}  unreadable: its record {r.path} cannot be read (not JSON" in capsys.readouterr().out
+    for argv in (["cleanup", r.id], ["cleanup"]):
+        assert main(argv) == 1
+        assert f"{r.id}: cannot clean up: its record {r.path} cannot be read (not JSON" in capsys.readouterr().err
+    assert r.path.exists()
+
+
+def test_cleaning_up_a_record_that_does_not_exist_or_whose_process_runs_fails_saying_so(state_dir, capsys):
+    alive = record(["echo", "cancel"], pid=os.getpid())
+    alive.save({"9"})
+    assert main(["cleanup", "nope"]) == 1
+    assert f"nope: no such record in {state_dir}" in capsys.readouterr().err
+    assert main(["cleanup", alive.id]) == 1
+    assert f"{alive.id}: left alone: its process {os.getpid()}@" in capsys.readouterr().err
+    assert found_ids() == [alive.id]
+
+
+def test_a_partial_record_a_dead_process_left_is_listed_and_removed_by_cleanup_a_fresh_one_is_not(state_dir,
+                                                                                                   capsys):
+    state_dir.mkdir()
+    abandoned, fresh = state_dir / ".tmp-abandoned", state_dir / ".tmp-being-written"
+    abandoned.write_text('{"job_cl')
+    fresh.write_text('{"job_cl')
+    an_hour_ago = time.time() - 3600
+    os.utime(abandoned, (an_hour_ago, an_hour_ago))
+    assert main(["list"]) == 0
+    assert capsys.readouterr().out == f"{abandoned}: a record whose writing never finished (jqref cleanup removes it)\n"
+    assert main(["cleanup"]) == 0
+    assert f"removed {abandoned}" in capsys.readouterr().out
+    assert os.listdir(state_dir) == [fresh.name]
 
 
 def test_ssh_runner_is_rebuilt_from_its_description(tmp_path):
@@ -112,29 +154,41 @@ def test_ssh_runner_is_rebuilt_from_its_description(tmp_path):
     assert (runner.hops[-1].hostname, runner.hops[-1].port, runner.hops[-1].user) == ("10.0.0.9", 2222, "dask")
 
 
-def test_a_detached_session_is_listed_as_attachable_and_cleaned_up_only_when_named(tmp_path, monkeypatch, capsys):
-    # The session's scheduler stands in as a real process; its state where a detached scheduler keeps it.
-    monkeypatch.chdir(tmp_path)
+@pytest.fixture
+def stand_in_scheduler():
+    """A real process standing in for a session's scheduler."""
     scheduler = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    yield scheduler
+    scheduler.kill()
+    scheduler.wait()
+
+
+def detached_record(tmp_path, monkeypatch, state):
+    """A detached session's record, its state (`state` and the certificate's
+    fingerprint) where a detached scheduler keeps it, as one started in `tmp_path` would."""
+    monkeypatch.chdir(tmp_path)
     session = tmp_path / ".jqref" / "sessions" / "s1"
     session.mkdir(parents=True)
     certificate = Security.temporary().tls_scheduler_cert
-    (session / "state.json").write_text(json.dumps({"pid": scheduler.pid,
-                                                    "certificate": certificate_fingerprint(certificate)}))
+    (session / "state.json").write_text(json.dumps({**state, "certificate": certificate_fingerprint(certificate)}))
     r = record(["echo", "cancel"], pid=dead_pid())
     r.session = {"cluster_class": "jqref.slurm.SLURMCluster", "directory": ".jqref/sessions/s1", "started": 0,
                  "security": {"tls_scheduler_cert": certificate}}
     r.save({"7": "w-0"})
-    try:
-        assert main(["list"]) == 0
-        assert f"attachable: SLURMCluster.attach('{r.id}')" in capsys.readouterr().out
-        assert main(["cleanup"]) == 0
-        assert [x.id for x in load_records()] == [r.id] and scheduler.poll() is None, "an attachable one went"
-        assert main(["cleanup", r.id]) == 0
-        assert "cancelled 1 job(s): 7" in capsys.readouterr().out
-        assert scheduler.wait(timeout=10) != 0 and load_records() == []
-    finally:
-        scheduler.kill()
+    return r
+
+
+def test_a_detached_session_is_listed_as_attachable_and_cleaned_up_only_when_named(tmp_path, monkeypatch, capsys,
+                                                                                    stand_in_scheduler):
+    scheduler = stand_in_scheduler
+    r = detached_record(tmp_path, monkeypatch, {"pid": scheduler.pid})
+    assert main(["list"]) == 0
+    assert f"attachable: SLURMCluster.attach('{r.id}')" in capsys.readouterr().out
+    assert main(["cleanup"]) == 0
+    assert found_ids() == [r.id] and scheduler.poll() is None, "an attachable one went"
+    assert main(["cleanup", r.id]) == 0
+    assert "cancelled 1 job(s): 7" in capsys.readouterr().out
+    assert scheduler.wait(timeout=10) != 0 and load_records().found == []
 
 
 def test_attaching_to_an_unknown_session_names_the_ones_there():
@@ -145,6 +199,9 @@ def test_attaching_to_an_unknown_session_names_the_ones_there():
     r.save({})
     with pytest.raises(LookupError, match=f"no detached session 'nope'.*sessions there: {r.id}"):
         session_record("nope")
+    r.path.write_text("[]")
+    with pytest.raises(LookupError, match=f"the record of session '{r.id}', {r.path}, cannot be read: not a jqref"):
+        session_record(r.id)
 
 
 def test_a_session_whose_scheduler_has_another_certificate_is_not_attached_to_or_stopped(tmp_path, monkeypatch):
