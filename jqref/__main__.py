@@ -20,7 +20,8 @@ import contextlib
 import sys
 import time
 
-from .records import Records, describe_error, load_records, records_dir
+from .records import CancelOutcome, Records, describe_error, load_records, records_dir
+from .runners import CommandError
 
 
 def read_records() -> Records:
@@ -76,12 +77,16 @@ def cleanup(args) -> int:
                 print(f"{record.id}: left alone: its process {record.pid}@{record.host} still runs, or runs on "
                       "another host (--all cleans it up anyway)", file=sys.stderr)
             continue
-        errors = record.cancel_jobs()
-        if errors:
+        try:
+            outcome = record.cancel_jobs()
+        except (CommandError, OSError) as e:
+            outcome = CancelOutcome(errors=[str(e)])
+        notes = "".join(f"; {note}" for note in outcome.notes)
+        if outcome.errors:
             failed += 1
-            print(f"{record.id}: could not cancel: {'; '.join(errors)}", file=sys.stderr)
+            print(f"{record.id}: could not cancel: {'; '.join(outcome.errors)}{notes}", file=sys.stderr)
         else:
-            print(f"{record.id}: cancelled {len(record.jobs)} job(s): {' '.join(record.jobs) or '-'}")
+            print(f"{record.id}: cancelled {len(record.jobs)} job(s): {' '.join(record.jobs) or '-'}{notes}")
             record.remove()
     for path in records.abandoned_partials:
         with contextlib.suppress(FileNotFoundError):

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from .runners import LocalRunner, Runner
-from .session import read_state
+from .session import stop_scheduler
 
 #: A record being written is a file named so until it is renamed into place.
 PARTIAL_PREFIX = ".tmp-"
@@ -155,27 +155,31 @@ class JobRecord:
             return False
         return False
 
-    def cancel_jobs(self) -> list[str]:
-        """Cancel the recorded jobs, and stop a session's scheduler; returns
-        the errors (empty when all went)."""
+    def cancel_jobs(self) -> CancelOutcome:
+        """Cancel the recorded jobs, and stop a session's scheduler."""
         runner = runner_from(self.runner)
-        errors = []
+        outcome = CancelOutcome()
         if self.session is not None:
             try:
-                stop = runner.run_blocking(["kill", str(read_state(runner, self.session)["pid"])])
-                errors += [] if stop.ok else [f"could not stop the detached scheduler: {stop.stderr.strip()}"]
-            except LookupError:  # it is gone already
-                pass
-            except PermissionError as e:
-                errors.append(str(e))
+                outcome.notes.append(stop_scheduler(runner, self.session))
+            except (PermissionError, RuntimeError) as e:
+                outcome.errors.append(str(e))
         if not self.jobs:
-            return errors
+            return outcome
         module, _, name = self.job_class.rpartition(".")
         job_cls = getattr(importlib.import_module(module), name)
         result = runner.run_blocking([*self.cancel_command, *self.jobs])
-        if result.ok or job_cls.already_gone(result):
-            return errors
-        return [*errors, f"{' '.join(result.argv)} failed (exit {result.returncode}): {result.stderr.strip()}"]
+        if not (result.ok or job_cls.already_gone(result)):
+            outcome.errors.append(f"{' '.join(result.argv)} failed (exit {result.returncode}): "
+                                  f"{result.stderr.strip()}")
+        return outcome
+
+
+@dataclass
+class CancelOutcome:
+    """What `JobRecord.cancel_jobs` could not do (`errors`), and what it found on the way (`notes`)."""
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass

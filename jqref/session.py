@@ -2,11 +2,11 @@
 
 The scheduler on the login node keeps the session's state in
 ``~/.jqref/sessions/<id>/state.json`` (see `login_scheduler_main`): its
-address, pid, jobs and the fingerprint of its certificate. A client reads it
-to attach, checks that the scheduler there is the one whose certificate it
-holds, and keeps telling the scheduler it is alive. When a client finds the
-state gone, the scheduler has ended: closed by another client, or by itself
-after its idle timeout while this one was away.
+address, pid and start time, jobs and the fingerprint of its certificate. A
+client reads it to attach, checks that the scheduler there is the one whose
+certificate it holds, and keeps telling the scheduler it is alive. When a
+client finds the state gone, the scheduler has ended: closed by another
+client, or by itself after its idle timeout while this one was away.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from .login_scheduler_main import process_start
 from .runners import CommandError
 from .tls import security_contents
 
@@ -66,6 +67,38 @@ def read_state(runner, session: dict) -> dict:
         raise PermissionError(f"the scheduler in {session['directory']} on {where} does not have "
                               "this session's certificate: it is not the one this session started")
     return state
+
+
+def stop_scheduler(runner, session: dict) -> str:
+    """Stop the session's scheduler and say what happened; a `RuntimeError` if
+    it could not be stopped, a `PermissionError` if the scheduler there is
+    another session's. Its pid is trusted only while the process with that pid
+    started when the scheduler did: a scheduler killed outright (SIGKILL, a
+    reboot) leaves its state behind, and its pid may be another process's by now."""
+    where = getattr(runner, "destination", "this machine")
+    try:
+        state = read_state(runner, session)
+    except LookupError:
+        return "its detached scheduler had ended already"
+    pid = state["pid"]
+    if state.get("process_start") is not None:  # None: no /proc there, the pid alone says which process
+        started = process_start_of(runner, pid)
+        if started != state["process_start"]:
+            now = "no longer runs" if started is None else "is another process's now"
+            removed = runner.run_blocking(["rm", "-rf", "--", session["directory"]])
+            left = "removed" if removed.ok else f"could not be removed: {removed.stderr.strip()}"
+            return (f"its detached scheduler was gone, so nothing was stopped: pid {pid} on {where} {now}; "
+                    f"the state it left in {session['directory']} {left}")
+    stop = runner.run_blocking(["kill", str(pid)])
+    if not stop.ok:
+        raise RuntimeError(f"could not stop the detached scheduler (pid {pid} on {where}): {stop.stderr.strip()}")
+    return f"its detached scheduler (pid {pid} on {where}) was stopped"
+
+
+def process_start_of(runner, pid: int) -> str | None:
+    """When process `pid` started, where `runner` runs commands; None if no process has that pid."""
+    result = runner.run_blocking(["cat", f"/proc/{pid}/stat"])
+    return process_start(result.stdout) if result.ok else None
 
 
 async def ended(runner, session: dict) -> bool:

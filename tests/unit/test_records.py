@@ -11,6 +11,7 @@ import pytest
 from distributed.security import Security
 
 from jqref.__main__ import main
+from jqref.login_scheduler_main import process_start
 from jqref.records import JobRecord, RecordError, load_records, runner_from
 from jqref.session import certificate_fingerprint
 
@@ -163,6 +164,11 @@ def stand_in_scheduler():
     scheduler.wait()
 
 
+def started(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return process_start(f.read())
+
+
 def detached_record(tmp_path, monkeypatch, state):
     """A detached session's record, its state (`state` and the certificate's
     fingerprint) where a detached scheduler keeps it, as one started in `tmp_path` would."""
@@ -181,14 +187,38 @@ def detached_record(tmp_path, monkeypatch, state):
 def test_a_detached_session_is_listed_as_attachable_and_cleaned_up_only_when_named(tmp_path, monkeypatch, capsys,
                                                                                     stand_in_scheduler):
     scheduler = stand_in_scheduler
-    r = detached_record(tmp_path, monkeypatch, {"pid": scheduler.pid})
+    r = detached_record(tmp_path, monkeypatch, {"pid": scheduler.pid, "process_start": started(scheduler.pid)})
     assert main(["list"]) == 0
     assert f"attachable: SLURMCluster.attach('{r.id}')" in capsys.readouterr().out
     assert main(["cleanup"]) == 0
     assert found_ids() == [r.id] and scheduler.poll() is None, "an attachable one went"
     assert main(["cleanup", r.id]) == 0
-    assert "cancelled 1 job(s): 7" in capsys.readouterr().out
+    assert f"cancelled 1 job(s): 7; its detached scheduler (pid {scheduler.pid} on this machine) was stopped" \
+        in capsys.readouterr().out
     assert scheduler.wait(timeout=10) != 0 and load_records().found == []
+
+
+def test_a_process_that_took_the_pid_of_a_session_scheduler_killed_outright_is_not_stopped(tmp_path, monkeypatch,
+                                                                                          capsys, stand_in_scheduler):
+    # The scheduler's state outlived it (SIGKILL, a reboot) and its pid is another process's now:
+    # the same pid, another start.
+    other = stand_in_scheduler
+    r = detached_record(tmp_path, monkeypatch, {"pid": other.pid, "process_start": str(int(started(other.pid)) - 1)})
+    assert main(["cleanup", r.id]) == 0
+    assert (f"cancelled 1 job(s): 7; its detached scheduler was gone, so nothing was stopped: pid {other.pid} on "
+            "this machine is another process's now; the state it left in .jqref/sessions/s1 removed"
+            in capsys.readouterr().out)
+    time.sleep(0.2)
+    assert other.poll() is None, "another process was killed"
+    assert not (tmp_path / ".jqref" / "sessions" / "s1").exists() and load_records().found == []
+
+
+def test_a_session_whose_scheduler_was_killed_outright_is_cleaned_up_at_the_first_try(tmp_path, monkeypatch, capsys):
+    gone = dead_pid()
+    r = detached_record(tmp_path, monkeypatch, {"pid": gone, "process_start": "1"})
+    assert main(["cleanup", r.id]) == 0
+    assert f"pid {gone} on this machine no longer runs" in capsys.readouterr().out
+    assert not (tmp_path / ".jqref" / "sessions" / "s1").exists() and load_records().found == []
 
 
 def test_attaching_to_an_unknown_session_names_the_ones_there():
