@@ -123,6 +123,13 @@ def test_connection_killed_during_scale_ends_with_exactly_the_requested_jobs(
 # ---- known_hosts as OpenSSH reads it: host certificates, @revoked, hashed names --------
 
 
+@pytest.fixture(autouse=True)
+def testbed_reachable(ssh_only, request):
+    """Every test here, `ssh_files` ones too, runs with the testbed up and its
+    ssh config in the environment, even when it runs first or alone."""
+    request.getfixturevalue("runner")
+
+
 def host_ca() -> str:
     """The public key of the CA scripts/testbed.sh signs the login and bastion
     host keys with (a host certificate each, for their names and addresses)."""
@@ -135,7 +142,7 @@ def hop_names(config) -> list[str]:
 
 
 @pytest.mark.placement_independent
-def test_host_certificate_signed_by_a_listed_ca_is_accepted(runner, ssh_files):
+def test_host_certificate_signed_by_a_listed_ca_is_accepted(ssh_files):
     config, known, _ = ssh_files
     # No host key at all, only the CA, for the names of every hop (and one that is excluded).
     known.write_text(f"@cert-authority {','.join(hop_names(config))},!excluded.example {host_ca()}\n")
@@ -147,7 +154,7 @@ def test_host_certificate_signed_by_a_listed_ca_is_accepted(runner, ssh_files):
 
 
 @pytest.mark.placement_independent
-def test_revoked_host_key_is_refused_with_where_it_is_revoked(runner, ssh_files):
+def test_revoked_host_key_is_refused_with_where_it_is_revoked(ssh_files):
     config, known, real_known = ssh_files
     host_key = " ".join(open(real_known).read().split()[1:3])
     known.write_text(f"@cert-authority * {host_ca()}\n@revoked * {host_key}\n")
@@ -157,7 +164,7 @@ def test_revoked_host_key_is_refused_with_where_it_is_revoked(runner, ssh_files)
 
 
 @pytest.mark.placement_independent
-def test_new_host_is_appended_hashed_and_the_file_is_otherwise_untouched(runner, ssh_files):
+def test_new_host_is_appended_hashed_and_the_file_is_otherwise_untouched(ssh_files):
     config, known, _ = ssh_files
     with open(config, "a") as f:
         f.write("Host *\n  HashKnownHosts yes\n")
