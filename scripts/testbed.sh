@@ -60,15 +60,15 @@ ssh_keys() {
     [ -f "$ssh_dir/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C jqref-testbed -f "$ssh_dir/id_ed25519"
     [ -f "$ssh_dir/keys/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C jqref-testbed-host -f "$ssh_dir/keys/ssh_host_ed25519_key"
     cp "$ssh_dir/id_ed25519.pub" "$ssh_dir/keys/authorized_keys"
-    # A certificate authority for host keys, as sites that sign them have
-    # (known_hosts @cert-authority lines): it signs each sshd's host key.
-    [ -f "$ssh_dir/host_ca" ] || ssh-keygen -q -t ed25519 -N '' -C jqref-testbed-host-ca -f "$ssh_dir/host_ca"
 }
 
-# $service's host certificate, signed by the testbed's CA for the names the
-# client reaches it by (service name and address), copied to the node.
+# $service's host certificate, signed for the names the client reaches it by
+# (service name and address) by the testbed's certificate authority for host
+# keys (build/ssh/host_ca, made here on first use), as sites that sign host
+# keys have (known_hosts @cert-authority lines); copied to the node.
 host_certificate() {
     local service=$1 address=$2 cert="$ssh_dir/certs/$project-$1"
+    [ -f "$ssh_dir/host_ca" ] || ssh-keygen -q -t ed25519 -N '' -C jqref-testbed-host-ca -f "$ssh_dir/host_ca"
     mkdir -p "$ssh_dir/certs"
     cp "$ssh_dir/keys/ssh_host_ed25519_key.pub" "$cert.pub"
     ssh-keygen -q -s "$ssh_dir/host_ca" -h -I "$project-$service" -n "$service,$address" -V -1d:+90d "$cert.pub"

@@ -5,9 +5,12 @@
 # host certificate the testbed's CA signed for this node (for known_hosts
 # @cert-authority lines), if there is one.
 # Safe to run again: it (re)installs keys, starts sshd if missing, and has a
-# running sshd re-read its configuration if that changed.
+# running sshd re-read its keys and configuration if they changed.
 set -euo pipefail
 keys=/etc/jqref-ssh
+config=/etc/ssh/sshd_config.d/jqref.conf
+state() { cat "$config" /etc/ssh/ssh_host_ed25519_key* 2>/dev/null || true; }
+before=$(state)
 install -m 0600 "$keys/ssh_host_ed25519_key" /etc/ssh/ssh_host_ed25519_key
 install -m 0644 "$keys/ssh_host_ed25519_key.pub" /etc/ssh/ssh_host_ed25519_key.pub
 certificate=
@@ -18,8 +21,6 @@ fi
 install -d -o dask -g dask -m 0700 /home/dask/.ssh
 install -o dask -g dask -m 0600 "$keys/authorized_keys" /home/dask/.ssh/authorized_keys
 install -d -m 0755 /run/sshd
-config=/etc/ssh/sshd_config.d/jqref.conf
-before=$(cat "$config" 2>/dev/null || true)
 cat >"$config" <<CONF
 HostKey /etc/ssh/ssh_host_ed25519_key
 $certificate
@@ -32,6 +33,6 @@ MaxSessions 10
 CONF
 if ! pgrep -x sshd >/dev/null; then
     /usr/sbin/sshd
-elif [ "$before" != "$(cat "$config")" ]; then
-    pkill -HUP -x -o sshd  # the listener (the oldest sshd) re-executes itself with the new configuration
+elif [ "$before" != "$(state)" ]; then
+    pkill -HUP -x -o sshd  # the listener (the oldest sshd) re-executes itself with the new keys and configuration
 fi
