@@ -14,12 +14,17 @@ from jqref.slurm import SLURMJob
 
 
 class ScriptedRunner:
+    """Replays `results` (returncode, stdout, stderr) in order; records each
+    command's argv in `calls` and what it was given on stdin in `stdins`."""
+
     def __init__(self, *results):
         self.results = list(results)
         self.calls = []
+        self.stdins = []
 
     async def run(self, argv, *, stdin=None, timeout=None):
         self.calls.append(list(argv))
+        self.stdins.append(stdin)
         rc, out, err = self.results.pop(0)
         return CommandResult(tuple(argv), rc, out, err)
 
@@ -42,6 +47,7 @@ def test_submit_passes_the_script_on_stdin_and_records_the_id():
     assert run(batch.submit(j)) == "17"
     assert batch.active == {"17": j}
     assert runner.calls == [["sbatch", "--parsable"]]
+    assert runner.stdins == [j.job_script()]
 
 
 def test_failed_submit_raises_with_stderr():
