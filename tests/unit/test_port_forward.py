@@ -1,7 +1,10 @@
 """The port forward's pumping, with a plain socket standing in for the SSH channel."""
 
+import ipaddress
 import socket
 import threading
+
+import psutil
 
 from jqref.port_forward import PortForward
 
@@ -51,3 +54,21 @@ def test_bytes_go_both_ways_on_concurrent_connections_and_close_ends_them():
     for client in clients:
         assert client.recv(1) == b"", "closing the forward closes its connections"
     server.close()
+
+
+def listening_addresses(port):
+    """The addresses this process listens on at `port`, as the operating system reports them."""
+    return {connection.laddr.ip for connection in psutil.Process().net_connections(kind="inet")
+            if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port}
+
+
+def test_the_forwarded_port_listens_on_loopback_only():
+    """Anyone who reaches the port reaches the login node's side as this user: not other hosts."""
+    forward = PortForward(FakeRunner(), "127.0.0.1", 9)
+    try:
+        addresses = listening_addresses(forward.local_port)
+        assert addresses, "nothing listens on the forwarded port"
+        assert all(ipaddress.ip_address(address).is_loopback for address in addresses), addresses
+    finally:
+        forward.close()
+    assert listening_addresses(forward.local_port) == set(), "closing the forward stops the listening"
