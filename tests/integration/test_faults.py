@@ -162,3 +162,63 @@ def test_cancel_lets_the_worker_close_and_its_tasks_go_to_the_others(make_cluste
     assert [event["reason"] for event in closing] == ["signal-15"], client.get_events(address)
     log = testbed.job_log(LOGS, job_name, job.job_id)
     assert "Received signal SIGTERM" in log and "Nanny asking worker to close. Reason: signal-15" in log, log
+
+
+#: A job script that runs its payload as a child and waits for it, as most job
+#: scripts do (dask-jobqueue's among them), instead of exec'ing it: the child
+#: writes its host, pid and the time to BEAT (on the shared home) every second.
+#: It stops by itself once BEAT.stop exists, or after ten minutes, so that a
+#: child that outlives its job does not beat on the testbed for ever.
+BEATING_JOB = """#!/bin/bash
+beat=BEAT
+for _ in $(seq 600); do
+    [ -e "$beat.stop" ] && break
+    echo "$(hostname) $BASHPID $(date +%s.%N)" >"$beat"
+    sleep 1
+done &
+wait
+"""
+
+#: How long a beat must stay the same for its writer to count as gone (it beats every second).
+QUIET = 10
+
+
+@pytest.mark.placement_independent
+def test_cancel_ends_the_processes_the_job_script_started(testbed, job_name):
+    # The batch system's own cancel command ends all of a running job, as an
+    # execute node that tracks a job's processes does: not the job's shell
+    # alone, leaving its child (a worker) running outside any job.
+    import shlex
+    import time
+
+    script, beat = f"{LOGS}/{job_name}.sh", f"{LOGS}/{job_name}.beat"
+    testbed.write_file(script, BEATING_JOB.replace("BEAT", shlex.quote(beat)))
+
+    def read() -> str:
+        return testbed.run("sh", "-c", f"cat {shlex.quote(beat)} 2>/dev/null || true").strip()
+
+    job_id = testbed.submit_script(script, job_name)
+    try:
+        first = wait_for(read, f"job {job_id}'s child to beat")
+        wait_for(lambda: read() not in ("", first), f"job {job_id}'s child to beat again", timeout=60)
+        testbed.cancel(job_id)
+        wait_for(lambda: not testbed.active_jobs(job_name), f"the cancelled job {job_id} to leave the queue",
+                 timeout=120)
+        last = {"beat": read(), "since": time.monotonic()}
+
+        def quiet() -> bool:
+            now = read()
+            if now != last["beat"]:
+                last.update(beat=now, since=time.monotonic())
+            return time.monotonic() - last["since"] >= QUIET
+
+        deadline = time.monotonic() + 120
+        while not quiet():
+            if time.monotonic() > deadline:
+                pytest.fail(f"job {job_id} was cancelled and left the queue, but the child its script started "
+                            f"still runs: its beat (host, pid, time) still advances after 120 s: {last['beat']}")
+            time.sleep(0.5)
+    finally:
+        testbed.run("touch", f"{beat}.stop")  # a child that outlived its job stops now
+        if testbed.active_jobs(job_name):
+            testbed.cancel(job_id)

@@ -91,6 +91,18 @@ class Testbed:
 
         return node_containers().exec("login", "bash", "-c", script)[1]
 
+    # ---- jobs of the batch system's own, not jqref's ---------------------------
+
+    def write_file(self, path: str, text: str) -> None:
+        """Write `text` to `path` where the batch commands run (the shared home)."""
+        self.run("sh", "-c", 'printf %s "$1" >"$2"', "sh", text, path)
+
+    def submit_script(self, path: str, job_name: str) -> str:
+        """Submit the bash script at `path` as job `job_name` (what
+        `active_jobs` looks for) with the batch system's own submit command,
+        its output discarded; the job's id."""
+        raise NotImplementedError
+
 
 def seconds(clock: str) -> int:
     """'1-02:03:04', '02:03:04' or '03:04' to seconds."""

@@ -140,3 +140,6 @@ class PBS(Testbed):
     def kill_node(self, node):
         self._compat_only()
         super().kill_node(node)
+
+    def submit_script(self, path, job_name):
+        return self.run("qsub", "-N", job_name, "-q", self.queue, "-j", "oe", "-o", "/dev/null", path).strip()

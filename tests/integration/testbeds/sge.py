@@ -72,3 +72,7 @@ class SGE(Testbed):
         queue = self.run("qstat", "-f", "-q", f"{self.queue}@{node}").splitlines()
         states = [line.split()[5] for line in queue if line.startswith(f"{self.queue}@") and len(line.split()) > 5]
         return reports_load and not states
+
+    def submit_script(self, path, job_name):
+        return self.run("qsub", "-terse", "-N", job_name, "-q", self.queue, "-S", "/bin/bash",
+                        "-j", "y", "-o", "/dev/null", path).strip()

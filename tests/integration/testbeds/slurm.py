@@ -59,3 +59,8 @@ class Slurm(Testbed):
 
     def node_in_service(self, node):
         return slurm_node_in_service(self, node)
+
+    def submit_script(self, path, job_name):
+        out = self.run("sbatch", "--parsable", f"--job-name={job_name}", f"--partition={self.queue}",
+                       "--output=/dev/null", path)
+        return out.strip().split(";")[0]  # <id>[;<cluster>]
