@@ -1,5 +1,6 @@
 """Grid Engine: directives, job ids, qstat -xml states, name rules."""
 
+import asyncio
 import os
 import shlex
 import signal
@@ -8,7 +9,7 @@ import time
 import pytest
 import stand_in_worker
 
-from jqref import CommandError, CommandResult, JobState
+from jqref import BatchQueue, CommandError, CommandResult, JobState
 from jqref.sge import SGEJob
 
 QSTAT_XML = """<?xml version='1.0'?>
@@ -85,6 +86,44 @@ def test_states_from_qstat_xml():
         "2": JobState.RUNNING, "3": JobState.RUNNING, "4": JobState.PENDING,
         "5": JobState.HELD, "6": JobState.PENDING,
     }
+
+
+class RecordingRunner:
+    """Answers each command with the next of `answers` (returncode, stdout, stderr); records the commands."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.calls = []
+
+    async def run(self, argv, *, stdin=None, timeout=None):
+        self.calls.append(list(argv))
+        return CommandResult(tuple(argv), *self.answers.pop(0))
+
+
+def test_a_job_in_error_state_is_deleted_and_tracked_until_it_leaves_the_queue():
+    """Eqw never starts and would sit in the queue for ever: qdel it, replace
+    it at once, and keep polling it until the queue no longer shows it."""
+    without_job_5 = "\n".join(line for line in QSTAT_XML.splitlines() if "<JB_job_number>5<" not in line)
+    runner = RecordingRunner((0, QSTAT_XML, ""), (0, QSTAT_XML, ""),  # the poll; the check before qdel
+                             (0, 'dask has registered the job 5 for deletion\n', ""),
+                             (0, QSTAT_XML, ""), (0, without_job_5, ""), (0, without_job_5, ""))
+    replaced = []
+    batch = BatchQueue(SGEJob, runner, on_ended=lambda j, detail: replaced.append((j.job_id, detail)))
+    held = job(batch=batch)
+    batch.adopt(held, "5")
+
+    async def polls():
+        await batch.poll()
+        assert ["qdel", "5"] in runner.calls, "the job in error state was not deleted"
+        assert batch.cancelled == {"5": held} and batch.active == {} and replaced == [("5", "Eqw")]
+        await batch.poll()  # still listed while Grid Engine deletes it
+        await batch.poll()  # missing once: in doubt
+        assert batch.cancelled == {"5": held}, "dropped before the queue showed it gone"
+        await batch.poll()
+
+    asyncio.run(polls())
+    assert batch.cancelled == {} and replaced == [("5", "Eqw")]
+    assert [call[0] for call in runner.calls] == ["qstat", "qstat", "qdel", "qstat", "qstat", "qstat"]
 
 
 def test_failed_qstat_is_an_error():
