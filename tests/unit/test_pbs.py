@@ -1,11 +1,12 @@
 """PBS: directives, job ids, qstat -f states, name and value rules."""
 
+import asyncio
 import re
 import shlex
 
 import pytest
 
-from jqref import CommandError, CommandResult, JobState
+from jqref import BatchQueue, CommandError, CommandResult, JobState
 from jqref.pbs import PBSJob, parse_qstat_full
 
 # As OpenPBS prints it: four-space attributes, long values wrapped onto
@@ -184,6 +185,43 @@ def test_states_from_qstat_full():
         "14.login": JobState.HELD, "15.login": JobState.RUNNING, "16.login": JobState.ENDED,
     }
     assert states["14.login"] == (JobState.HELD, "H (Hold_Types=s)")
+
+
+class RecordingRunner:
+    """Answers each command with the next of `answers` (returncode, stdout, stderr); records the commands."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.calls = []
+
+    async def run(self, argv, *, stdin=None, timeout=None):
+        self.calls.append(list(argv))
+        return CommandResult(tuple(argv), *self.answers.pop(0))
+
+
+def test_a_job_held_by_the_system_is_deleted_and_tracked_until_it_leaves_the_queue():
+    """A system hold never lifts by itself: qdel the job, replace it at once,
+    and keep polling it until qstat no longer knows it."""
+    unknown = (35, "", "qstat: Unknown Job Id 14.login\n")
+    runner = RecordingRunner((0, QSTAT_OPENPBS, ""), (0, "", ""), (0, QSTAT_OPENPBS, ""), unknown, unknown)
+    replaced = []
+    batch = BatchQueue(PBSJob, runner, on_ended=lambda j, detail: replaced.append((j.job_id, detail)))
+    held = job(batch=batch)
+    batch.adopt(held, "14.login")
+
+    async def polls():
+        await batch.poll()
+        assert ["qdel", "14.login"] in runner.calls, "the held job was not deleted"
+        assert batch.cancelled == {"14.login": held} and batch.active == {}
+        assert replaced == [("14.login", "H (Hold_Types=s)")]
+        await batch.poll()  # still listed while the server deletes it
+        await batch.poll()  # unknown once: in doubt
+        assert batch.cancelled == {"14.login": held}, "dropped before the queue showed it gone"
+        await batch.poll()
+
+    asyncio.run(polls())
+    assert batch.cancelled == {} and len(replaced) == 1
+    assert runner.calls == [["qstat", "-f", "14.login"], ["qdel", "14.login"], *[["qstat", "-f", "14.login"]] * 3]
 
 
 def test_ids_match_with_or_without_the_server_suffix():
