@@ -7,12 +7,13 @@ HTCondor's own submit code, the htcondor Python bindings' Submit.jobs(),
 versions 10.0 and 24.12; these tests pin the text that was checked.
 """
 
+import asyncio
 import re
 import shlex
 
 import pytest
 
-from jqref import CommandError, CommandResult, JobState
+from jqref import BatchQueue, CommandError, CommandResult, JobState
 from jqref.htcondor import HTCondorJob, _seconds
 
 HOSTILE = ["two words", "it's", 'say "hi"', "$(HOME)", "$$x", "a$$;b", "$", "x$", "$F(y)", "`id`", "a;b|c&&d",
@@ -232,6 +233,44 @@ def test_states_from_condor_q():
         "1.0": JobState.PENDING, "2.0": JobState.RUNNING, "3.0": JobState.ENDED, "4.0": JobState.ENDED,
         "5.0": JobState.HELD, "6.0": JobState.RUNNING, "7.0": JobState.RUNNING,
     }
+
+
+class RecordingRunner:
+    """Answers each command with the next of `answers` (returncode, stdout, stderr); records the commands."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.calls = []
+
+    async def run(self, argv, *, stdin=None, timeout=None):
+        self.calls.append(list(argv))
+        return CommandResult(tuple(argv), *self.answers.pop(0))
+
+
+def test_a_held_job_is_removed_and_tracked_until_it_leaves_the_queue():
+    """A held job stays held until someone releases it: condor_rm it, replace
+    it at once, and keep polling it until condor_q shows it removed."""
+    held_row = (0, "5 0 5\n", "")
+    runner = RecordingRunner(held_row, (0, "Job 5.0 marked for removal\n", ""), held_row, (0, "", ""),
+                             (0, "5 0 3\n", ""))
+    replaced = []
+    batch = BatchQueue(HTCondorJob, runner, on_ended=lambda j, detail: replaced.append((j.job_id, detail)))
+    held = job(batch=batch)
+    batch.adopt(held, "5.0")
+
+    async def polls():
+        await batch.poll()
+        assert ["condor_rm", "5.0"] in runner.calls, "the held job was not removed"
+        assert batch.cancelled == {"5.0": held} and batch.active == {} and replaced == [("5.0", "held")]
+        await batch.poll()  # still held while the schedd removes it
+        await batch.poll()  # an empty answer: in doubt
+        assert batch.cancelled == {"5.0": held}, "dropped before the queue showed it gone"
+        await batch.poll()
+
+    asyncio.run(polls())
+    assert batch.cancelled == {} and len(replaced) == 1
+    status = HTCondorJob.status_command(["5.0"])
+    assert runner.calls == [status, ["condor_rm", "5.0"], status, status, status]
 
 
 def test_failed_condor_q_is_an_error_and_rm_of_gone_jobs_is_not():
