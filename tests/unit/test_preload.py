@@ -43,7 +43,7 @@ def serve_one_worker(preloads, ready, outcome):
     from distributed import Scheduler, Worker
 
     async def main():
-        async with Scheduler(port=0, dashboard_address=":0") as scheduler:
+        async with Scheduler(host="127.0.0.1", port=0, dashboard=False) as scheduler:
             async with Worker(scheduler.address, nthreads=1, preload=preloads) as worker:
                 ready.set()
                 await worker.finished()
