@@ -14,7 +14,9 @@ import functools
 import logging
 import math
 import os
+import posixpath
 import socket
+import warnings
 import weakref
 from contextlib import suppress
 from typing import Any, ClassVar
@@ -37,7 +39,7 @@ from .preload import scheduler_preloads
 from .records import JobRecord, describe_runner, runner_from, session_record
 from .runners import CommandError, LocalRunner, Runner
 from .ssh import SSHRunner
-from .tls import cluster_security, remove_files, worker_security_files
+from .tls import DEFAULT_CREDENTIALS_DIRECTORY, cluster_security, with_paths, worker_credential_files
 
 logger = logging.getLogger(__name__)
 
@@ -183,18 +185,20 @@ class JobQueueCluster(SpecCluster):
         if self.detach and security is False:
             raise ValueError("a detached scheduler stays on the login node, where others can reach it, so it "
                              "always uses TLS: security=False cannot go with detach=True")
-        if self.detach and self.job_cls.tls_unavailable:
-            raise ValueError(f"detach=True needs TLS, which {self.job_cls.config_name} cannot carry: "
-                             f"{self.job_cls.tls_unavailable}")
-        security = cluster_security(security, shared_host=self.scheduler_on == "login",
-                                    tls_unavailable=self.job_cls.tls_unavailable)
-        worker_security, files = security, []
-        if security is not None and ssh is None and isinstance(runner, (LocalRunner, type(None))):
-            # Jobs started from here read this machine's files: the key goes in one, not in the job script.
-            worker_security, files = worker_security_files(
-                security, placement.get("shared_temp_directory", shared_temp_directory))
-        # Removed on close, or when the cluster goes (a constructor that fails later included).
-        self._remove_security_files = weakref.finalize(self, remove_files, files)
+        if security is True and not placement.get("shared_temp_directory", shared_temp_directory):
+            warnings.warn(f"security=True: the workers' TLS credentials go to ~/{DEFAULT_CREDENTIALS_DIRECTORY} where "
+                          "the batch commands run, which the jobs must be able to read: set shared_temp_directory "
+                          "to a directory they share if the home is not", UserWarning, stacklevel=2)
+        security = cluster_security(security)
+        # The workers' key and certificate go in private files where the
+        # commands run, written when the cluster starts: job scripts name them.
+        self._credentials_directory = (placement.get("shared_temp_directory", shared_temp_directory)
+                                       or DEFAULT_CREDENTIALS_DIRECTORY)
+        self._credential_files = worker_credential_files(security) if security is not None else {}
+        self._credential_paths: list[str] = []
+        worker_security = security and with_paths(security, {
+            field: posixpath.join(os.path.expanduser(self._credentials_directory), name)
+            for field, (name, _) in self._credential_files.items()})
         job_kwargs.update(interface=interface, protocol=protocol, security=worker_security, config_name=config_name,
                           shared_temp_directory=shared_temp_directory)
         # A job rendered from these options now, so that bad options fail here
@@ -254,6 +258,8 @@ class JobQueueCluster(SpecCluster):
             "cls": self.job_cls,
             "options": {**self._job_kwargs, "batch": self.batch},
         }
+        #: Shared by every job's spec: where the workers' credentials were written goes in once known.
+        self._worker_options = worker["options"]
         # Workers are named after the cluster, as SpecCluster names it (its class by default).
         self._name = name or type(self).__name__
         if self._template.processes > 1:
@@ -423,9 +429,11 @@ class JobQueueCluster(SpecCluster):
     async def _start(self):
         await self._make_log_directory()
         if self.status == Status.created:
-            # Before any job: a record that cannot be written stops the
-            # cluster here, not after jobs it could not account for.
-            self.batch.save_record()
+            if not self._adopted:  # an attached session's record keeps its jobs until they are adopted
+                # Before any job: a record that cannot be written stops the
+                # cluster here, not after jobs it could not account for.
+                self.batch.save_record()
+            await self._write_credentials()
         await super()._start()
         self._adopt_jobs()
         if self._watch is None:
@@ -444,6 +452,25 @@ class JobQueueCluster(SpecCluster):
                 where = getattr(self.runner, "destination", "this machine")
                 raise ValueError(f"log_directory={directory!r} cannot be made on {where}: {CommandError(result)}; "
                                  "give a directory you can write to")
+
+    async def _write_credentials(self) -> None:
+        """The workers' key and certificate, written where the jobs read them."""
+        if not self._credential_files:
+            return
+        texts = dict(self._credential_files.values())
+        try:
+            paths = await self.runner.write_private_files(
+                self._credentials_directory, texts, private_directory=self._credentials_directory
+                == DEFAULT_CREDENTIALS_DIRECTORY)
+        except OSError as e:
+            where = getattr(self.runner, "destination", "this machine")
+            raise ValueError(f"shared_temp_directory={self._credentials_directory!r}: the workers' TLS credentials "
+                             f"cannot be written there on {where} ({e}); give a directory the jobs can read and "
+                             "you can write to") from e
+        self._credential_paths = list(paths.values())
+        security = with_paths(self._job_kwargs["security"], {
+            field: paths[name] for field, (name, _) in self._credential_files.items()})
+        self._job_kwargs["security"] = self._worker_options["security"] = security
 
     def _adopt_jobs(self) -> None:
         """The jobs of the session attached to become this cluster's, as if it had started them."""
@@ -512,9 +539,10 @@ class JobQueueCluster(SpecCluster):
                 await self.batch.cancel_all()
             self.batch.record.remove()  # kept if cancelling failed: `jqref cleanup` can retry
         finally:
+            with suppress(CommandError, OSError):
+                await self.runner.remove_files(self._credential_paths)
             if self._owns_runner:
                 await self.runner.close()
-            self._remove_security_files()
 
 
 @atexit.register

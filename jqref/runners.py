@@ -14,7 +14,7 @@ import shlex
 import signal
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -93,6 +93,18 @@ class Runner(Protocol):
         """A private file holding `text` where the commands run, removed afterwards."""
         ...
 
+    async def write_private_files(self, directory: str, files: Mapping[str, str], *,
+                                  private_directory: bool) -> dict[str, str]:
+        """Write `files` (name to text) into `directory` where the commands run,
+        each readable by the user alone (0600); the directory is made if
+        missing, and made the user's alone (0700) if `private_directory`. A
+        relative directory is the home's. Returns each name's absolute path."""
+        ...
+
+    async def remove_files(self, paths: Sequence[str]) -> None:
+        """Remove `paths` where the commands run; those already gone are no error."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -163,6 +175,25 @@ class LocalRunner:
             proc.stderr.close()
             raise CommandTimeout(argv, timeout) from None
         return CommandResult(argv, proc.returncode, out, err)
+
+    async def write_private_files(self, directory, files, *, private_directory):
+        directory = os.path.join(os.path.expanduser("~"), os.path.expanduser(directory))
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        if private_directory:
+            os.chmod(directory, 0o700)
+        paths = {}
+        for name, text in files.items():
+            path = os.path.join(directory, name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            paths[name] = path
+        return paths
+
+    async def remove_files(self, paths):
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
     @contextlib.asynccontextmanager
     async def script_file(self, text):

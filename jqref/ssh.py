@@ -386,6 +386,34 @@ class SSHRunner:
         with self._sessions, self._clients_sftp() as sftp, contextlib.suppress(OSError):
             sftp.remove(path)
 
+    async def write_private_files(self, directory, files, *, private_directory):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._write_private_files, directory, files, private_directory)
+
+    def _write_private_files(self, directory: str, files, private_directory: bool) -> dict[str, str]:
+        with self._sessions, self._clients_sftp() as sftp:
+            made = ""
+            for part in directory.split("/"):
+                made = posixpath.join(made, part) if made or part else "/"
+                with contextlib.suppress(OSError):
+                    sftp.mkdir(made, mode=0o700)
+            if private_directory:
+                sftp.chmod(directory, 0o700)
+            directory = sftp.normalize(directory)
+            paths = {}
+            for name, text in files.items():
+                path = posixpath.join(directory, name)
+                with sftp.open(path, "x") as f:
+                    f.chmod(0o600)
+                    f.write(text)
+                paths[name] = path
+            return paths
+
+    async def remove_files(self, paths):
+        loop = asyncio.get_running_loop()
+        for path in paths:
+            await loop.run_in_executor(self._pool, self._remove, path)
+
     @contextlib.contextmanager
     def _clients_sftp(self):
         sftp = paramiko.SFTPClient.from_transport(self._transport())

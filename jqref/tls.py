@@ -1,27 +1,24 @@
 """TLS between client, scheduler and workers, from one distributed `Security`.
 
-``security=True`` makes a key and self-signed certificate for this cluster
-only, in memory (``Security.temporary``). It is the default for a scheduler
-on a login node: a Dask scheduler runs whatever code its clients send, as the
-cluster's owner, and anyone on a shared login node can reach it. A scheduler on the login node and
-the workers get the material as PEM contents, never as paths on this
-machine: it reaches them over the SSH channel and inside the job script,
-never as a file written on the way.
+By default (``security=None`` or ``True``) every cluster makes a key and
+certificate for itself alone, in memory, wherever its scheduler runs: a Dask
+scheduler runs whatever code its clients send, as the cluster's owner, and
+anyone on the same machine can reach its port. A scheduler on the login node
+gets its material over the SSH channel.
 
-Jobs that read this machine's files (batch commands run here, on a shared
-filesystem) get their material as files instead, as dask-jobqueue gives it:
-paths on the worker's command line, the files private to the user, in the
-`shared_temp_directory`, removed when the cluster closes. Material given as
-paths is passed as those paths.
+The workers get theirs as files, as dask-jobqueue gives them: written where
+the batch commands run (this machine, or the login node over SFTP) into the
+`shared_temp_directory`, or else into ``~/.jqref/credentials`` (0700), each
+file the user's alone (0600), their paths on the worker's command line, and
+removed when the cluster closes. Job scripts carry paths, never keys. Material
+given as paths is passed as those paths.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
 import pathlib
-import tempfile
+import secrets
 import warnings
 
 import dask.config
@@ -32,26 +29,21 @@ class InsecureSchedulerWarning(UserWarning):
     """A scheduler others can connect to runs without TLS."""
 
 
-def cluster_security(security: Security | bool | None, *, shared_host: bool = False,
-                     tls_unavailable: str | None = None) -> Security | None:
-    """The cluster's `Security`. `security=None` means the default: TLS with a
-    certificate of its own when the scheduler runs on a `shared_host` (unless
-    the batch system cannot carry it, `tls_unavailable` saying why), none
-    otherwise. Declining it there with `security=False` is warned about."""
-    if shared_host and security in (None, False):
-        if security is None and tls_unavailable is None:
-            security = True
-        else:
-            reason = "security=False" if security is False else tls_unavailable
-            warnings.warn(f"the Dask scheduler on the login node runs without TLS ({reason}): anyone who can reach "
-                          "it there can run code as you through it", InsecureSchedulerWarning, stacklevel=3)
-            return None
-    if security is True:
-        return Security.temporary()
-    if security is None or security is False:
+def cluster_security(security: Security | bool | None) -> Security | None:
+    """The cluster's `Security`. `security=None` means the default, TLS with
+    a certificate made for this cluster alone, wherever the scheduler runs:
+    a Dask scheduler runs whatever code its clients send, as the cluster's
+    owner, and its port is open to every user of the machine it runs on.
+    Declining it with `security=False` is warned about."""
+    if security is False:
+        warnings.warn("security=False: the Dask scheduler runs without TLS, so anyone who can reach its port (every "
+                      "user of the machine it runs on, at least) can run code as you through it",
+                      InsecureSchedulerWarning, stacklevel=3)
         return None
+    if security is None or security is True:
+        return Security.temporary()
     if not isinstance(security, Security):
-        raise TypeError(f"security must be a distributed.Security, True or None, got {security!r}")
+        raise TypeError(f"security must be a distributed.Security, True, False or None, got {security!r}")
     if not security.require_encryption:
         return security
     missing = [f for f in ("tls_ca_file", "tls_scheduler_cert", "tls_worker_cert") if not getattr(security, f)]
@@ -109,33 +101,24 @@ def worker_paths(security: Security) -> dict[str, str] | None:
     return values
 
 
-def worker_security_files(security: Security, directory: str | None) -> tuple[Security, list[str]]:
-    """A copy of `security` whose worker material given as contents is in
-    files private to the user in `directory` (the current one, with a
-    warning, when None), and the files written."""
-    if directory is None:
-        directory = os.getcwd()
-        warnings.warn(f"security: the workers' TLS material goes to files in the current directory ({directory}), "
-                      "which the jobs must be able to read: set shared_temp_directory (or "
-                      "jobqueue.<scheduler>.shared-temp-directory) to a directory they share", UserWarning,
-                      stacklevel=4)
-    directory = os.path.expanduser(os.path.expandvars(directory))
-    worker = copy.copy(security)
-    written = []
-    for field in WORKER_TLS_OPTIONS:
-        value = getattr(security, field)
-        if value is None or "\n" not in value:
-            continue
-        part = field.removeprefix("tls_").removeprefix("worker_")
-        fd, path = tempfile.mkstemp(prefix=f".dask-jobqueue.worker.{part}.", dir=directory)  # mode 0600
-        with os.fdopen(fd, "w") as f:
-            f.write(value)
-        written.append(path)
-        setattr(worker, field, path)
-    return worker, written
+#: Where the workers' credentials go without a shared_temp_directory: in the
+#: home where the commands run (a relative path is the home's), which compute
+#: nodes share with the login node at the sites jqref is for.
+DEFAULT_CREDENTIALS_DIRECTORY = ".jqref/credentials"
 
 
-def remove_files(paths: list[str]) -> None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+def worker_credential_files(security: Security) -> dict[str, tuple[str, str]]:
+    """The workers' material given as contents, to go in files: for each
+    `Security` field, a file name of its own (dask-jobqueue's, made unique)
+    and the text."""
+    return {field: (f".dask-jobqueue.worker.{field.removeprefix('tls_').removeprefix('worker_')}."
+                     f"{secrets.token_hex(6)}", value)
+            for field in WORKER_TLS_OPTIONS if (value := getattr(security, field)) is not None and "\n" in value}
+
+
+def with_paths(security: Security, paths: dict[str, str]) -> Security:
+    """A copy of `security` whose fields in `paths` name files instead."""
+    copied = copy.copy(security)
+    for field, path in paths.items():
+        setattr(copied, field, path)
+    return copied

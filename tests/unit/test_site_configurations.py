@@ -98,7 +98,7 @@ def test_the_interface_in_a_config_section_puts_scheduler_and_workers_on_it(sche
         ours, theirs = both(scheduler)
         with ours, theirs:
             assert ours.scheduler_spec["options"]["interface"] == theirs.scheduler_spec["options"]["interface"] == "lo"
-            assert ours.scheduler.address.startswith("tcp://127.0.0.1:")
+            assert ours.scheduler.address.startswith("tls://127.0.0.1:")  # jqref's default is TLS
             assert worker_params(ours.job_script())["interface"] == worker_params(theirs.job_script())["interface"]
 
 

@@ -1,5 +1,7 @@
 """TLS material for workers, and the scheduler placement option."""
 
+import pathlib
+import re
 import shlex
 import warnings
 
@@ -13,24 +15,34 @@ from jqref.slurm import SLURMJob
 from jqref.tls import InsecureSchedulerWarning, cluster_security, role_options, worker_environment
 
 
-def test_true_makes_a_certificate_for_this_cluster_alone():
-    first, second = cluster_security(True), cluster_security(True)
-    assert first.require_encryption and first.tls_ca_file != second.tls_ca_file
-    assert cluster_security(None) is None and cluster_security(False) is None
-
-
-def test_a_scheduler_on_a_shared_login_node_gets_tls_by_default():
+def test_every_cluster_gets_a_certificate_of_its_own_by_default():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert cluster_security(None, shared_host=True).require_encryption
-        assert cluster_security(None) is None  # the scheduler in this process
+        first, second = cluster_security(None), cluster_security(True)
+    assert first.require_encryption and first.tls_ca_file != second.tls_ca_file
 
 
-def test_declining_tls_on_a_shared_login_node_is_warned_about_with_the_reason():
-    with pytest.warns(InsecureSchedulerWarning, match=r"security=False.*run code as you"):
-        assert cluster_security(False, shared_host=True) is None
-    with pytest.warns(InsecureSchedulerWarning, match="condor_q -long"):
-        assert cluster_security(None, shared_host=True, tls_unavailable=HTCondorJob.tls_unavailable) is None
+def test_declining_tls_is_warned_about_with_what_it_exposes():
+    with pytest.warns(InsecureSchedulerWarning, match=r"security=False.*every user of the machine.*run code as you"):
+        assert cluster_security(False) is None
+
+
+@pytest.mark.parametrize("cluster_cls", [SLURMCluster, HTCondorCluster])
+def test_the_workers_credentials_are_private_files_the_job_script_names_and_close_removes(cluster_cls, tmp_path,
+                                                                                         monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    with cluster_cls(cores=1, memory="1GiB", scheduler_options={"dashboard_address": ":0"}) as cluster:
+        script = cluster.job_script()
+        assert cluster.scheduler_address.startswith("tls://")
+        assert "PRIVATE KEY" not in script and "DASK_INTERNAL_INHERIT_CONFIG" not in script
+        directory = tmp_path / ".jqref" / "credentials"
+        files = {flag: pathlib.Path(re.search(rf"{flag}\s+'*([^\s';\"]+)", script)[1])
+                 for flag in ("--tls-ca-file", "--tls-cert", "--tls-key")}
+        assert all(path.parent == directory and path.stat().st_mode & 0o777 == 0o600 for path in files.values())
+        assert directory.stat().st_mode & 0o777 == 0o700
+        assert "PRIVATE KEY" in files["--tls-key"].read_text()
+    assert not any(path.exists() for path in files.values())
 
 
 def test_a_security_without_certificates_is_refused():
@@ -81,12 +93,10 @@ def test_detach_needs_the_login_node_and_tls():
         SLURMCluster(cores=1, memory="1GiB", detach=True, scheduler_on="login", security=False)
     with pytest.raises(ValueError, match="idle_timeout must be at least 15 s"):
         SLURMCluster(cores=1, memory="1GiB", detach=True, scheduler_on="login", idle_timeout="5s")
-    with pytest.raises(ValueError, match="detach=True needs TLS, which htcondor cannot carry"):
-        HTCondorCluster(cores=1, memory="1GiB", detach=True, scheduler_on="login", ssh="login", python="python3")
 
 
 def test_the_login_node_side_needs_only_python_and_distributed():
     imports = {line.split()[1] for line in MAIN_SOURCE.splitlines() if line.strip().startswith(("import ", "from "))}
-    assert imports <= {"asyncio", "contextlib", "hashlib", "json", "os", "shutil", "subprocess", "sys", "threading", "time",
+    assert imports <= {"asyncio", "contextlib", "hashlib", "json", "os", "shutil", "signal", "subprocess", "sys", "threading", "time",
                        "distributed", "distributed.diagnostics.plugin", "distributed.security"}
     compile(MAIN_SOURCE, "login_scheduler_main", "exec")
