@@ -28,6 +28,7 @@ from distributed.deploy.spec import SpecCluster
 from distributed.objects import SchedulerInfo
 from distributed.scheduler import Scheduler
 from distributed.security import Security
+from distributed.utils import get_ip
 
 from . import client_reconnect, session, ssl_error_queue
 from .batch import BatchQueue
@@ -246,11 +247,15 @@ class JobQueueCluster(SpecCluster):
 
         # Given, they replace the config's scheduler-options, as in dask-jobqueue.
         options = dict(scheduler_options if scheduler_options is not None else opt("scheduler_options"))
-        # On a shared login node a fixed dashboard port may be taken: any free one will do, it is forwarded.
-        options.setdefault("dashboard_address", ":0" if self.scheduler_on == "login" else ":8787")
+        # On a shared login node a fixed dashboard port may be taken: any free one will do. It listens
+        # on the login node's loopback, out of the cluster network's reach, and is forwarded.
+        options.setdefault("dashboard_address", "127.0.0.1:0" if self.scheduler_on == "login" else ":8787")
         # The workers' interface (keyword or config) is the scheduler's too, unless its own is given.
         if "host" not in options and "interface" not in options and self._template.interface is not None:
             options["interface"] = self._template.interface
+        if "host" not in options and "interface" not in options and self.scheduler_on == "client":
+            # The address workers reach it at, rather than every interface of this machine.
+            options["host"] = get_ip()
         if protocol is not None:
             options.setdefault("protocol", protocol)
 

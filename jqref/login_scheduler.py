@@ -64,7 +64,9 @@ class LoginNodeScheduler(ProcessInterface):
         scheduler_forward = self._forward(host, port)
         self.external_address = f"{protocol}://127.0.0.1:{scheduler_forward.local_port}"
         if started["dashboard_port"]:
-            self.dashboard_link = f"http://127.0.0.1:{self._forward(host, started['dashboard_port']).local_port}/status"
+            # It listens on the login node's loopback only: the forward is the way in.
+            dashboard = self._forward("127.0.0.1", started["dashboard_port"])
+            self.dashboard_link = f"http://127.0.0.1:{dashboard.local_port}/status"
         await super().start()
 
     async def _start_remote(self) -> dict:

@@ -38,6 +38,7 @@ import time
 from distributed import Scheduler
 from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.security import Security
+from distributed.utils import get_ip
 
 
 def process_start(stat):
@@ -177,7 +178,11 @@ class Session(SchedulerPlugin):
 async def serve(spec, announce=sys.stdout):
     security = Security(**spec["security"]) if spec.get("security") else None
     session = spec.get("session")
-    async with Scheduler(security=security, **spec["options"]) as scheduler:
+    options = spec["options"]
+    if "host" not in options and "interface" not in options:
+        # The address workers reach it at, rather than every interface of a shared login node.
+        options["host"] = get_ip()
+    async with Scheduler(security=security, **options) as scheduler:
         dashboard = scheduler.services.get("dashboard")
         started = {"address": scheduler.address, "dashboard_port": dashboard.port if dashboard else None,
                    "pid": os.getpid(), "process_start": own_process_start()}

@@ -1,8 +1,10 @@
 """TLS material for workers, and the scheduler placement option."""
 
+import os
 import pathlib
 import re
 import shlex
+import subprocess
 import warnings
 
 import dask.config
@@ -98,5 +100,55 @@ def test_detach_needs_the_login_node_and_tls():
 def test_the_login_node_side_needs_only_python_and_distributed():
     imports = {line.split()[1] for line in MAIN_SOURCE.splitlines() if line.strip().startswith(("import ", "from "))}
     assert imports <= {"asyncio", "contextlib", "hashlib", "json", "os", "shutil", "signal", "subprocess", "sys", "threading", "time",
-                       "distributed", "distributed.diagnostics.plugin", "distributed.security"}
+                       "distributed", "distributed.diagnostics.plugin", "distributed.security",
+                       "distributed.utils"}
     compile(MAIN_SOURCE, "login_scheduler_main", "exec")
+
+
+#: Run by another user with the system's Python (it cannot reach this one's):
+#: what a Dask scheduler tells a peer that brings no credential, and whether
+#: the workers' key can be read.
+OTHER_USER_PROBE = """
+import socket, ssl, sys
+host, port, key = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+heard = {}
+with socket.create_connection((host, port), timeout=3) as plain:
+    try:
+        heard["plain"] = plain.recv(64)
+    except OSError:
+        heard["plain"] = b""
+context = ssl.create_default_context()
+context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+try:
+    with context.wrap_socket(socket.create_connection((host, port), timeout=3)) as tls:
+        tls.sendall(b"hello")
+        heard["tls"] = tls.recv(64)
+except (OSError, ssl.SSLError):
+    heard["tls"] = b""
+try:
+    open(key).read()
+    heard["key"] = b"read"
+except OSError:
+    heard["key"] = b""
+print(repr({k: bool(v) for k, v in heard.items()}))
+"""
+
+
+@pytest.mark.parametrize("cluster_cls", [SLURMCluster, HTCondorCluster])
+def test_another_user_of_this_machine_gets_nothing_from_a_default_cluster(cluster_cls, tmp_path, monkeypatch):
+    """The measurement of issue #24, by a real second user (nobody): a
+    default cluster's scheduler says nothing to a peer without the cluster's
+    certificate, and the workers' key cannot be read."""
+    if os.geteuid() != 0:
+        pytest.skip("running a command as another user (nobody) needs root, which CI has")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    tmp_path.chmod(0o755)  # as a home usually is: the credentials' own modes must keep them
+    with cluster_cls(cores=1, memory="1GiB", scheduler_options={"dashboard_address": ":0"}) as cluster:
+        host, port = cluster.scheduler.listen_address.partition("://")[2].rsplit(":", 1)
+        assert host not in ("", "0.0.0.0", "::"), "the scheduler listens on every interface"
+        key = re.search(r"--tls-key\s+'*([^\s';\"]+)", cluster.job_script())[1]
+        probe = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3",
+                                "-c", OTHER_USER_PROBE, host, port, key], capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == repr({"plain": False, "tls": False, "key": False})
