@@ -9,6 +9,12 @@ argument that is neither is refused with the closest known name; a config
 key that is neither is warned about with the closest known name and
 otherwise ignored, as dask-jobqueue ignores it: a site configuration that
 starts a cluster there starts one here, and nothing is ignored silently.
+
+Every value is checked as it is resolved, against what its option accepts
+(`option_checks`): a keyword argument when the Options are made, a config
+value when it is first read; so a wrong value stops the job or cluster that
+is being made, with an error naming the option, the value and, for a config
+value, the key it came from.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from typing import Any
 
 import dask.config
 import yaml
+
+from .option_checks import CONFIG_NAME, check, checks_for
 
 _DEFAULTS_FILE = pathlib.Path(__file__).with_name("jqref.yaml")
 NAMESPACES = ("jqref", "jobqueue")
@@ -51,6 +59,8 @@ class UnknownConfigKeyWarning(UserWarning):
 NULLABLE = {"walltime", "death-timeout"}
 #: A key the config does not set (or sets only to dask-jobqueue's packaged default).
 _ABSENT = object()
+#: A keyword argument given a value that means none (`queue=""`): the config is not read for it.
+_NONE = object()
 
 
 @functools.cache
@@ -90,7 +100,8 @@ def _closest(name: str, known: set[str]) -> str:
 
 
 def _empty(value: Any) -> bool:
-    return value is None or value is _ABSENT or (isinstance(value, (list, tuple, dict, str)) and not value)
+    return value is None or value is _ABSENT or value is _NONE or (
+        isinstance(value, (list, tuple, dict, str)) and not value)
 
 
 class Options:
@@ -107,6 +118,9 @@ class Options:
         if defaults_section not in DEFAULTS:
             raise ValueError(f"unknown jqref configuration section {defaults_section!r}")
         self.defaults = DEFAULTS[defaults_section]
+        self.checks = checks_for(defaults_section)
+        if config_name is not None:
+            check("config_name", config_name, CONFIG_NAME)
         self.section = config_name or defaults_section
         self.renamed = {**RENAMED, **(renamed or {})}
         self.aliases = dict(aliases or {})
@@ -117,7 +131,9 @@ class Options:
             if key not in self.known:
                 raise UnknownOptionError(f"{owner} got an unexpected keyword argument {name!r}"
                                          f"{_closest(name, {keyword(k) for k in self.known})}")
-            self.kwargs[key] = value
+            # Given, so checked now, whether or not it is read.
+            checked = self._checked(key, value)
+            self.kwargs[key] = _NONE if checked is None and value is not None else checked
         #: Options already resolved: the jobs of a cluster share its Options,
         #: so each reads the config once, and all see what the first saw.
         self._resolved: dict[str, Any] = {}
@@ -158,11 +174,21 @@ class Options:
         effect = "it is ignored because the new name is set" if ignored else "jqref still reads it"
         warnings.warn(f"{what}: {effect}; please use the new name", FutureWarning, stacklevel=5)
 
+    def _checked(self, key: str, value: Any, source: Mapping[str, Any] | str | None = None) -> Any:
+        """`value` as option `key` (or its old name) takes it, from `source` (a
+        config namespace, or the keyword arguments); '' is null for an option
+        whose default is null, as dask-jobqueue reads it (`queue: ''`: none)."""
+        current = self.renamed.get(key) or self.aliases.get(key) or key
+        if value is None or (isinstance(value, str) and not value and self.defaults.get(current) is None):
+            return None
+        where = f" (dask config {source}.{self.section}.{key})" if isinstance(source, str) else ""
+        return check(keyword(key), value, self.checks[current], where)
+
     def get(self, name: str, value: Any = None) -> Any:
         """One option; `value` (a keyword argument) wins unless it is None."""
-        if value is not None:
-            return value
         key = config_key(name)
+        if value is not None:
+            return self._checked(key, value)
         if key not in self._resolved:
             self._resolved[key] = self._resolve(key)
         return self._resolved[key]
@@ -171,7 +197,7 @@ class Options:
         if key not in self.defaults:
             raise KeyError(f"no jqref option {keyword(key)!r}")
         for source in (self.kwargs, *NAMESPACES):
-            found = self._read(source, key)
+            found, found_key = self._read(source, key), key
             for old, deprecated in self._old_names(key):
                 old_value = self._read(source, old)
                 if old_value is None or old_value is _ABSENT:
@@ -179,10 +205,12 @@ class Options:
                 if deprecated:
                     self._warn_renamed(source, old, key, ignored=not _empty(found))
                 if _empty(found):
-                    found = old_value
+                    found, found_key = old_value, old
             if found is None and source is not self.kwargs and key in NULLABLE:
                 return None
+            if found is _NONE:
+                return None
             if found is not None and found is not _ABSENT:
-                return found
+                return found if source is self.kwargs else self._checked(found_key, found, source)
         return self.defaults[key]
 

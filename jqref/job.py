@@ -27,6 +27,7 @@ from distributed.deploy.spec import ProcessInterface
 
 from . import shell
 from .config import Options
+from .option_checks import SIZE, check
 from .preload import worker_preload_args
 from .runners import CommandResult, LocalRunner
 from .shell import single_line
@@ -63,12 +64,6 @@ def default_processes(cores: int) -> int:
     """Workers per job when not given: distributed's own rule (as dask-jobqueue
     uses it), one worker per core up to 4 cores, then about sqrt(cores)."""
     return nprocesses_nthreads(cores)[0]
-
-
-def _as_list(what: str, value: Any) -> list[str]:
-    if isinstance(value, str):
-        raise TypeError(f"{what} must be a list of strings, got the string {value!r}")
-    return [str(v) for v in (value or [])]
 
 
 @functools.cache
@@ -209,17 +204,15 @@ class Job(ProcessInterface):
                 f"{cluster}(cores={self.cores or 8}, memory={self.memory or '24GB'!r}), "
                 f"or jobqueue.{self.options.section}.cores and .memory in the dask config"
             )
-        self.cores = int(self.cores)
-        if self.cores < 1:
-            raise ValueError(f"cores must be at least 1, got {self.cores}")
-        self.memory_bytes = size_in_bytes("memory", self.memory)
-        self.processes = int(opt("processes") or default_processes(self.cores))
-        if not 1 <= self.processes <= self.cores:
+        # Each value is already what its option accepts (`option_checks`, applied by Options).
+        self.memory_bytes = parse_bytes(self.memory)
+        self.processes = opt("processes") or default_processes(self.cores)
+        if self.processes > self.cores:
             raise ValueError(
                 f"processes={self.processes} must be between 1 and cores={self.cores}: "
                 "each worker needs at least one thread"
             )
-        self.job_name = single_line("job_name", str(opt("job_name")))
+        self.job_name = opt("job_name")
         self.queue = opt("queue")
         self.account = opt("account")
         self.walltime = opt("walltime")
@@ -237,20 +230,17 @@ class Job(ProcessInterface):
         self.local_directory = opt("local_directory")
         self.shared_temp_directory = opt("shared_temp_directory")
         self.log_directory = opt("log_directory")
-        self.shebang = single_line("shebang", opt("shebang"))
-        self.worker_extra_args = _as_list("worker_extra_args", opt("worker_extra_args"))
+        self.shebang = opt("shebang")
+        self.worker_extra_args = opt("worker_extra_args")
         self.job_extra_directives = opt("job_extra_directives")
-        self.job_directives_skip = _as_list("job_directives_skip", opt("job_directives_skip"))
-        self.job_script_prologue = _as_list("job_script_prologue", opt("job_script_prologue"))
-        self.job_script_epilogue = _as_list("job_script_epilogue", opt("job_script_epilogue"))
-        self.submit_command_extra = _as_list("submit_command_extra", opt("submit_command_extra"))
-        self.cancel_command_extra = _as_list("cancel_command_extra", opt("cancel_command_extra"))
+        self.job_directives_skip = opt("job_directives_skip")
+        self.job_script_prologue = opt("job_script_prologue")
+        self.job_script_epilogue = opt("job_script_epilogue")
+        self.submit_command_extra = opt("submit_command_extra")
+        self.cancel_command_extra = opt("cancel_command_extra")
         self.cancel_grace_period = parse_timedelta(opt("cancel_grace_period"))
-        self.arrays = bool(opt("arrays"))
+        self.arrays = opt("arrays")
         self.max_array_size = opt("max_array_size")
-        if self.max_array_size is not None and (not isinstance(self.max_array_size, int) or self.max_array_size < 1):
-            raise ValueError(f"max_array_size must be a whole number of at least 1 (or None: no limit), "
-                             f"got {self.max_array_size!r}")
         if security is not None and self.tls_unavailable and not worker_paths(security):
             raise ValueError(f"TLS (security=) with material in memory is not available on {self.config_name}: "
                              f"{self.tls_unavailable}; give the workers' certificate and key as files the jobs "
@@ -388,7 +378,7 @@ class Job(ProcessInterface):
         lines = self.skip_directives(
             f"{self.directive_prefix} {shlex.join(single_line('directive', str(t)) for t in tokens)}"
             for tokens in directives)
-        extras = _as_list("job_extra_directives", self.job_extra_directives)
+        extras = self.job_extra_directives
         return lines + [f"{self.directive_prefix} {single_line('job_extra_directives', extra)}" for extra in extras]
 
     @property
@@ -486,13 +476,7 @@ def rows(output: str, columns: int) -> list[list[str]]:
 
 def size_in_bytes(option: str, value: Any) -> int:
     """A size option (memory, disk) in bytes, or an error naming it."""
-    try:
-        nbytes = parse_bytes(value)
-    except (ValueError, TypeError):
-        raise ValueError(f"{option}={value!r} is not a size such as '4 GiB' or '500MB'") from None
-    if nbytes <= 0:
-        raise ValueError(f"{option} must be positive, got {value!r}")
-    return nbytes
+    return parse_bytes(check(option, value, SIZE))
 
 
 def memory_rounded_up(nbytes: int, units: Sequence[tuple[str, int]], at_least: int = 1) -> str:
