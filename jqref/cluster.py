@@ -196,8 +196,9 @@ class JobQueueCluster(SpecCluster):
         self._credentials_directory = (placement.get("shared_temp_directory", shared_temp_directory)
                                        or DEFAULT_CREDENTIALS_DIRECTORY)
         self._credential_files = worker_credential_files(security) if security is not None else {}
-        self._credential_paths: list[str] = []
-        worker_security = security and with_paths(security, {
+        #: The files written, by `Security` field; an attached session's were written by the client that detached.
+        self._credentials = dict(_attached[0].credentials) if _attached is not None else {}
+        worker_security = security and with_paths(security, self._credentials or {
             field: posixpath.join(os.path.expanduser(self._credentials_directory), name)
             for field, (name, _) in self._credential_files.items()})
         job_kwargs.update(interface=interface, protocol=protocol, security=worker_security, config_name=config_name,
@@ -459,22 +460,25 @@ class JobQueueCluster(SpecCluster):
                                  "give a directory you can write to")
 
     async def _write_credentials(self) -> None:
-        """The workers' key and certificate, written where the jobs read them."""
-        if not self._credential_files:
+        """The workers' key and certificate, written where the jobs read them,
+        and recorded, for `jqref cleanup` to remove if this process dies."""
+        if not self._credential_files or self._credentials:
             return
         texts = dict(self._credential_files.values())
+        ours = self._credentials_directory == DEFAULT_CREDENTIALS_DIRECTORY
+        if ours and self.detach:  # removed with the session when its scheduler ends, idle or signalled
+            self._credentials_directory = self.batch.record.session["directory"]
         try:
-            paths = await self.runner.write_private_files(
-                self._credentials_directory, texts, private_directory=self._credentials_directory
-                == DEFAULT_CREDENTIALS_DIRECTORY)
+            paths = await self.runner.write_private_files(self._credentials_directory, texts, private_directory=ours)
         except OSError as e:
             where = getattr(self.runner, "destination", "this machine")
             raise ValueError(f"shared_temp_directory={self._credentials_directory!r}: the workers' TLS credentials "
                              f"cannot be written there on {where} ({e}); give a directory the jobs can read and "
                              "you can write to") from e
-        self._credential_paths = list(paths.values())
-        security = with_paths(self._job_kwargs["security"], {
-            field: paths[name] for field, (name, _) in self._credential_files.items()})
+        self._credentials = {field: paths[name] for field, (name, _) in self._credential_files.items()}
+        self.batch.record.credentials = self._credentials
+        self.batch.save_record()
+        security = with_paths(self._job_kwargs["security"], self._credentials)
         self._job_kwargs["security"] = self._worker_options["security"] = security
 
     def _adopt_jobs(self) -> None:
@@ -545,7 +549,7 @@ class JobQueueCluster(SpecCluster):
             self.batch.record.remove()  # kept if cancelling failed: `jqref cleanup` can retry
         finally:
             with suppress(CommandError, OSError):
-                await self.runner.remove_files(self._credential_paths)
+                await self.runner.remove_files(list(self._credentials.values()))
             if self._owns_runner:
                 await self.runner.close()
 

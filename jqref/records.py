@@ -96,6 +96,8 @@ class JobRecord:
     names: dict[str, str] = field(default_factory=dict)
     #: A detached cluster's session (see `session.detached_session`), else None.
     session: dict | None = None
+    #: The workers' TLS credential files where the commands run, by `Security` field.
+    credentials: dict[str, str] = field(default_factory=dict)
 
     @property
     def path(self) -> pathlib.Path:
@@ -164,14 +166,17 @@ class JobRecord:
                 outcome.notes.append(stop_scheduler(runner, self.session))
             except (PermissionError, RuntimeError) as e:
                 outcome.errors.append(str(e))
-        if not self.jobs:
-            return outcome
-        module, _, name = self.job_class.rpartition(".")
-        job_cls = getattr(importlib.import_module(module), name)
-        result = runner.run_blocking([*self.cancel_command, *self.jobs])
-        if not (result.ok or job_cls.already_gone(result)):
-            outcome.errors.append(f"{' '.join(result.argv)} failed (exit {result.returncode}): "
-                                  f"{result.stderr.strip()}")
+        if self.jobs:
+            module, _, name = self.job_class.rpartition(".")
+            job_cls = getattr(importlib.import_module(module), name)
+            result = runner.run_blocking([*self.cancel_command, *self.jobs])
+            if not (result.ok or job_cls.already_gone(result)):
+                outcome.errors.append(f"{' '.join(result.argv)} failed (exit {result.returncode}): "
+                                      f"{result.stderr.strip()}")
+        if self.credentials:  # the workers' key, of no use to anyone once the jobs are gone
+            removed = runner.run_blocking(["rm", "-f", "--", *self.credentials.values()])
+            if not removed.ok:
+                outcome.errors.append(f"could not remove the workers' credentials: {removed.stderr.strip()}")
         return outcome
 
 

@@ -103,6 +103,18 @@ def test_cleanup_cancels_orphans_only_and_forgets_them(capsys):
     assert found_ids() == [alive.id]
 
 
+def test_cleanup_removes_the_workers_credentials_a_crashed_client_left(tmp_path, capsys):
+    key, certificate = tmp_path / "worker.key", tmp_path / "worker.cert"
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    certificate.write_text("-----BEGIN CERTIFICATE-----\n")
+    orphan = record(["echo", "cancel"], pid=dead_pid())
+    orphan.credentials = {"tls_worker_key": str(key), "tls_worker_cert": str(certificate)}
+    orphan.save({"7"})
+    assert main(["cleanup", orphan.id]) == 0
+    assert not key.exists() and not certificate.exists()
+    assert found_ids() == []
+
+
 def test_cleanup_reports_a_failed_cancel_and_keeps_the_record(capsys):
     r = record(["false"], pid=dead_pid())
     r.save({"7"})
