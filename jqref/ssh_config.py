@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import paramiko
 
+from .option_checks import Port, SSHDestination, check
+
 logger = logging.getLogger(__name__)
 
 
@@ -45,28 +47,24 @@ class Hop:
     jumps: tuple[str, ...] = field(default=(), compare=False)
 
 
-def _split_destination(destination: str) -> tuple[str | None, str, int | None]:
-    """'[user@]host[:port]' or 'ssh://[user@]host[:port]'."""
-    destination = destination.removeprefix("ssh://")
-    user, _, host = destination.rpartition("@")
-    port = None
-    if host.count(":") == 1:
-        host, _, port_text = host.partition(":")
-        port = int(port_text)
-    if not host:
-        raise ValueError(f"no host in SSH destination {destination!r}")
-    return user or None, host, port
+def _split_destination(destination: str, what: str = "ssh", where: str = "") -> tuple[str | None, str, int | None]:
+    """(user, host, port) of '[user@]host[:port]' or 'ssh://[user@]host[:port]',
+    read strictly: a slip (``user@@host``, port 70000) fails here, naming
+    `what`, and not at the first connection, after the cluster has started."""
+    return check(what, destination, SSHDestination(), where)
 
 
-def resolve(destination: str, config: paramiko.SSHConfig, known_hosts: tuple[str, ...] = ()) -> Hop:
-    """What `ssh destination` would connect to, from the ssh config."""
-    user, alias, port = _split_destination(destination)
+def resolve(destination: str, config: paramiko.SSHConfig, known_hosts: tuple[str, ...] = (),
+            what: str = "ssh", where: str = "") -> Hop:
+    """What `ssh destination` would connect to, from the ssh config; `what`
+    and `where` name the destination in errors (``ssh``, or a ProxyJump)."""
+    user, alias, port = _split_destination(destination, what, where)
     options = config.lookup(alias)
     jumps = options.get("proxyjump", "none")
     files = tuple(os.path.expanduser(f) for f in options.get("userknownhostsfile", "~/.ssh/known_hosts").split())
     return Hop(
         hostname=options.get("hostname", alias),
-        port=port or int(options.get("port", 22)),
+        port=port or check("Port", options.get("port", 22), Port(), f" (ssh config, Host {alias})"),
         user=user or options.get("user"),
         identity_files=tuple(os.path.expanduser(f) for f in options.get("identityfile", [])),
         known_hosts=known_hosts + files,
@@ -74,12 +72,13 @@ def resolve(destination: str, config: paramiko.SSHConfig, known_hosts: tuple[str
     )
 
 
-def hops_to(destination: str, config: paramiko.SSHConfig, known_hosts: tuple[str, ...] = (), depth: int = 0) -> list[Hop]:
+def hops_to(destination: str, config: paramiko.SSHConfig, known_hosts: tuple[str, ...] = (), depth: int = 0,
+            what: str = "ssh", where: str = "") -> list[Hop]:
     """Every server on the way to `destination`, jump hosts first."""
     if depth > 8:
         raise ValueError(f"ProxyJump chain to {destination!r} is too long (a loop?)")
-    target = resolve(destination, config, known_hosts)
+    target = resolve(destination, config, known_hosts, what, where)
     hops: list[Hop] = []
     for jump in target.jumps:
-        hops += hops_to(jump, config, known_hosts, depth + 1)
+        hops += hops_to(jump, config, known_hosts, depth + 1, "ProxyJump", f" (ssh config, on the way to {destination})")
     return [*hops, target]
