@@ -279,11 +279,13 @@ class Strings:
 @dataclass(frozen=True)
 class Mapping:
     """A dict whose keys are strings matching `keys`, and whose values are
-    of the `values` types (any when None); string values on a single line."""
+    of the `values` types (any when None); string values on a single line;
+    `fields`: the kinds of some keys' values."""
 
     accepts: str
     keys: str = r".+"
     values: tuple[type, ...] | None = None
+    fields: tuple[tuple[str, Any], ...] = ()
 
     def __call__(self, value):
         if isinstance(value, (list, tuple)) and not value:
@@ -298,6 +300,12 @@ class Mapping:
                 raise Refused(f"the value of {key!r} is {_a(item)}")
             if isinstance(item, str) and _CONTROL.search(item):
                 raise Refused(f"the value of {key!r} has a line break or control character")
+        for key, kind in self.fields:
+            if value.get(key) is not None:
+                try:
+                    kind(value[key])
+                except Refused:
+                    raise Refused(f"{key!r} must be {kind.accepts}") from None
         return dict(value)
 
 
@@ -393,7 +401,8 @@ OPTIONS: dict[str, Any] = {
     "submit-command-extra": STRINGS,
     "cancel-command-extra": STRINGS,
     "cancel-grace-period": Duration(minimum=0),
-    "scheduler-options": Mapping("a dict of the Dask scheduler's keyword arguments", r"[A-Za-z_]\w*"),
+    "scheduler-options": Mapping("a dict of the Dask scheduler's keyword arguments", r"[A-Za-z_]\w*",
+                                 fields=(("port", WholeNumber("a port number (0: any free one)", 0, 65535)),)),
     "scheduler-on": Choice(("client", "login")),
     "detach": FLAG,
     "idle-timeout": Duration(),

@@ -80,5 +80,6 @@ def hops_to(destination: str, config: paramiko.SSHConfig, known_hosts: tuple[str
     target = resolve(destination, config, known_hosts, what, where)
     hops: list[Hop] = []
     for jump in target.jumps:
-        hops += hops_to(jump, config, known_hosts, depth + 1, "ProxyJump", f" (ssh config, on the way to {destination})")
+        hops += hops_to(jump, config, known_hosts, depth + 1, "ProxyJump",
+                        f" (ssh config, on the way to {destination})")
     return [*hops, target]
