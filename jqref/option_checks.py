@@ -183,8 +183,8 @@ class Walltime:
             value = str(int(value))
         if not isinstance(value, str):
             raise Refused(_a(value))
-        pattern = r"(\d+-)?\d+(:\d+){0,2}" if self.days else r"\d+(:\d+){0,2}"
-        if not value.isascii() or not re.fullmatch(pattern, value) or not value.strip("0:-"):
+        pattern = r"([0-9]+-)?[0-9]+(:[0-9]+){0,2}" if self.days else r"[0-9]+(:[0-9]+){0,2}"
+        if not re.fullmatch(pattern, value) or not value.strip("0:-"):
             raise Refused()
         return value
 
@@ -203,6 +203,8 @@ class Flag:
 
 @dataclass(frozen=True)
 class Choice:
+    """One of a few words, spelled exactly: 'LOGIN' is not a place jqref knows."""
+
     choices: tuple[str, ...]
 
     @property
@@ -421,7 +423,7 @@ SCHEDULER_OPTIONS: dict[str, dict[str, Any]] = {
         # Slurm's own words, passed as written: MB, or a K/M/G/T suffix (it reads
         # the letter only: 16GB and 16GiB are 16G); 0 is all of a node's.
         "job-mem": Text("a Slurm --mem value such as '4000' (MB), '16G' or 0 (all of a node's), whole numbers",
-                        r"\d+([KMGTkmgt](i?B)?)?", numbers=True),
+                        r"[0-9]+([KMGTkmgt](i?B)?)?", numbers=True),
     },
     "sge": {
         "pe": Text("a parallel environment name such as 'smp', one word", r"\S+"),

@@ -108,7 +108,7 @@ BAD_OWN = [
     ("slurm", "job_cpu", 0, "at least 1"), ("slurm", "job_cpu", 2.5, "(a float)"), ("slurm", "job_cpu", "4", "(a str)"),
     ("slurm", "job_cpu", True, "(a bool)"), ("slurm", "job_mem", "4 GB", "--mem"), ("slurm", "job_mem", -1, "--mem"),
     ("slurm", "job_mem", "1.5G", "--mem"), ("slurm", "job_mem", 1.5, "(a float)"),
-    ("slurm", "job_mem", "lots", "--mem"), ("slurm", "walltime", "1-2-3", TIME), ("slurm", "walltime", "-1", TIME),
+    ("slurm", "job_mem", "lots", "--mem"), ("slurm", "job_mem", "\uff14\uff10\uff10\uff10", "--mem"), ("slurm", "walltime", "1-2-3", TIME), ("slurm", "walltime", "-1", TIME),
     ("slurm", "walltime", "0-00:00", "more than 0"),
     ("slurm", "walltime", "INFINITE", TIME),
     ("sge", "pe", "two words", "one word"), ("sge", "pe", 5, "(an int)"), ("sge", "pe", "a\nb", "one word"),
