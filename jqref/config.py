@@ -176,13 +176,15 @@ class Options:
 
     def _checked(self, key: str, value: Any, source: Mapping[str, Any] | str | None = None) -> Any:
         """`value` as option `key` (or its old name) takes it, from `source` (a
-        config namespace, or the keyword arguments); '' is null for an option
-        whose default is null, as dask-jobqueue reads it (`queue: ''`: none)."""
+        config namespace, or the keyword arguments); '' is null for a text
+        option whose default is null, as dask-jobqueue reads it (`queue: ''`: none)."""
         current = self.renamed.get(key) or self.aliases.get(key) or key
-        if value is None or (isinstance(value, str) and not value and self.defaults.get(current) is None):
+        kind = self.checks[current]
+        if value is None or (isinstance(value, str) and not value and getattr(kind, "text", False)
+                             and self.defaults.get(current) is None):
             return None
         where = f" (dask config {source}.{self.section}.{key})" if isinstance(source, str) else ""
-        return check(keyword(key), value, self.checks[current], where)
+        return check(keyword(key), value, kind, where)
 
     def get(self, name: str, value: Any = None) -> Any:
         """One option; `value` (a keyword argument) wins unless it is None."""

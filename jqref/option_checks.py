@@ -11,24 +11,27 @@ A kind is a small callable: it returns the value the option takes, or raises
 `Refused`. `OPTIONS` gives the kind of each key of jqref.yaml's common
 section, `SCHEDULER_OPTIONS` the keys a scheduler section adds or reads
 differently, `CLUSTER_KEYWORDS` the cluster's own keywords that no section
-holds. `''` is the same as null for an option whose default is null, as
-dask-jobqueue reads it (``queue: ''`` is no queue); `config.Options` applies
-that before the kind.
+holds. `''` is the same as null for a text option (a kind whose `text` is
+true) whose default is null, as dask-jobqueue reads it (``queue: ''`` is no
+queue); `config.Options` applies that before the kind.
 """
 
 from __future__ import annotations
 
 import collections.abc
 import datetime
+import functools
 import math
 import numbers
 import os
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
 
 from dask.utils import parse_bytes, parse_timedelta
+from distributed.comm.registry import backends
 
 
 class InvalidOptionError(ValueError, TypeError):
@@ -124,6 +127,7 @@ SIZE_RANGE = (2**20, 2**50)
 class ByteSize:
     """A size dask reads (`parse_bytes`), from 1 MiB to 1 PiB."""
 
+    text: ClassVar[bool] = True
     accepts = ("a size from 1 MiB to 1 PiB such as '4 GiB' or '500 MB' "
                "(a number alone counts bytes: give a unit)")
 
@@ -172,6 +176,7 @@ class Walltime:
 
     number: str = "seconds"
     days: bool = False
+    text: ClassVar[bool] = True
 
     @property
     def accepts(self) -> str:
@@ -227,6 +232,7 @@ class Text:
     pattern: str | None = None
     paths: bool = False
     numbers: bool = False
+    text: ClassVar[bool] = True
 
     def __call__(self, value):
         if self.paths and isinstance(value, os.PathLike):
@@ -235,8 +241,8 @@ class Text:
             value = str(int(value))
         if not isinstance(value, str):
             raise Refused(_a(value))
-        if not value:
-            raise Refused("empty")
+        if not value.strip():
+            raise Refused("empty" if not value else "blank")
         if _CONTROL.search(value):
             raise Refused("a line break or control character")
         if self.pattern is not None and not re.fullmatch(self.pattern, value):
@@ -311,6 +317,33 @@ class Mapping:
         return dict(value)
 
 
+@functools.cache
+def _protocols() -> tuple[str, ...]:
+    """The comm protocols distributed has, its plugins' too; not inproc, which
+    connects only within one process."""
+    plugins = {entry.name for entry in entry_points(group="distributed.comm.backends")}
+    return tuple(sorted((set(backends) | plugins) - {"inproc"}))
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A comm protocol distributed has ('tcp', or 'tls://' as dask-jobqueue
+    writes it): with any other, every worker fails as it starts."""
+
+    text: ClassVar[bool] = True
+
+    @property
+    def accepts(self) -> str:
+        return "a protocol distributed has: " + ", ".join(f"'{name}://'" for name in _protocols())
+
+    def __call__(self, value):
+        if not isinstance(value, str):
+            raise Refused(_a(value))
+        if value.removesuffix("://") not in _protocols():
+            raise Refused()
+        return value
+
+
 @dataclass(frozen=True)
 class Name:
     """A queue or account: a string on a single line, or an int (YAML reads
@@ -319,6 +352,7 @@ class Name:
     them (``account=["x"]``, which it would write as ``-A ['x']``)."""
 
     accepts = "a name on a single line (a str; an int counts as its digits)"
+    text: ClassVar[bool] = True
 
     def __call__(self, value):
         if isinstance(value, (list, tuple)) and len(value) <= 1:
@@ -384,7 +418,7 @@ OPTIONS: dict[str, Any] = {
     "python": Text("an interpreter command on a single line (a str or a pathlib.Path)", paths=True),
     "interface": Text("a network interface name such as 'ib0', one word (a str)", r"\S+"),
     "nanny": FLAG,
-    "protocol": Text("a protocol such as 'tcp://', 'tls://' or 'ucx://'", r"[a-z][a-z0-9+.-]*(://)?"),
+    "protocol": Protocol(),
     "death-timeout": Duration(),
     "local-directory": PATH,
     "shared-temp-directory": PATH,

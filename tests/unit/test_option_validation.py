@@ -3,7 +3,7 @@
 A corpus of wrong and hostile values, each tried as a keyword argument and
 as a dask config value on every scheduler: each must be refused at once,
 with an error that names the option and the value and says what the option
-accepts (`FRAGMENT`). A second table holds values that must still be
+accepts (each case's fragment of it). A second table holds values that must still be
 accepted, as dask-jobqueue's users write them. Jobs are made without a
 scheduler (as a cluster makes its template job); the cluster's own keywords
 are tried on the cluster classes, which refuse them before starting.
@@ -32,23 +32,22 @@ BASE = {"cores": 2, "memory": "2GiB"}
 
 #: What a refusal says the option accepts, by the kind of mistake.
 WHOLE = "whole number"
-SIZE = "a size from 1 MiB"
 TIME = "time limit"
 DURATION = "a duration"
 FLAG = "True or False"
-LIST = "a list of strings"
 LINE = "single line"
 
 #: (option, wrong value, fragment of the error) refused on every scheduler.
 BAD = [
     ("cores", 2.5, WHOLE), ("cores", 0, "at least 1"), ("cores", -4, "at least 1"), ("cores", "4", "(a str)"),
-    ("cores", True, "(a bool)"), ("cores", 4.0, "(a float)"), ("cores", [4], "(a list)"),
+    ("cores", True, "(a bool)"), ("cores", 4.0, "(a float)"), ("cores", [4], "(a list)"), ("cores", "", "(a str)"),
     ("memory", 4, "(4 bytes)"), ("memory", "4", "(4 bytes)"), ("memory", "lots", "not a size"),
     ("memory", "-4GB", "bytes"), ("memory", "0 B", "(0 bytes)"), ("memory", True, "(a bool)"),
     ("memory", math.nan, "not a size"), ("memory", math.inf, "not a size"), ("memory", "2 EB", "1 PiB"),
     ("memory", ["4GB"], "(a list)"), ("memory", "4 GiB\n#SBATCH --x", "not a size"),
     ("processes", 0, "at least 1"), ("processes", -1, "at least 1"), ("processes", 1.5, "(a float)"),
     ("processes", "2", "(a str)"), ("processes", False, "(a bool)"), ("processes", 3, "between 1 and cores"),
+    ("processes", "", "(a str)"),
     ("nanny", "no", FLAG), ("nanny", "False", FLAG), ("nanny", 0, FLAG), ("nanny", 1, "(an int)"),
     ("nanny", [], FLAG),
     ("walltime", "-1", TIME), ("walltime", "0", "more than 0"), ("walltime", "00:00:00", "more than 0"),
@@ -66,7 +65,7 @@ BAD = [
     ("idle_timeout", 0, "more than 0"), ("idle_timeout", "never", "not a duration"),
     ("idle_timeout", False, "(a bool)"),
     ("max_jobs", 0, "at least 1"), ("max_jobs", -1, "at least 1"), ("max_jobs", 1.5, "(a float)"),
-    ("max_jobs", "10", "(a str)"), ("max_jobs", True, "(a bool)"),
+    ("max_jobs", "10", "(a str)"), ("max_jobs", True, "(a bool)"), ("max_jobs", "", "(a str)"),
     ("max_array_size", 0, "at least 1"), ("max_array_size", 2.5, "(a float)"), ("max_array_size", "10", "(a str)"),
     ("arrays", "no", FLAG), ("arrays", 1, FLAG), ("detach", "yes", FLAG), ("detach", 1, FLAG),
     ("scheduler_on", "laptop", "'client' or 'login'"), ("scheduler_on", "LOGIN", "'client' or 'login'"),
@@ -83,19 +82,20 @@ BAD = [
     ("extra", "--foo", "a single string"), ("env_extra", "module load x", "a single string"),
     ("header_skip", "--time", "a single string"),
     ("job_name", "a\nb", LINE), ("job_name", "", "empty"), ("job_name", 5, "(an int)"), ("job_name", ["x"], "(a list)"),
-    ("job_name", "a\x00b", "control character"),
+    ("job_name", "a\x00b", "control character"), ("job_name", " ", "blank"),
     ("python", "a\nb", LINE), ("python", 3, "(an int)"), ("python", ["python3"], "(a list)"),
     ("worker_command", "", "empty"), ("worker_command", "a\nb", LINE), ("worker_command", 5, "(an int)"),
     ("interface", "eth 0", "one word"), ("interface", 0, "(an int)"), ("interface", "ib0\n", "one word"),
     ("protocol", "tcp:", "'tcp://'"), ("protocol", "TCP://", "'tcp://'"), ("protocol", 5, "(an int)"),
-    ("protocol", "tcp ://", "'tcp://'"),
-    ("local_directory", "a\nb", LINE), ("local_directory", 5, "(an int)"), ("local_directory", ["/tmp"], "(a list)"),
+    ("protocol", "tcp ://", "'tcp://'"), ("protocol", "inproc://", "'tcp://'"), ("protocol", "udp", "'tls://'"),
+    ("local_directory", "a\nb", LINE), ("local_directory", "  ", "blank"), ("local_directory", 5, "(an int)"),
+    ("local_directory", ["/tmp"], "(a list)"),
     ("log_directory", 5, "(an int)"), ("log_directory", "a\rb", LINE),
     ("shared_temp_directory", 5, "(an int)"), ("shared_temp_directory", "a\nb", LINE),
     ("shebang", "bash", "starting with #!"), ("shebang", "#!", "starting with #!"), ("shebang", "", "empty"),
     ("shebang", 5, "(an int)"), ("shebang", "#!/bin/bash\nrm -rf ~", "line break"),
     ("queue", "a\nb", LINE), ("queue", 2.5, "(a float)"), ("queue", True, "(a bool)"),
-    ("queue", ["a", "b"], "(a list)"),
+    ("queue", ["a", "b"], "(a list)"), ("queue", " ", "blank"),
     ("account", "a\nb", LINE), ("account", 1.5, "(a float)"), ("account", ["a", "b"], "(a list)"),
     ("account", False, "(a bool)"),
     ("scheduler_options", "host=x", "(a str)"), ("scheduler_options", {"dashboard address": 1}, "the key"),
@@ -106,7 +106,8 @@ BAD = [
 #: (scheduler, option, wrong value, fragment): what one scheduler's own options refuse.
 BAD_OWN = [
     ("slurm", "job_cpu", 0, "at least 1"), ("slurm", "job_cpu", 2.5, "(a float)"), ("slurm", "job_cpu", "4", "(a str)"),
-    ("slurm", "job_cpu", True, "(a bool)"), ("slurm", "job_mem", "4 GB", "--mem"), ("slurm", "job_mem", -1, "--mem"),
+    ("slurm", "job_cpu", True, "(a bool)"), ("slurm", "job_cpu", "", "(a str)"), ("slurm", "job_mem", "4 GB", "--mem"),
+    ("slurm", "job_mem", -1, "--mem"),
     ("slurm", "job_mem", "1.5G", "--mem"), ("slurm", "job_mem", 1.5, "(a float)"),
     ("slurm", "job_mem", "lots", "--mem"), ("slurm", "job_mem", "\uff14\uff10\uff10\uff10", "--mem"),
     ("slurm", "walltime", "1-2-3", TIME), ("slurm", "walltime", "-1", TIME),
@@ -271,7 +272,7 @@ def test_an_ssh_destination_is_read_strictly_when_the_cluster_is_made(scheduler,
 
 @pytest.mark.parametrize("option, value, fragment", cases(BAD_CLUSTER_KEYWORDS))
 def test_the_cluster_keywords_no_section_holds_are_checked(option, value, fragment):
-    # JobQueueCluster applies these with option_checks.check_keywords.
+    # check_keywords is for JobQueueCluster's own keywords, which no Options resolves.
     message = refusal(lambda: check_keywords(**{option: value}))
     assert_names_it(message, option, value, fragment)
 
