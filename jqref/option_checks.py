@@ -422,7 +422,9 @@ OPTIONS: dict[str, Any] = {
     "death-timeout": Duration(),
     "local-directory": PATH,
     "shared-temp-directory": PATH,
-    "worker-command": Text("a module name, or a command, on a single line"),
+    # Run as `python -m <worker_command>`: the first word must be a module's name.
+    "worker-command": Text("a Python module's name such as 'distributed.cli.dask_worker', then any arguments",
+                           r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(\s.*)?"),
     "log-directory": PATH,
     "shebang": Text("a line starting with #! and naming an interpreter, such as '#!/usr/bin/env bash'",
                     r"#!\s*\S.*"),

@@ -84,7 +84,9 @@ BAD = [
     ("job_name", "a\nb", LINE), ("job_name", "", "empty"), ("job_name", 5, "(an int)"), ("job_name", ["x"], "(a list)"),
     ("job_name", "a\x00b", "control character"), ("job_name", " ", "blank"),
     ("python", "a\nb", LINE), ("python", 3, "(an int)"), ("python", ["python3"], "(a list)"),
-    ("worker_command", "", "empty"), ("worker_command", "a\nb", LINE), ("worker_command", 5, "(an int)"),
+    ("worker_command", "", "empty"), ("worker_command", "a\nb", "module's name"), ("worker_command", 5, "(an int)"),
+    ("worker_command", "0", "module's name"), ("worker_command", "-m distributed", "module's name"),
+    ("worker_command", "distributed/cli", "module's name"),
     ("interface", "eth 0", "one word"), ("interface", 0, "(an int)"), ("interface", "ib0\n", "one word"),
     ("protocol", "tcp:", "'tcp://'"), ("protocol", "TCP://", "'tcp://'"), ("protocol", 5, "(an int)"),
     ("protocol", "tcp ://", "'tcp://'"), ("protocol", "inproc://", "'tcp://'"), ("protocol", "udp", "'tls://'"),
@@ -177,7 +179,7 @@ GOOD = [
     ("python", "/usr/bin/python3"), ("python", pathlib.Path("/usr/bin/python3")), ("python", "python3 -X dev"),
     ("shebang", "#!/bin/bash"), ("shebang", "#! /usr/bin/env bash"), ("job_name", "jq-1"),
     ("scheduler_options", {"dashboard_address": ":0"}), ("scheduler_options", {"port": 0}),
-    ("worker_command", "distributed.cli.dask_worker"),
+    ("worker_command", "distributed.cli.dask_worker"), ("worker_command", "dask_cuda.cli worker"),
     ("shared_temp_directory", "/scratch/shared"), ("death_timeout", None),
 ]
 GOOD_OWN = [
