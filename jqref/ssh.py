@@ -403,7 +403,7 @@ class SSHRunner:
             paths = {}
             for name, text in files.items():
                 path = posixpath.join(directory, name)
-                with sftp.open(path, "x") as f:
+                with sftp.open(path, "wx") as f:
                     f.chmod(0o600)
                     f.write(text)
                 paths[name] = path

@@ -3,11 +3,15 @@ batch system observe, polled with deadlines."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from jqref import JobState
 
-from .conftest import PATIENCE, start_and_kill_client, wait_for, worker_count, worker_names
+from .conftest import (PATIENCE, needs_docker, node_containers, start_and_kill_client, wait_for, worker_count,
+                       worker_names)
+from .intruder import CONNECT_WITHOUT_THE_CERTIFICATE, REFUSED
 
 pytestmark = pytest.mark.integration
 
@@ -180,3 +184,20 @@ def test_bad_input_is_refused_and_leaves_nothing(make_cluster, testbed, job_name
         make_cluster(queue="no-such-queue", n_workers=1)
     assert "no-such-queue" in str(error.value)
     assert testbed.active_jobs(job_name) == set()
+
+
+def test_another_user_on_the_login_node_can_neither_connect_nor_read_the_workers_key(
+    make_cluster, cluster_options, runner, mode
+):
+    needs_docker(mode, "acting as another user of the login node")
+    cluster = make_cluster()
+    key = re.search(r"--tls-key\s+'*([^\s';\"]+)", cluster.job_script())[1]
+    assert runner.run_blocking(["test", "-r", key]).ok, "the workers' key is not where the job script says"
+    nodes = node_containers()
+    status, out, _ = nodes.exec("login", "cat", key, user="nobody", check=False)
+    assert status != 0 and "PRIVATE KEY" not in out, "another user read the workers' key"
+    _, out, err = nodes.exec("login", cluster_options["python"], "-c", CONNECT_WITHOUT_THE_CERTIFICATE,
+                             cluster.scheduler.address, user="nobody", check=False)
+    assert out.splitlines() == REFUSED, out + err
+    cluster.close()
+    assert not runner.run_blocking(["test", "-e", key]).ok, "close() left the workers' key behind"

@@ -20,6 +20,7 @@ from distributed import Client
 from jqref.records import records_dir
 
 from .conftest import client_process, node_containers, scheduler_on, start_and_kill_client, wait_for, worker_count
+from .intruder import CONNECT_WITHOUT_THE_CERTIFICATE, REFUSED
 
 pytestmark = [
     pytest.mark.integration,
@@ -63,27 +64,6 @@ def test_tls_between_client_scheduler_and_workers_by_default(make_cluster, clien
 
 #: Run on the login node by someone without the cluster's certificate: a Dask
 #: client over plain TCP, and a TLS client that presents no certificate.
-CONNECT_WITHOUT_THE_CERTIFICATE = """
-import socket, ssl, sys
-from distributed import Client
-address = sys.argv[1]
-try:
-    Client(address.replace("tls://", "tcp://"), timeout="5s").close()
-    print("dask client over TCP connected")
-except OSError as e:
-    print("dask client over TCP refused")
-host, port = address.removeprefix("tls://").rsplit(":", 1)
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-try:
-    with socket.create_connection((host, int(port)), timeout=5) as raw, context.wrap_socket(raw) as tls:
-        tls.sendall(b"hello")
-        print("TLS without a certificate", "refused" if tls.recv(1) == b"" else "answered")
-except OSError as e:
-    print("TLS without a certificate refused")
-"""
-
-
 def test_on_the_login_node_clients_without_the_cluster_certificate_are_refused(make_cluster, runner, cluster_options):
     cluster = make_cluster()
     attempt = runner.run_blocking([cluster_options["python"], "-c", CONNECT_WITHOUT_THE_CERTIFICATE,
@@ -91,7 +71,6 @@ def test_on_the_login_node_clients_without_the_cluster_certificate_are_refused(m
     assert attempt.stdout.splitlines() == REFUSED, attempt.stdout + attempt.stderr
 
 
-REFUSED = ["dask client over TCP refused", "TLS without a certificate refused"]
 
 
 def test_killed_client_takes_the_remote_scheduler_and_then_the_jobs_with_it(testbed, job_name, cluster_options,
