@@ -1,6 +1,9 @@
 """jqref: Dask clusters whose workers run in batch jobs (SLURM, SGE, HTCondor, PBS),
 or in local processes (LocalCluster)."""
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
 from .batch import BatchQueue, JobCancelError
 from .cluster import JobQueueCluster
 from .htcondor import HTCondorCluster, HTCondorJob
@@ -12,6 +15,11 @@ from .sge import SGECluster, SGEJob
 from .slurm import SLURMCluster, SLURMJob
 from .ssh import SSHRunner
 from .tls import InsecureSchedulerWarning
+
+try:
+    __version__ = _version("jqref")
+except PackageNotFoundError:  # a source tree on the path (e.g. PYTHONPATH=/src in the testbeds), not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "BatchQueue",
