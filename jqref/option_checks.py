@@ -170,17 +170,20 @@ class Duration:
 @dataclass(frozen=True)
 class Walltime:
     """A time limit, passed to the batch system as written: [[HH:]MM:]SS,
-    with Slurm's D-HH[:MM[:SS]] too where `days`; a number alone is what the
-    batch system makes of it (`number`: seconds, or Slurm's minutes). More
-    than 0: 0 and -1 are no limit at all to some of them."""
+    with Slurm's D-HH[:MM[:SS]] too where `days`, and PBS's .fraction of a
+    second where `fractions`; a number alone is what the batch system makes
+    of it (`number`: seconds, or Slurm's minutes). More than 0: 0 and -1 are
+    no limit at all to some of them."""
 
     number: str = "seconds"
     days: bool = False
+    fractions: bool = False
     text: ClassVar[bool] = True
 
     @property
     def accepts(self) -> str:
-        forms = "[D-]HH:MM:SS, MM:SS or D-HH[:MM]" if self.days else "[[HH:]MM:]SS"
+        forms = ("[D-]HH:MM:SS, MM:SS or D-HH[:MM]" if self.days
+                 else "[[HH:]MM:]SS[.fraction]" if self.fractions else "[[HH:]MM:]SS")
         return f"a time limit such as '01:30:00' ({forms}) or a whole number of {self.number}, more than 0"
 
     def __call__(self, value):
@@ -188,8 +191,9 @@ class Walltime:
             value = str(int(value))
         if not isinstance(value, str):
             raise Refused(_a(value))
-        pattern = r"([0-9]+-)?[0-9]+(:[0-9]+){0,2}" if self.days else r"[0-9]+(:[0-9]+){0,2}"
-        if not re.fullmatch(pattern, value) or not value.strip("0:-"):
+        days, fraction = r"([0-9]+-)?" if self.days else "", r"(\.[0-9]+)?" if self.fractions else ""
+        pattern = days + r"[0-9]+(:[0-9]+){0,2}" + fraction
+        if not re.fullmatch(pattern, value) or not value.strip("0:-."):
             raise Refused()
         return value
 
@@ -474,6 +478,7 @@ SCHEDULER_OPTIONS: dict[str, dict[str, Any]] = {
                                         r"[^\s=]+", (str, int, float, bool)),
     },
     "pbs": {
+        "walltime": Walltime(fractions=True),
         "resource-type": Choice(("select", "nodes")),
         "resource-spec": LINE,
     },

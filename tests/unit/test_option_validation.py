@@ -134,6 +134,7 @@ BAD_OWN = [
     ("pbs", "resource_type", "chunks", "'select' or 'nodes'"), ("pbs", "resource_type", "", "'select' or 'nodes'"),
     ("pbs", "resource_type", 1, "'select' or 'nodes'"), ("pbs", "resource_spec", "a\nb", LINE),
     ("pbs", "resource_spec", 5, "(an int)"), ("pbs", "walltime", "2-00:00:00", TIME),
+    ("pbs", "walltime", "00:00:00.0", "more than 0"), ("slurm", "walltime", "01:00:00.5", TIME),
     # HTCondor's walltime has no default: '' is none there, as everywhere an option's default is none.
     *[(s, "walltime", "", TIME) for s in ("slurm", "sge", "pbs")],
     *[(s, "project", value, fragment) for s in ("slurm", "sge", "pbs")
@@ -193,7 +194,7 @@ GOOD_OWN = [
     ("htcondor", "job_extra_directives", {"+ProjectName": '"x"', "request_gpus": 1, "stream_output": True}),
     ("htcondor", "job_extra_directives", []),
     ("pbs", "resource_type", "nodes"), ("pbs", "resource_spec", "select=1:ncpus=24:mem=100GB"),
-    ("pbs", "queue", "workq@server"),
+    ("pbs", "queue", "workq@server"), ("pbs", "walltime", "01:00:00.5"),
 ]
 
 
