@@ -105,9 +105,14 @@ def cluster_credentials(**kwargs) -> Security:
         return x509.KeyUsage(**{usage: usages.get(usage, False) for usage in names})
 
     def certificate(subject, key, *extensions):
+        # Key identifiers: what OpenSSL's strict verification (Python's default, which distributed turns
+        # off) asks of a certificate, so that any TLS client can verify these.
         builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name)
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(not_before).not_valid_after(not_after))
+                   .not_valid_before(not_before).not_valid_after(not_after)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                                  critical=False))
         for extension, critical in extensions:
             builder = builder.add_extension(extension, critical=critical)
         return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
@@ -127,6 +132,31 @@ def cluster_credentials(**kwargs) -> Security:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
     del ca_key
     return Security(require_encryption=True, tls_ca_file=ca, **material, **kwargs)
+
+
+def has_roles(security: Security | None) -> bool:
+    """Whether each role's certificate in `security` names that role, as
+    `cluster_credentials()`' do: only then may its scheduler get the preload,
+    which serves nobody whose certificate names no role (one certificate for
+    all, as ``Security.temporary()`` gives, names none)."""
+    if security is None:
+        return False
+    try:
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+    except ImportError:  # then cluster_credentials() did not make it here
+        return False
+    for role, common_name in ROLE_NAMES.items():
+        pem = getattr(security, f"tls_{role}_cert")
+        if not pem:
+            return False
+        if "\n" not in pem:
+            with open(pem) as f:
+                pem = f.read()
+        subject = x509.load_pem_x509_certificate(pem.encode()).subject
+        if [a.value for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME)] != [common_name]:
+            return False
+    return True
 
 
 # ---- the peer's role (where the scheduler runs) -----------------------------
