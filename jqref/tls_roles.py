@@ -316,8 +316,11 @@ def _signature_with_comm(handler) -> inspect.Signature:
 def _refuse(comm, op: str, role: str | None):
     """Tell the peer why, then drop its connection."""
     why = (f"the scheduler refuses {op!r} from {comm.peer_address}: it presented {_describe(role)}, "
-           "which may send only what workers and nannies send; a client needs the cluster's client "
-           "certificate (its Security)")
+           "which may send only what workers and nannies send. A client needs the cluster's client "
+           "certificate (the cluster object's security)")
+    if op == "register-client":
+        # What a task calling get_client() or worker_client() meets: its worker holds the workers' certificate.
+        why += "; a task cannot start a client (get_client, worker_client), its worker has only the workers' one"
     logger.warning(why)
 
     if op == "register-client":  # a Client reads its stream's first message, and raises its "error"

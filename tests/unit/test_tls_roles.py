@@ -11,24 +11,29 @@ TLS handshake's, which TLS itself refuses, do not depend on it).
 import ast
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import pathlib
+import re
 import shlex
 import ssl
+import subprocess
 import sys
 
 import dask.config
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from distributed import Client, Nanny, Scheduler, Worker
+from distributed import Client, Nanny, Scheduler, Worker, get_client
 from distributed.comm import connect
 from distributed.core import rpc
+from distributed.protocol.pickle import dumps
 from distributed.protocol.serialize import ToPickle, to_serialize
 from distributed.security import Security
 
 from jqref import tls_roles
+from jqref.login_scheduler import MAIN_SOURCE
 from jqref.preload import preload_text
 from jqref.slurm import SLURMJob
 from jqref.tls import role_options
@@ -129,7 +134,8 @@ def test_a_job_script_carries_the_workers_key_and_neither_the_clients_nor_the_sc
 
 # ---- what each peer may do ------------------------------------------------------
 
-def test_the_client_computes_on_workers_and_nannies_that_hold_only_the_workers_key(security, caplog):
+def test_the_client_computes_on_workers_and_nannies_that_hold_only_the_workers_key_and_tasks_are_no_clients(
+        security, caplog):
     caplog.set_level(logging.WARNING)
 
     async def main():
@@ -141,7 +147,12 @@ def test_the_client_computes_on_workers_and_nannies_that_hold_only_the_workers_k
                 assert sorted(await client.gather(client.map(lambda x: x + 1, range(20)))) == list(range(1, 21))
                 assert len(await client.run(os.getpid)) == 2
                 assert await client.run_on_scheduler(os.getpid) == os.getpid()
-                await client.retire_workers([w for w, ws in scheduler.workers.items() if ws.nanny])
+                assert refusals(caplog) == []
+                # The cost: a task cannot be a client, as its worker holds the workers' certificate alone.
+                in_job = [w for w, ws in scheduler.workers.items() if ws.nanny]
+                with pytest.raises(Exception, match="a task cannot start a client"):
+                    await client.submit(lambda: get_client(timeout=10).submit(lambda: 1).result(), workers=in_job)
+                await client.retire_workers(in_job)
             for _ in range(100):  # the worker closing sent what it sends, to a scheduler that took it
                 if len(scheduler.workers) == 1:
                     break
@@ -149,7 +160,7 @@ def test_the_client_computes_on_workers_and_nannies_that_hold_only_the_workers_k
             assert len(scheduler.workers) == 1
 
     run(main())
-    assert refusals(caplog) == []
+    assert all(re.match("the scheduler refuses '(identity|register-client)'", r) for r in refusals(caplog))
 
 
 def test_a_client_built_from_the_workers_certificate_cannot_register(security):
@@ -282,6 +293,33 @@ def test_the_preload_text_guards_a_scheduler_as_the_module_does(security):
                     await other.identity()
 
     run(main())
+
+
+def test_a_scheduler_started_as_on_the_login_node_is_guarded_without_jqref(security):
+    """jqref's login-node scheduler (its source run with python -c) in a
+    process where jqref cannot be imported, given the preload text and the
+    scheduler's part of the credentials, as LoginNodeScheduler gives them."""
+    spec = {"options": {"host": "127.0.0.1", "dashboard": False, "preload": [preload_text(tls_roles)] if GUARD else []},
+            "security": role_options(security, "scheduler"), "session": None}
+    source = "import sys; sys.modules['jqref'] = None  # not installed there\n" + MAIN_SOURCE
+    process = subprocess.Popen([sys.executable, "-c", source], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        process.stdin.write(json.dumps(spec) + "\n")
+        process.stdin.flush()
+        started = json.loads(process.stdout.readline())
+
+        async def main():
+            async with Client(started["address"], security=security, asynchronous=True) as client:
+                assert await client.run_on_scheduler(os.getpid) == started["pid"] == process.pid
+            async with rpc(started["address"], connection_args=presenting(security, "worker")
+                           .get_connection_args("client")) as other:
+                with pytest.raises(PermissionError, match="refuses 'run_function'"):
+                    await other.run_function(function=dumps(os.getpid), args=dumps(()), kwargs=dumps({}))
+
+        run(main())
+    finally:
+        process.stdin.close()  # which ends it
+        process.wait(DEADLINE)
 
 
 def test_on_the_login_node_the_preload_needs_only_distributed():
