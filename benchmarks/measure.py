@@ -34,8 +34,9 @@ import uuid
 
 #: The compute nodes' interpreter (the image's environment), for every contender.
 PYTHON = "/opt/jqref/bin/python3"
-#: The shared home: job output and the jobs' start stamps go here.
-BENCH_DIR = "/home/dask/jqref-bench"
+#: The shared home: job output and the jobs' start stamps go here ($BENCH_DIR
+#: elsewhere: the unit tests' smoke runs against a stand-in SLURM).
+BENCH_DIR = os.environ.get("BENCH_DIR", "/home/dask/jqref-bench")
 LOGS = f"{BENCH_DIR}/logs"
 STAMPS = f"{BENCH_DIR}/stamps"
 DEADLINE = float(os.environ.get("BENCH_DEADLINE", 150))
@@ -169,12 +170,36 @@ class CountingRunner:
     async def close(self):
         await self.inner.close()
 
+    def __getattr__(self, name):
+        # Everything else a runner offers (writing the workers' credentials,
+        # describe(), destination, port forwards, ...) is the inner runner's:
+        # only commands are counted.
+        if name == "inner":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     def count(self, since=0.0, until=float("inf")):
         counts = {}
         for name, t, _ in self.calls:
             if since <= t < until:
                 counts[name] = counts.get(name, 0) + 1
         return counts
+
+
+def instant_runner(answer):
+    """A jqref runner for which every batch command succeeds at once with
+    `answer(argv)` as its output; everything else (files) is `LocalRunner`'s."""
+    from jqref import LocalRunner
+    from jqref.runners import CommandResult
+
+    class Instant(LocalRunner):
+        async def run(self, argv, *, stdin=None, timeout=None):
+            return CommandResult(tuple(argv), 0, answer(argv), "")
+
+        def run_blocking(self, argv, *, timeout=None):
+            return CommandResult(tuple(argv), 0, answer(argv), "")
+
+    return Instant()
 
 
 def ssh_runner():
@@ -224,14 +249,28 @@ def make_cluster(contender, shape, job_name, stamp_dir, runner, scheduler_host, 
                         **JQREF_VARIANTS[contender], **extra)
 
 
+def version_check_line(python=PYTHON):
+    """The line of a jqref job script that checks the worker environment's
+    Python and distributed against the client's, for the interpreter `python`."""
+    from jqref.job import _worker_versions_check
+    return _worker_versions_check([python])
+
+
 def no_check_job():
     """An experiment, not a proposal: jqref's SLURM job without the version
-    check that runs before the worker, to see what that check costs."""
+    check that runs before the worker, to see what that check costs. The
+    script is jqref's own, less that one line."""
     from jqref import SLURMJob
+    from jqref.job import _worker_versions_check
 
     class NoCheckSLURMJob(SLURMJob):
         def shell_commands(self):
-            return [*self.job_script_prologue, "exec " + " ".join(self.worker_words())]
+            lines = super().shell_commands()
+            check = _worker_versions_check(self.python_words)
+            if check not in lines:
+                raise RuntimeError("jqref's job script no longer has the version check line this experiment "
+                                   "removes: update no_check_job in benchmarks/measure.py")
+            return [line for line in lines if line != check]
     return NoCheckSLURMJob
 
 
@@ -252,26 +291,7 @@ class FloorCluster:
         self.workers = {}
 
     def script(self):
-        from dask.utils import parse_bytes
-        s = self.shape
-        mem_mib = -(-parse_bytes(s["memory"]) // 2**20)
-        worker = [PYTHON, "-m", "distributed.cli.dask_worker", self.scheduler.address,
-                  "--nthreads", str(s["cores"] // s["processes"]),
-                  "--memory-limit", str(mem_mib * 2**20 // s["processes"])]
-        if s["processes"] > 1:
-            worker += ["--nworkers", str(s["processes"])]
-        worker += ["--nanny" if self.nanny else "--no-nanny", "--death-timeout", str(s.get("death_timeout", COMMON["death_timeout"]))]
-        return "\n".join([
-            "#!/usr/bin/env bash",
-            f"#SBATCH --job-name={self.job_name}",
-            f"#SBATCH --output={LOGS}/{self.job_name}-%A_%a.out",
-            "#SBATCH --ntasks=1",
-            f"#SBATCH --cpus-per-task={s['job_cpu']}",
-            f"#SBATCH --mem={mem_mib}M",
-            f"#SBATCH --time={COMMON['walltime']}",
-            stamp_line(self.stamp_dir, '"$SLURM_JOB_ID"'),
-            "exec " + shlex.join(worker) + ' --name "floor-$SLURM_ARRAY_TASK_ID"',
-        ]) + "\n"
+        return floor_script(self.shape, self.job_name, self.stamp_dir, self.scheduler.address, self.nanny)
 
     def scale(self, jobs):
         code, out, err = self.shell.run(["sbatch", "--parsable", f"--array=0-{jobs - 1}"], stdin=self.script())
@@ -289,6 +309,30 @@ class FloorCluster:
         if self.job_id:
             self.shell.run(["scancel", self.job_id])
         self.cluster.close()
+
+
+def floor_script(shape, job_name, stamp_dir, address, nanny=True):
+    """The floor's job script: the start stamp and the worker command, nothing else."""
+    from dask.utils import parse_bytes
+    s = shape
+    mem_mib = -(-parse_bytes(s["memory"]) // 2**20)
+    worker = [PYTHON, "-m", "distributed.cli.dask_worker", address,
+              "--nthreads", str(s["cores"] // s["processes"]),
+              "--memory-limit", str(mem_mib * 2**20 // s["processes"])]
+    if s["processes"] > 1:
+        worker += ["--nworkers", str(s["processes"])]
+    worker += ["--nanny" if nanny else "--no-nanny", "--death-timeout", str(s.get("death_timeout", COMMON["death_timeout"]))]
+    return "\n".join([
+        "#!/usr/bin/env bash",
+        f"#SBATCH --job-name={job_name}",
+        f"#SBATCH --output={LOGS}/{job_name}-%A_%a.out",
+        "#SBATCH --ntasks=1",
+        f"#SBATCH --cpus-per-task={s['job_cpu']}",
+        f"#SBATCH --mem={mem_mib}M",
+        f"#SBATCH --time={COMMON['walltime']}",
+        stamp_line(stamp_dir, '"$SLURM_JOB_ID"'),
+        "exec " + shlex.join(worker) + ' --name "floor-$SLURM_ARRAY_TASK_ID"',
+    ]) + "\n"
 
 
 def job_of(worker_name, processes):
@@ -527,18 +571,8 @@ def cmd_overhead(args):
         cluster = SLURMCluster(**options, scheduler_options={"dashboard_address": ":0"})
     else:
         from jqref import SLURMCluster
-        from jqref.runners import CommandResult
-
-        class Instant:
-            async def run(self, argv, *, stdin=None, timeout=None):
-                return CommandResult(tuple(argv), 0, f"{next(ids)}\n" if argv[0] == "sbatch" else "", "")
-
-            def run_blocking(self, argv, *, timeout=None):
-                return CommandResult(tuple(argv), 0, "", "")
-
-            async def close(self):
-                pass
-        cluster = SLURMCluster(**options, runner=Instant(), scheduler_options={"dashboard_address": ":0"})
+        runner = instant_runner(lambda argv: f"{next(ids)}\n" if argv[0] == "sbatch" else "")
+        cluster = SLURMCluster(**options, runner=runner, scheduler_options={"dashboard_address": ":0"})
     times = []
     for _ in range(args.repeat):
         t = time.perf_counter()
@@ -551,6 +585,7 @@ def cmd_overhead(args):
         while len(cluster.workers) > 0 and time.monotonic() < deadline:
             time.sleep(0.001)
     log(f"overhead {args.contender}: scale(jobs={args.k}) {statistics.median(times) * 1e3:.0f} ms")
+    cluster.close()  # its record and the workers' credentials go with it (emit leaves without at-exit handlers)
     emit(dict(contender=args.contender, k=args.k, scale_s=times))
 
 
@@ -571,7 +606,6 @@ def cmd_rtt(args):
     connection, a fresh `ssh` process per command (what a runner that shells
     out would pay), and OpenSSH's own multiplexing (ControlMaster) as a
     reference; then bursts of concurrent commands over jqref's connection."""
-    import socket
     import tempfile
 
     from jqref import SSHRunner
@@ -615,12 +649,7 @@ def cmd_rtt(args):
                                 failed_commands=sum(e for _, e in runs), commands=n * args.bursts))
             log(f"burst {destination} {n}: {statistics.median(d for d, _ in runs) * 1e3:.0f} ms, "
                 f"{sum(e for _, e in runs)} of {n * args.bursts} commands failed")
-        # The suggested fix, tried from outside: Nagle off on the first hop's TCP socket.
-        runner.run_blocking(["true"])
-        runner._clients[0].get_transport().sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        results.append(dict(destination=destination, command="true, TCP_NODELAY set (experiment)",
-                            jqref_s=_timed_sequential(lambda: runner.run_blocking(["true"]).check(), args.repeat)))
-        log(f"rtt {destination} true with TCP_NODELAY: {statistics.median(results[-1]['jqref_s']) * 1e3:.1f} ms")
+        # (The TCP_NODELAY experiment that was here is jqref's own now: SSHRunner sets it on connecting.)
         asyncio.run(runner.close())
         subprocess.run([*mux, "-O", "exit", destination], capture_output=True, timeout=30)
     # How many concurrent channels sshd (MaxSessions 10) takes under churn:
@@ -651,19 +680,23 @@ def cmd_rtt(args):
 # ---- worker start-up components on a compute node ------------------------------------
 
 
+def startup_cases(python=PYTHON):
+    """The commands `startup` times, by name: each piece of a worker's start
+    that a job pays before the worker runs."""
+    return {
+        "python -c pass": [python, "-c", "pass"],
+        "import distributed": [python, "-c", "import distributed"],
+        # As the job script runs it: a mismatch exits 3, which fails the measurement.
+        "jqref version check": ["bash", "-c", version_check_line(python)],
+        "dask worker --help": [python, "-m", "distributed.cli.dask_worker", "--help"],
+    }
+
+
 def cmd_startup(args):
     """Run on a compute node (docker exec): how long a bare interpreter, the import
     of distributed and jqref's version check take there."""
-    from jqref.job import _worker_versions_check
-    check = _worker_versions_check(PYTHON).removesuffix(" || exit 3")
-    cases = {
-        "python -c pass": [PYTHON, "-c", "pass"],
-        "import distributed": [PYTHON, "-c", "import distributed"],
-        "jqref version check": ["bash", "-c", check],
-        "dask worker --help": [PYTHON, "-m", "distributed.cli.dask_worker", "--help"],
-    }
     results = {}
-    for name, argv in cases.items():
+    for name, argv in startup_cases(args.python).items():
         times = []
         for _ in range(args.repeat):
             t = time.perf_counter()
@@ -752,6 +785,7 @@ def main(argv=None):
     o.add_argument("--repeat", type=int, default=5)
     s = sub.add_parser("startup")
     s.add_argument("--repeat", type=int, default=5)
+    s.add_argument("--python", default=PYTHON, help="the interpreter whose start-up is measured")
     pl = sub.add_parser("poll")
     pl.add_argument("--n", type=int, nargs="+", default=[100, 1000, 5000])
     pl.add_argument("--repeat", type=int, default=5)
