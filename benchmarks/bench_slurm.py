@@ -10,7 +10,9 @@ $TESTBED_PROJECT), so a testbed someone else is using is left alone, and tears
 it down at the end unless --keep. Writes benchmarks/results/slurm.json (every
 measurement), slurm.md (tables, machine description) and
 slurm-time-to-workers.png (plot; matplotlib comes from a separate venv,
-build/bench-venv, created on first use).
+build/bench-venv, created on first use), and only when the run completed:
+a run that failed, or measured nothing for a contender, leaves results/ as
+it was and saves what it did measure in build/bench-partial/<name>.json.
 
 dask-jobqueue (the released wheel, downloaded on this machine into
 build/bench-wheels) is installed only for the benchmark, into
@@ -25,6 +27,7 @@ build adds the time apt takes to fetch the packages).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -40,6 +43,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
+#: Where a run that did not complete leaves what it measured: results/ holds only whole runs.
+PARTIAL = os.path.join(REPO, "build", "bench-partial")
 PROJECT = os.environ.get("TESTBED_PROJECT", "jqref-bench")
 DJQ_VERSION = os.environ.get("BENCH_DJQ_VERSION", "0.9.0")
 WHEELS = os.path.join(REPO, "build", "bench-wheels")
@@ -287,6 +292,22 @@ def versions_in_image():
     return {"slurm": lines[0].strip() if lines else "?", "image_python": lines[1].strip() if len(lines) > 1 else "?"}
 
 
+def write_atomically(path, text):
+    """Replace `path` with `text` at once: a run or a render that fails half
+    way leaves the file as it was, never half written."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, partial = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(partial, 0o644)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
+
+
 def plot(results_file, png):
     python = os.path.join(PLOT_VENV, "bin", "python")
     if not os.path.exists(python) or run([python, "-c", "import matplotlib"], check=False).returncode != 0:
@@ -297,7 +318,15 @@ def plot(results_file, png):
         if p.returncode != 0:
             log(f"no matplotlib, no plot: {p.stderr[-500:]}")
             return False
-    run([python, os.path.join(HERE, "plot.py"), results_file, png], timeout=120)
+    fd, partial = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(png)), prefix=".tmp-", suffix=".png")
+    os.close(fd)
+    try:
+        run([python, os.path.join(HERE, "plot.py"), results_file, partial], timeout=120)
+        os.chmod(partial, 0o644)
+        os.replace(partial, png)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
     return True
 
 
@@ -328,6 +357,11 @@ def paired_ratio(measurements, a, b, n):
 
 
 def write_report(data, path, png_name):
+    write_atomically(path, render_report(data, path, png_name))
+
+
+def render_report(data, path, png_name):
+    """The Markdown report of a run (`path` is where it will be written)."""
     ms = data["workers"]
     ns = sorted({m["n"] for m in ms})
     present = {m["contender"] for m in ms}
@@ -417,7 +451,8 @@ def write_report(data, path, png_name):
         queue_section(data, w)
     if data["bring_up"]["up_s"]:
         bring_up_section(data, w)
-    finish(out, data, path)
+    out.append(f"\nWhole benchmark run: {data['elapsed_s'] / 60:.1f} min.\n")
+    return "\n".join(out)
 
 
 def floor_section(data, w, ms, ns):
@@ -523,13 +558,38 @@ def bring_up_section(data, w):
         w("| cold image build | not run (pass --cold / COLD=1) |")
 
 
-def finish(out, data, path):
-    out.append(f"\nWhole benchmark run: {data['elapsed_s'] / 60:.1f} min.\n")
-    with open(path, "w") as f:
-        f.write("\n".join(out))
+def missing_results(data, contenders, ns, only_workers):
+    """What a finished run lacks to be a result: each contender measured at
+    least once at each N (a contender whose every round failed is a broken
+    benchmark, not a finding), and each step's figures."""
+    missing = []
+    for contender in contenders:
+        for n in [n for n in ns if n in EXTRA.get(contender, ns)]:
+            if not any(m["contender"] == contender and m["n"] == n and m["ok"] for m in data.get("workers", [])):
+                missing.append(f"{contender} N={n}: no successful measurement")
+    steps = ["workers"] + ([] if only_workers else ["startup", "rtt", "queue", "overhead"])
+    missing += [f"{step}: nothing measured" for step in steps if not data.get(step)]
+    return missing
 
 
-def main():
+def save_partial(data, name):
+    """Keep what a run that did not complete measured, out of results/; the path."""
+    os.makedirs(PARTIAL, exist_ok=True)
+    path = os.path.join(PARTIAL, f"{name}.json")
+    write_atomically(path, json.dumps(data, indent=1))
+    return path
+
+
+def publish(data, json_path, md_path, png_path):
+    """Write a completed run's results: the report is rendered first, so a
+    render that fails leaves results/ as it was."""
+    report = render_report(data, md_path, os.path.basename(png_path))
+    write_atomically(json_path, json.dumps(data, indent=1))
+    write_atomically(md_path, report)
+    plot(json_path, png_path)
+
+
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 10)))
     p.add_argument("--n", type=int, nargs="+", default=[1, 4, 8])
@@ -547,12 +607,14 @@ def main():
                         "submit/poll/close of 1000 held jobs; results/slurm-scale.* (make bench-scale)")
     p.add_argument("--jqref-ref", help="benchmark this committed revision of jqref (e.g. HEAD) instead of the "
                                        "work tree, which others may be editing meanwhile")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.scale:
         if os.environ.get("SCALE") != "1" or PROJECT == "jqref-bench":
             sys.exit("--scale runs on its own scale testbed: SCALE=1 TESTBED_PROJECT=jqref-bench-scale (make bench-scale)")
         args.n = [16, 64] if args.n == [1, 4, 8] else args.n
-        args.contenders = [c for c in args.contenders if c != "floor-nonanny"] + ["jqref-noarray"]
+        # The four contenders the README names for it (results/slurm-scale.json has no floor either): a
+        # contender asked for and never measured now makes the run incomplete.
+        args.contenders = [c for c in args.contenders if not c.startswith("floor")] + ["jqref-noarray"]
         args.name = "slurm-scale" if args.name == "slurm" else args.name
         args.up_runs = 0
         args.only_workers = True
@@ -572,6 +634,7 @@ def main():
     if args.jqref_ref:
         data["machine"]["jqref"] = f"{jqref_export(args.jqref_ref)} (committed revision, exported)"
         log(f"benchmarking jqref {data['machine']['jqref']} from {JQREF_DIR}")
+    completed = False
     try:
         if args.up_runs:
             data["bring_up"] = bring_up(args.up_runs)
@@ -591,6 +654,7 @@ def main():
             data["overhead"] = client_overhead()
         if args.cold:
             data["cold"] = cold_build()
+        completed = True
     finally:
         if not args.keep:
             t = time.monotonic()
@@ -598,10 +662,17 @@ def main():
             data.setdefault("bring_up", {"up_s": [], "ready_in_s": [], "down_s": []})["down_s"].append(time.monotonic() - t)
         data["machine"]["load_end"] = os.getloadavg()
         data["elapsed_s"] = time.monotonic() - T_START
-        with open(json_path, "w") as f:
-            json.dump(data, f, indent=1)
-    write_report(data, md_path, os.path.basename(png_path))
-    plot(json_path, png_path)
+        if not completed:  # on the way out with the error: results/ is left alone
+            try:
+                kept = f"what was measured is in {os.path.relpath(save_partial(data, args.name), REPO)}"
+            except Exception as e:  # the run's own error is the one to see
+                kept = f"what was measured could not be kept: {e!r}"
+            log(f"the run failed; {os.path.relpath(json_path, REPO)} left as it was, {kept}")
+    missing = missing_results(data, args.contenders, args.n, args.only_workers)
+    if missing:
+        sys.exit(f"incomplete run ({'; '.join(missing)}): {os.path.relpath(json_path, REPO)} left as it was, what "
+                 f"was measured is in {os.path.relpath(save_partial(data, args.name), REPO)}")
+    publish(data, json_path, md_path, png_path)
     log(f"done in {data['elapsed_s'] / 60:.1f} min: {md_path}")
 
 
