@@ -433,6 +433,10 @@ def dask_setup(server) -> None:
     if not isinstance(server, Scheduler):
         logger.warning("jqref.tls_roles guards a scheduler, not a %s: nothing done", type(server).__name__)
         return
+    setups = [getattr(preload.module, "dask_setup", None) for preload in server.preloads]
+    if dask_setup in setups and any(setups[:setups.index(dask_setup)]):
+        logger.warning("jqref.tls_roles runs after another preload's dask_setup, during which the scheduler may "
+                       "have read connections unchecked: make jqref.tls_roles the first preload")
     try:
         guard_scheduler(server)
     except Exception:
