@@ -67,7 +67,7 @@ def job_security(security: Security) -> Security:
 
 
 def guarded_scheduler(security, preload=None):
-    return Scheduler(host="127.0.0.1", dashboard=False, security=security,
+    return Scheduler(host="127.0.0.1", dashboard_address=":0", security=security,
                      preload=GUARD if preload is None else preload)
 
 
@@ -202,7 +202,8 @@ def test_a_pickled_object_from_the_workers_certificate_is_not_unpickled(security
         async with guarded_scheduler(security) as scheduler:
             comm = await connect(scheduler.address, **args)
             with contextlib.suppress(OSError):
-                await comm.write({"op": "heartbeat_worker", "address": "x", "metrics": ToPickle(Touching(tmp_path / "op"))})
+                await comm.write({"op": "heartbeat_worker", "address": "x",
+                                  "metrics": ToPickle(Touching(tmp_path / "op"))})
                 await asyncio.wait_for(comm.read(), 2)
             assert not await appears(tmp_path / "op")
             with contextlib.suppress(OSError):
@@ -224,8 +225,9 @@ def test_a_stream_opened_with_the_workers_certificate_carries_no_clients_message
             comm = await connect(scheduler.address, **presenting(security, "worker").get_connection_args("worker"))
             with contextlib.suppress(OSError, asyncio.TimeoutError):
                 await comm.write({"op": "connection_stream"})
-                await comm.write([{"op": "update-graph", "client": "c", "expr_ser": to_serialize(Touching(tmp_path / "graph")),
-                                   "keys": [], "span_metadata": {}, "internal_priority": None, "submitting_task": None}])
+                await comm.write([{"op": "update-graph", "client": "c", "keys": [], "span_metadata": {},
+                                   "expr_ser": to_serialize(Touching(tmp_path / "graph")),
+                                   "internal_priority": None, "submitting_task": None}])
                 await asyncio.wait_for(comm.read(), 2)
             assert not await appears(tmp_path / "graph")
 
@@ -299,7 +301,8 @@ def test_a_scheduler_started_as_on_the_login_node_is_guarded_without_jqref(secur
     """jqref's login-node scheduler (its source run with python -c) in a
     process where jqref cannot be imported, given the preload text and the
     scheduler's part of the credentials, as LoginNodeScheduler gives them."""
-    spec = {"options": {"host": "127.0.0.1", "dashboard": False, "preload": [preload_text(tls_roles)] if GUARD else []},
+    preload = [preload_text(tls_roles)] if GUARD else []
+    spec = {"options": {"host": "127.0.0.1", "dashboard_address": ":0", "preload": preload},
             "security": role_options(security, "scheduler"), "session": None}
     source = "import sys; sys.modules['jqref'] = None  # not installed there\n" + MAIN_SOURCE
     process = subprocess.Popen([sys.executable, "-c", source], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -332,7 +335,7 @@ def test_on_the_login_node_the_preload_needs_only_distributed():
 def test_the_allowlists_name_operations_this_distributed_serves():
     """A rename in a newer distributed would otherwise refuse workers quietly."""
     async def main():
-        async with Scheduler(host="127.0.0.1", dashboard=False) as scheduler:
+        async with Scheduler(host="127.0.0.1", dashboard_address=":0") as scheduler:
             assert WORKER_OPS <= set(scheduler.handlers)
             assert WORKER_STREAM_OPS <= set(scheduler.stream_handlers)
 
