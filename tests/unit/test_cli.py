@@ -46,6 +46,21 @@ def test_the_version_is_the_installed_metadata():
     assert jqref.__version__ == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 
 
+def test_without_metadata_the_version_says_so():
+    # A source tree on the path, not installed (as PYTHONPATH=/src in the testbeds).
+    script = ("import importlib.metadata as m\n"
+              "version = m.version\n"
+              "def without_jqref(name):\n"
+              "    if name == 'jqref':\n"
+              "        raise m.PackageNotFoundError(name)\n"
+              "    return version(name)\n"
+              "m.version = without_jqref\n"
+              "import jqref\n"
+              "print(jqref.__version__)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "0+unknown\n", done.stderr
+
+
 def test_version_names_jqref_python_and_distributed(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["--version"])
