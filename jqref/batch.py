@@ -296,7 +296,9 @@ class BatchQueue:
         await asyncio.sleep(0)  # the other cancels of this moment, started together, join the round
         self._cancel_round = None
         try:
-            if self.job_cls.unwarned_states:
+            stale = self._can_signal and any(job.state is JobState.PENDING for job in cancel_round.jobs.values())
+            if self.job_cls.unwarned_states or stale:
+                # Asked afresh: a job started since the last poll is signalled, not killed.
                 await self._wait_until_warned_on_cancel(cancel_round.jobs)
             at_once = cancel_round.jobs
             if self._can_signal:

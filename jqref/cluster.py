@@ -31,11 +31,12 @@ from distributed.security import Security
 from distributed.utils import get_ip
 
 from . import client_reconnect, session, ssl_error_queue
-from .batch import BatchQueue
+from .batch import BatchQueue, JobCancelError
 from .config import Options, UnknownOptionError
 from .docstrings import cluster_docstring
 from .job import Job
 from .login_scheduler import LoginNodeScheduler
+from .option_checks import check_keywords
 from .preload import scheduler_preloads
 from .records import JobRecord, describe_runner, runner_from, session_record
 from .runners import CommandError, LocalRunner, Runner
@@ -164,6 +165,7 @@ class JobQueueCluster(SpecCluster):
             if value is not None:
                 raise ValueError(f"{keyword}={value!r}: pass {keyword!r} through 'scheduler_options', e.g. "
                                  f"{type(self).__name__}(..., scheduler_options={{{keyword!r}: {example}}})")
+        check_keywords(n_workers=n_workers, name=name, scheduler_options=scheduler_options, asynchronous=asynchronous)
         #: What `attach` needs to make this cluster again in another process.
         reusable_options = {
             **job_kwargs, "name": name,
@@ -542,9 +544,15 @@ class JobQueueCluster(SpecCluster):
                     await task
         try:
             try:
+                if self.status == Status.running:
+                    # The jobs first, while their workers still have the scheduler to say goodbye
+                    # to: a worker whose scheduler has gone takes seconds to close, and its job
+                    # with it. What this leaves is reported below.
+                    with suppress(JobCancelError):
+                        await self.batch.cancel_all()
                 await super()._close()
             finally:
-                # Jobs scale-down could not cancel, and any the spec no longer knows.
+                # Jobs that could not be cancelled above, and any the spec started since.
                 await self.batch.cancel_all()
             self.batch.record.remove()  # kept if cancelling failed: `jqref cleanup` can retry
         finally:

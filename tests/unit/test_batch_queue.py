@@ -95,7 +95,8 @@ def test_failed_poll_changes_nothing():
 
 
 def test_cancel_all_confirms_through_the_queue():
-    runner = ScriptedRunner((0, "1\n", ""), (0, "", ""), (0, "1 COMPLETING\n", ""), (0, "1 CANCELLED\n", ""))
+    runner = ScriptedRunner((0, "1\n", ""), (0, "1 PENDING\n", ""), (0, "", ""), (0, "1 COMPLETING\n", ""),
+                            (0, "1 CANCELLED\n", ""))
     batch = BatchQueue(SLURMJob, runner)
     j = job(batch)
 
@@ -105,11 +106,11 @@ def test_cancel_all_confirms_through_the_queue():
 
     run(scenario())
     assert batch.active == {} and batch.cancelled == {}
-    assert runner.calls[1] == ["scancel", "1"]
+    assert runner.calls[2] == ["scancel", "1"]
 
 
 def test_cancel_failure_is_reported():
-    runner = ScriptedRunner((0, "1\n", ""), (1, "", "scancel: error: Access/permission denied"))
+    runner = ScriptedRunner((0, "1\n", ""), (0, "1 PENDING\n", ""), (1, "", "scancel: error: Access/permission denied"))
     batch = BatchQueue(SLURMJob, runner)
     j = job(batch)
 
@@ -195,7 +196,7 @@ def submitted_jobs(batch, runner, n):
 
 
 def test_jobs_closed_together_are_cancelled_with_one_command():
-    runner = ScriptedRunner((0, "", ""))
+    runner = ScriptedRunner((0, "1 PENDING\n2 PENDING\n3 PENDING\n", ""), (0, "", ""))
     batch = BatchQueue(SLURMJob, runner)
     jobs = submitted_jobs(batch, runner, 3)
 
@@ -203,13 +204,13 @@ def test_jobs_closed_together_are_cancelled_with_one_command():
         await asyncio.gather(*(j.close() for j in jobs))
 
     run(close_together())
-    assert runner.calls[3:] == [["scancel", "1", "2", "3"]]
+    assert runner.calls[4:] == [["scancel", "1", "2", "3"]]
     assert set(batch.cancelled) == {"1", "2", "3"} and batch.cancel_commands == 1
 
 
 def test_a_failed_cancel_of_several_jobs_is_retried_one_by_one_to_know_which_failed():
-    runner = ScriptedRunner((1, "", "scancel: error: Kill job error on job id 2"), (0, "", ""),
-                            (1, "", "scancel: error: Access/permission denied"))
+    runner = ScriptedRunner((0, "1 PENDING\n2 PENDING\n", ""), (1, "", "scancel: error: Kill job error on job id 2"),
+                            (0, "", ""), (1, "", "scancel: error: Access/permission denied"))
     batch = BatchQueue(SLURMJob, runner)
     jobs = submitted_jobs(batch, runner, 2)
 
@@ -217,7 +218,7 @@ def test_a_failed_cancel_of_several_jobs_is_retried_one_by_one_to_know_which_fai
         await asyncio.gather(*(batch.cancel(j) for j in jobs))
 
     run(close_together())
-    assert runner.calls[2:] == [["scancel", "1", "2"], ["scancel", "1"], ["scancel", "2"]]
+    assert runner.calls[3:] == [["scancel", "1", "2"], ["scancel", "1"], ["scancel", "2"]]
     assert list(batch.cancelled) == ["1"] and list(batch.active) == ["2"]
     assert "permission denied" in batch.cancel_errors["2"]
 
@@ -264,7 +265,7 @@ def test_a_signalled_job_still_there_after_the_grace_period_is_cancelled():
 
 
 def test_pending_jobs_are_cancelled_at_once_and_running_ones_signalled():
-    runner = ScriptedRunner((0, "", ""), (0, "", ""))
+    runner = ScriptedRunner((0, "1 RUNNING\n2 PENDING\n", ""), (0, "", ""), (0, "", ""))
     batch = BatchQueue(SLURMJob, runner)
     first, second = running_jobs(batch, runner, 2, grace="30s")
     second.state = JobState.PENDING
@@ -274,8 +275,22 @@ def test_pending_jobs_are_cancelled_at_once_and_running_ones_signalled():
         batch._hard_cancels.pop().cancel()
 
     run(close_together())
-    assert runner.calls[2:] == [["scancel", "--batch", "--signal=TERM", "1"], ["scancel", "2"]]
+    assert runner.calls[3:] == [["scancel", "--batch", "--signal=TERM", "1"], ["scancel", "2"]]
     assert set(batch.cancelled) == {"1", "2"}
+
+
+def test_a_job_that_started_since_the_last_poll_is_signalled_not_killed():
+    runner = ScriptedRunner((0, "1\n", ""), (0, "1 RUNNING\n", ""), (0, "", ""))
+    batch = BatchQueue(SLURMJob, runner)
+    j = job(batch)  # pending, as far as the last poll knew
+
+    async def scenario():
+        j.job_id = await batch.submit(j)
+        await batch.cancel(j)
+        batch._hard_cancels.pop().cancel()
+
+    run(scenario())
+    assert runner.calls[1:] == [["squeue", "--noheader", "--array", "--states=all", "--format=%i %T", "--jobs=1"], ["scancel", "--batch", "--signal=TERM", "1"]]
 
 
 def test_without_a_signal_command_on_the_site_jobs_are_cancelled_at_once_from_then_on():

@@ -266,7 +266,7 @@ def test_a_synchronous_close_that_could_not_cancel_raises_naming_the_jobs_and_th
     cluster = cluster_on_stand_in()
     cluster.scale(jobs=2)
     until(lambda: len(stand_in.queued()) == 2, "2 jobs in the queue")
-    stand_in.fault("scancel", *["denied"] * 8)
+    stand_in.fault("scancel", *["denied"] * 20)  # every cancel close() tries
     with pytest.raises(JobCancelError) as raised:
         if how == "close":
             cluster.close()
