@@ -16,6 +16,8 @@ from collections import UserDict
 
 from distributed import Client
 
+from .compat_versions import warn_if_untested_distributed
+
 _MARK = "_jqref_keeps_futures"
 
 
@@ -61,5 +63,6 @@ def _keeping_futures(reconnect):
 
 def apply() -> None:
     """Make clients of detached clusters keep their futures; applying again changes nothing."""
+    warn_if_untested_distributed()  # the private method patched here may have changed
     if not getattr(Client._reconnect, _MARK, False):
         Client._reconnect = _keeping_futures(Client._reconnect)

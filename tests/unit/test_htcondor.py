@@ -84,9 +84,9 @@ def test_resources_are_the_classads_dask_jobqueue_writes():
 def test_disk_is_optional_and_checked():
     d = description(job())
     assert "MY.DaskWorkerDisk" not in d and "RequestDisk" not in d
-    with pytest.raises(ValueError, match="disk="):
+    with pytest.raises(ValueError, match=r"disk must be a size .*got 'lots' \(not a size\)"):
         job(disk="lots")
-    with pytest.raises(ValueError, match="disk must be positive"):
+    with pytest.raises(ValueError, match=r"disk must be a size from 1 MiB .*got '0 B' \(0 bytes\)"):
         job(disk="0 B")
 
 
