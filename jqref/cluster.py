@@ -37,10 +37,11 @@ from .docstrings import cluster_docstring
 from .job import Job
 from .login_scheduler import LoginNodeScheduler
 from .option_checks import check_keywords
-from .preload import scheduler_preloads
+from .preload import roles_guard, scheduler_preloads, with_preloads
 from .records import JobRecord, describe_runner, runner_from, session_record
 from .runners import CommandError, LocalRunner, Runner
 from .ssh import SSHRunner
+from .tls_roles import has_roles
 from .tls import DEFAULT_CREDENTIALS_DIRECTORY, cluster_security, with_paths, worker_credential_files
 
 logger = logging.getLogger(__name__)
@@ -287,14 +288,19 @@ class JobQueueCluster(SpecCluster):
             ssl_error_queue.apply()  # this process's client, and the scheduler if it runs here
         if self.detach:
             client_reconnect.apply()
+        # The roles' guard goes first: the scheduler listens before it runs its preloads.
+        roles = has_roles(security)
         if self.scheduler_on == "login":
-            remote = {**options, "preload": [*options.get("preload", []), *scheduler_preloads(security is not None)]}
+            remote = with_preloads(options, roles_guard(as_text=True) if roles else [],
+                                   scheduler_preloads(security is not None), here=False)
             detached = {"directory": self.batch.record.session["directory"], "idle_timeout": self.idle_timeout,
                         "cancel_command": self._template.cancel_argv([])} if self.detach else None
             scheduler = {"cls": LoginNodeScheduler, "options": {
                 "runner": self.runner, "python": self._template.python_words, "options": remote,
                 "security": security, "session": detached, "running": running}}
         else:
+            if roles:
+                options = with_preloads(options, roles_guard(as_text=False), [], here=True)
             scheduler = {"cls": scheduler_cls, "options": {**options, "security": security}}
         super().__init__(
             scheduler=scheduler,

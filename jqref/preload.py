@@ -14,7 +14,9 @@ import functools
 import importlib.resources
 import zlib
 
-from . import ssl_error_queue, worker_signals
+import dask.config
+
+from . import ssl_error_queue, tls_roles, worker_signals
 
 #: Run in every job's worker processes.
 WORKER_MODULES = (worker_signals,)
@@ -44,3 +46,25 @@ def worker_preload_args(nanny: bool, tls: bool) -> list[str]:
 def scheduler_preloads(tls: bool) -> list[str]:
     """Preload texts for a scheduler started elsewhere (on the login node)."""
     return [preload_text(module) for module in TLS_MODULES] if tls else []
+
+
+def roles_guard(as_text: bool) -> list[str]:
+    """The preload that keeps a worker's certificate from acting as a client's
+    (`tls_roles`): its module name here, its text on the login node."""
+    return [preload_text(tls_roles) if as_text else tls_roles.__name__]
+
+
+def with_preloads(options: dict, first: list[str], last: list[str], *, here: bool) -> dict:
+    """A scheduler's `options` with `first` preloaded before the ones given
+    and `last` after them; per-preload argv lists follow. A scheduler `here`
+    would have read this process's dask config for the ones not given."""
+    def given(key: str, config_key: str):
+        return options[key] if key in options else dask.config.get(config_key) if here else None
+
+    preloads = given("preload", "distributed.scheduler.preload")
+    preloads = [preloads] if isinstance(preloads, str) else list(preloads or [])
+    updated = {**options, "preload": [*first, *preloads, *last]}
+    argv = given("preload_argv", "distributed.scheduler.preload-argv")
+    if argv and isinstance(argv[0], (list, tuple)):  # one list per preload given
+        updated["preload_argv"] = [*([[]] * len(first)), *argv, *([[]] * len(last))]
+    return updated

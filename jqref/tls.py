@@ -24,6 +24,8 @@ import warnings
 import dask.config
 from distributed.security import Security
 
+from .tls_roles import cluster_credentials
+
 
 class InsecureSchedulerWarning(UserWarning):
     """A scheduler others can connect to runs without TLS."""
@@ -41,7 +43,7 @@ def cluster_security(security: Security | bool | None) -> Security | None:
                       InsecureSchedulerWarning, stacklevel=3)
         return None
     if security is None or security is True:
-        return Security.temporary()
+        return cluster_credentials()
     if not isinstance(security, Security):
         raise TypeError(f"security must be a distributed.Security, True, False or None, got {security!r}")
     if not security.require_encryption:

@@ -152,3 +152,21 @@ def test_another_user_of_this_machine_gets_nothing_from_a_default_cluster(cluste
                                 "-c", OTHER_USER_PROBE, host, port, key], capture_output=True, text=True, timeout=60)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == repr({"plain": False, "tls": False, "key": False})
+
+
+def test_a_client_holding_only_the_workers_credentials_is_refused(tmp_path, monkeypatch):
+    """The files a job script names are a worker's, not a client's: copied out,
+    they cannot register a client or run code on the scheduler."""
+    from distributed import Client
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    with SLURMCluster(cores=1, memory="1GiB", scheduler_options={"dashboard_address": ":0"}) as cluster:
+        script = cluster.job_script()
+        ca, cert, key = (re.search(rf"{flag}\s+'*([^\s';\"]+)", script)[1]
+                         for flag in ("--tls-ca-file", "--tls-cert", "--tls-key"))
+        as_worker = Security(require_encryption=True, tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key)
+        with pytest.raises(Exception, match="worker"):
+            Client(cluster.scheduler_address, security=as_worker, timeout="10s")
+        with Client(cluster) as owner:
+            assert owner.run_on_scheduler(os.getpid) == os.getpid()
