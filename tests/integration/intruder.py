@@ -23,3 +23,19 @@ except OSError as e:
 """
 
 REFUSED = ["dask client over TCP refused", "TLS without a certificate refused"]
+
+#: Run by the cluster's owner with the paths a job script names: a Dask client
+#: made from a worker's credentials, as anyone who can read them could.
+CONNECT_AS_A_WORKER = """
+import os, sys
+from distributed import Client
+from distributed.security import Security
+address, ca, cert, key = sys.argv[1:]
+worker = Security(require_encryption=True, tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key)
+try:
+    with Client(address, security=worker, timeout="20s") as client:
+        client.run_on_scheduler(os.getpid)
+    print("client with a worker's credentials ran code on the scheduler")
+except Exception as e:
+    print("client with a worker's credentials refused")
+"""

@@ -11,7 +11,7 @@ from jqref import JobState
 
 from .conftest import (PATIENCE, needs_docker, node_containers, start_and_kill_client, wait_for, worker_count,
                        worker_names)
-from .intruder import CONNECT_WITHOUT_THE_CERTIFICATE, REFUSED
+from .intruder import CONNECT_AS_A_WORKER, CONNECT_WITHOUT_THE_CERTIFICATE, REFUSED
 
 pytestmark = pytest.mark.integration
 
@@ -186,13 +186,18 @@ def test_bad_input_is_refused_and_leaves_nothing(make_cluster, testbed, job_name
     assert testbed.active_jobs(job_name) == set()
 
 
-def test_another_user_on_the_login_node_can_neither_connect_nor_read_the_workers_key(
+def test_another_user_gets_nothing_and_the_workers_key_cannot_act_as_a_client(
     make_cluster, cluster_options, runner, mode
 ):
     needs_docker(mode, "acting as another user of the login node")
     cluster = make_cluster()
-    key = re.search(r"--tls-key\s+'*([^\s';\"]+)", cluster.job_script())[1]
+    script = cluster.job_script()
+    ca, cert, key = (re.search(rf"{flag}\s+'*([^\s';\"]+)", script)[1]
+                     for flag in ("--tls-ca-file", "--tls-cert", "--tls-key"))
     assert runner.run_blocking(["test", "-r", key]).ok, "the workers' key is not where the job script says"
+    as_a_worker = runner.run_blocking([cluster_options["python"], "-c", CONNECT_AS_A_WORKER, cluster.scheduler.address,
+                                       ca, cert, key], timeout=120)
+    assert as_a_worker.stdout.strip() == "client with a worker's credentials refused", as_a_worker
     nodes = node_containers()
     status, out, _ = nodes.exec("login", "cat", key, user="nobody", check=False)
     assert status != 0 and "PRIVATE KEY" not in out, "another user read the workers' key"
