@@ -29,25 +29,38 @@ import subprocess
 import sys
 import time
 
-STATE = pathlib.Path(os.environ["STAND_IN_DIR"])
-QUEUE = STATE / "queue.json"
+COMMANDS = ("sbatch", "squeue", "scancel")
+
+
+def install(bin_dir: pathlib.Path) -> None:
+    """Put the stand-in's commands in `bin_dir`, for a PATH that starts there."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for command in COMMANDS:
+        executable = bin_dir / command
+        executable.write_text(f'#!/bin/sh\nexec {sys.executable} {pathlib.Path(__file__).resolve()} {command} "$@"\n')
+        executable.chmod(0o755)
+
+
+def state() -> pathlib.Path:
+    return pathlib.Path(os.environ["STAND_IN_DIR"])
 
 
 @contextlib.contextmanager
 def queue():
     """The queue, read and written back under a lock."""
-    with open(STATE / "lock", "a") as lock:
+    path = state() / "queue.json"
+    with open(state() / "lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        jobs = json.loads(QUEUE.read_text()) if QUEUE.exists() else {"next": 100, "jobs": {}}
+        jobs = json.loads(path.read_text()) if path.exists() else {"next": 100, "jobs": {}}
         yield jobs
-        QUEUE.write_text(json.dumps(jobs))
+        path.write_text(json.dumps(jobs))
 
 
 def next_fault(command: str) -> str:
-    path = STATE / "faults" / command
+    path = state() / "faults" / command
     if not path.exists():
         return ""
-    with open(STATE / "lock", "a") as lock:
+    with open(state() / "lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         first, *rest = path.read_text().splitlines() or [""]
         path.write_text("".join(f"{line}\n" for line in rest))
@@ -113,7 +126,7 @@ def main() -> None:
         sys.exit(f"{command}: error: Access/permission denied")
     if fault == "hang-with-child":
         child = subprocess.Popen(["sleep", "3600"])  # inherits stdout and stderr
-        (STATE / "children").open("a").write(f"{child.pid}\n")
+        (state() / "children").open("a").write(f"{child.pid}\n")
     out = {"sbatch": lambda: sbatch(args, fault), "squeue": lambda: squeue(args), "scancel": lambda: scancel(args)}
     answer = out[command]()
     if fault == "empty":

@@ -20,6 +20,7 @@ import sys
 import time
 
 import pytest
+import stand_in_slurm
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BENCHMARKS = REPO / "benchmarks"
@@ -142,11 +143,7 @@ def smoke(tmp_path_factory):
     queue): a dict of each one's output, and the directories they used."""
     root = tmp_path_factory.mktemp("bench-smoke")
     bin_dir = root / "bin"
-    bin_dir.mkdir()
-    for command in ("sbatch", "squeue", "scancel"):
-        executable = bin_dir / command
-        executable.write_text(f'#!/bin/sh\nexec {sys.executable} {STAND_IN} {command} "$@"\n')
-        executable.chmod(0o755)
+    stand_in_slurm.install(bin_dir)
     (root / "stand-in").mkdir()
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "STAND_IN_DIR": str(root / "stand-in"),
            "HOME": str(root / "home"), "XDG_STATE_HOME": str(root / "state"), "BENCH_DIR": str(root / "bench"),

@@ -11,16 +11,15 @@ import asyncio
 import json
 import os
 import pathlib
-import sys
 import time
 
 import pytest
+import stand_in_slurm
 
 from jqref import BatchQueue, JobCancelError
 from jqref.runners import CommandError, CommandTimeout, LocalRunner
 from jqref.slurm import SLURMCluster, SLURMJob
 
-STAND_IN = pathlib.Path(__file__).with_name("stand_in_slurm.py")
 #: Short enough for a fast test, long enough for a loaded machine to start python.
 TIMEOUT = 3.0
 
@@ -60,11 +59,7 @@ def _running(pid: int) -> bool:
 @pytest.fixture
 def stand_in(tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for command in ("sbatch", "squeue", "scancel"):
-        executable = bin_dir / command
-        executable.write_text(f'#!/bin/sh\nexec {sys.executable} {STAND_IN} {command} "$@"\n')
-        executable.chmod(0o755)
+    stand_in_slurm.install(bin_dir)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("STAND_IN_DIR", str(tmp_path / "stand-in"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))

@@ -16,6 +16,8 @@ import pytest
 from jqref import BatchQueue, CommandError, CommandResult, JobState
 from jqref.htcondor import HTCondorJob, _seconds
 
+from test_batch_queue import ScriptedRunner
+
 HOSTILE = ["two words", "it's", 'say "hi"', "$(HOME)", "$$x", "a$$;b", "$", "x$", "$F(y)", "`id`", "a;b|c&&d",
            "''\"\"", "tail\\", '"q"']
 
@@ -235,23 +237,11 @@ def test_states_from_condor_q():
     }
 
 
-class RecordingRunner:
-    """Answers each command with the next of `answers` (returncode, stdout, stderr); records the commands."""
-
-    def __init__(self, *answers):
-        self.answers = list(answers)
-        self.calls = []
-
-    async def run(self, argv, *, stdin=None, timeout=None):
-        self.calls.append(list(argv))
-        return CommandResult(tuple(argv), *self.answers.pop(0))
-
-
 def test_a_held_job_is_removed_and_tracked_until_it_leaves_the_queue():
     """A held job stays held until someone releases it: condor_rm it, replace
     it at once, and keep polling it until condor_q shows it removed."""
     held_row = (0, "5 0 5\n", "")
-    runner = RecordingRunner(held_row, (0, "Job 5.0 marked for removal\n", ""), held_row, (0, "", ""),
+    runner = ScriptedRunner(held_row, (0, "Job 5.0 marked for removal\n", ""), held_row, (0, "", ""),
                              (0, "5 0 3\n", ""))
     replaced = []
     batch = BatchQueue(HTCondorJob, runner, on_ended=lambda j, detail: replaced.append((j.job_id, detail)))

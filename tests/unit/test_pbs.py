@@ -9,6 +9,8 @@ import pytest
 from jqref import BatchQueue, CommandError, CommandResult, JobState
 from jqref.pbs import PBSJob, parse_qstat_full
 
+from test_batch_queue import ScriptedRunner
+
 # As OpenPBS prints it: four-space attributes, long values wrapped onto
 # tab-indented lines, one blank line after each job.
 QSTAT_OPENPBS = """\
@@ -187,23 +189,11 @@ def test_states_from_qstat_full():
     assert states["14.login"] == (JobState.HELD, "H (Hold_Types=s)")
 
 
-class RecordingRunner:
-    """Answers each command with the next of `answers` (returncode, stdout, stderr); records the commands."""
-
-    def __init__(self, *answers):
-        self.answers = list(answers)
-        self.calls = []
-
-    async def run(self, argv, *, stdin=None, timeout=None):
-        self.calls.append(list(argv))
-        return CommandResult(tuple(argv), *self.answers.pop(0))
-
-
 def test_a_job_held_by_the_system_is_deleted_and_tracked_until_it_leaves_the_queue():
     """A system hold never lifts by itself: qdel the job, replace it at once,
     and keep polling it until qstat no longer knows it."""
     unknown = (35, "", "qstat: Unknown Job Id 14.login\n")
-    runner = RecordingRunner((0, QSTAT_OPENPBS, ""), (0, "", ""), (0, QSTAT_OPENPBS, ""), unknown, unknown)
+    runner = ScriptedRunner((0, QSTAT_OPENPBS, ""), (0, "", ""), (0, QSTAT_OPENPBS, ""), unknown, unknown)
     replaced = []
     batch = BatchQueue(PBSJob, runner, on_ended=lambda j, detail: replaced.append((j.job_id, detail)))
     held = job(batch=batch)

@@ -12,6 +12,8 @@ import stand_in_worker
 from jqref import BatchQueue, CommandError, CommandResult, JobState
 from jqref.sge import SGEJob
 
+from test_batch_queue import ScriptedRunner
+
 QSTAT_XML = """<?xml version='1.0'?>
 <job_info xmlns:xsd="http://arc.liv.ac.uk/repos/darcs/sge/source/dist/util/resources/schemas/qstat/qstat.xsd">
   <queue_info>
@@ -88,23 +90,11 @@ def test_states_from_qstat_xml():
     }
 
 
-class RecordingRunner:
-    """Answers each command with the next of `answers` (returncode, stdout, stderr); records the commands."""
-
-    def __init__(self, *answers):
-        self.answers = list(answers)
-        self.calls = []
-
-    async def run(self, argv, *, stdin=None, timeout=None):
-        self.calls.append(list(argv))
-        return CommandResult(tuple(argv), *self.answers.pop(0))
-
-
 def test_a_job_in_error_state_is_deleted_and_tracked_until_it_leaves_the_queue():
     """Eqw never starts and would sit in the queue for ever: qdel it, replace
     it at once, and keep polling it until the queue no longer shows it."""
     without_job_5 = "\n".join(line for line in QSTAT_XML.splitlines() if "<JB_job_number>5<" not in line)
-    runner = RecordingRunner((0, QSTAT_XML, ""), (0, QSTAT_XML, ""),  # the poll; the check before qdel
+    runner = ScriptedRunner((0, QSTAT_XML, ""), (0, QSTAT_XML, ""),  # the poll; the check before qdel
                              (0, 'dask has registered the job 5 for deletion\n', ""),
                              (0, QSTAT_XML, ""), (0, without_job_5, ""), (0, without_job_5, ""))
     replaced = []
