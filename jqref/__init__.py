@@ -7,7 +7,7 @@ from importlib.metadata import version as _version
 from .batch import BatchQueue, JobCancelError
 from .cluster import JobQueueCluster
 from .htcondor import HTCondorCluster, HTCondorJob
-from .job import Job, JobState
+from .job import InlineKeyWarning, Job, JobState
 from .local import LocalCluster, LocalJob
 from .pbs import PBSCluster, PBSJob
 from .runners import CommandError, CommandResult, ConnectionLost, LocalRunner, Runner
@@ -28,6 +28,7 @@ __all__ = [
     "ConnectionLost",
     "HTCondorCluster",
     "HTCondorJob",
+    "InlineKeyWarning",
     "InsecureSchedulerWarning",
     "Job",
     "JobCancelError",

@@ -16,6 +16,7 @@ import re
 import shlex
 import sys
 import uuid
+import warnings
 from collections.abc import Iterable, Sequence
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -44,6 +45,10 @@ ELEMENT_NAME_VARIABLE = "JQREF_WORKER_NAME"
 
 #: dask-jobqueue's `worker_command` default: the only one given --nworkers and --nanny.
 DASK_WORKER = "distributed.cli.dask_worker"
+
+
+class InlineKeyWarning(UserWarning):
+    """A job's TLS key is written into its script rather than named as a file."""
 
 
 class JobState(enum.Enum):
@@ -241,10 +246,15 @@ class Job(ProcessInterface):
         self.cancel_grace_period = parse_timedelta(opt("cancel_grace_period"))
         self.arrays = opt("arrays")
         self.max_array_size = opt("max_array_size")
-        if security is not None and self.tls_unavailable and not worker_paths(security):
-            raise ValueError(f"TLS (security=) with material in memory is not available on {self.config_name}: "
-                             f"{self.tls_unavailable}; give the workers' certificate and key as files the jobs "
-                             "can read (or, from this machine, set shared_temp_directory)")
+        if security is not None and not worker_paths(security):
+            if self.tls_unavailable:
+                raise ValueError(f"TLS (security=) with material in memory is not available on {self.config_name}: "
+                                 f"{self.tls_unavailable}; give the workers' certificate and key as files the jobs "
+                                 "can read (or, from this machine, set shared_temp_directory)")
+            if shared_options is None:  # a job on its own: a cluster's jobs name files it wrote
+                warnings.warn("security: the workers' key goes inline in the job script, readable by whoever "
+                              "reads the script (administrators, spool directories, logs); give it as files only "
+                              "you can read, as JobQueueCluster does", InlineKeyWarning, stacklevel=2)
         self.security = security
         self.configure()
         if shared_options is None:  # a cluster's jobs share options its template job already rendered

@@ -13,6 +13,7 @@ from distributed.security import Security
 
 from jqref import HTCondorCluster, HTCondorJob, SLURMCluster
 from jqref.login_scheduler import MAIN_SOURCE
+from jqref.job import InlineKeyWarning
 from jqref.slurm import SLURMJob
 from jqref.tls import InsecureSchedulerWarning, cluster_security, role_options, worker_environment
 
@@ -65,7 +66,8 @@ def test_roles_get_contents_even_when_given_paths(tmp_path):
 
 def test_job_script_carries_worker_tls_config_that_dask_reads_back():
     security = Security.temporary()
-    job = SLURMJob("tls://10.0.0.1:8786", "w", cores=1, memory="1GiB", security=security)
+    with pytest.warns(InlineKeyWarning, match="readable by whoever reads the script"):
+        job = SLURMJob("tls://10.0.0.1:8786", "w", cores=1, memory="1GiB", security=security)
     (line,) = [line for line in job.job_script().splitlines() if line.startswith("export ")]
     name, _, value = line.removeprefix("export ").partition("=")
     config = dask.config.collect_env({name: shlex.split(value)[0]})

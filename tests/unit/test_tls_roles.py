@@ -35,6 +35,7 @@ from distributed.security import Security
 from jqref import tls_roles
 from jqref.login_scheduler import MAIN_SOURCE
 from jqref.preload import preload_text
+from jqref.job import InlineKeyWarning
 from jqref.slurm import SLURMJob
 from jqref.tls import role_options
 from jqref.tls_roles import ROLE_NAMES, WORKER_OPS, WORKER_STREAM_OPS, cluster_credentials
@@ -121,7 +122,8 @@ def test_each_role_has_its_own_certificate_signed_by_the_cluster_ca_which_keeps_
 
 
 def test_a_job_script_carries_the_workers_key_and_neither_the_clients_nor_the_schedulers(security):
-    script = SLURMJob("tls://10.0.0.1:8786", "w", cores=1, memory="1GiB", security=security).job_script()
+    with pytest.warns(InlineKeyWarning, match="inline in the job script"):
+        script = SLURMJob("tls://10.0.0.1:8786", "w", cores=1, memory="1GiB", security=security).job_script()
     (line,) = [line for line in script.splitlines() if line.startswith("export ")]
     name, _, value = line.removeprefix("export ").partition("=")
     tls = dask.config.collect_env({name: shlex.split(value)[0]})["distributed"]["comm"]["tls"]
