@@ -30,6 +30,8 @@ import socket
 import sys
 import time
 
+import click
+
 from . import __version__
 from .compat_versions import installed_distributed, untested_distributed
 from .records import CancelOutcome, JobRecord, Records, describe_error, load_records, records_dir
@@ -306,6 +308,15 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     return args.run(args)
+
+
+@click.command(name="jqref", add_help_option=False,
+               context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def dask_cli(args) -> None:
+    """jqref's commands as `dask jqref ...` (list, status, cleanup; --help for more). Being
+    found by `dask` also registers jqref's defaults: `dask config get jqref.slurm` shows them."""
+    sys.exit(main(list(args)))
 
 
 if __name__ == "__main__":

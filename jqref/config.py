@@ -82,6 +82,11 @@ def _load_defaults() -> dict[str, dict[str, Any]]:
 
 
 DEFAULTS = _load_defaults()
+# Registered with dask, as dask-jobqueue registers its own: `dask config get
+# jqref.slurm` shows them, and a commented copy in the user's dask config
+# folder shows what can be set.
+dask.config.update_defaults({"jqref": DEFAULTS})
+dask.config.ensure_file(source=str(_DEFAULTS_FILE))
 
 
 def config_key(keyword: str) -> str:
@@ -161,9 +166,10 @@ class Options:
         if not isinstance(source, str):
             return source.get(key, _ABSENT)
         value = dask.config.get(f"{source}.{self.section}.{key}", default=_ABSENT)
-        if source == "jobqueue" and value is not _ABSENT and \
-                value == dask_jobqueue_defaults(self.section).get(key, _ABSENT):
-            return _ABSENT  # dask-jobqueue's default, there because it was imported: not the user's
+        packaged = DEFAULTS.get(self.section, {}) if source == "jqref" else dask_jobqueue_defaults(self.section)
+        default = packaged.get(key, _ABSENT)
+        if value is not _ABSENT and type(value) is type(default) and value == default:  # 1 is not True here
+            return _ABSENT  # a default registered with dask (jqref's, or dask-jobqueue's if imported): not the user's
         return value
 
     def _warn_renamed(self, source: Mapping[str, Any] | str, old: str, new: str, ignored: bool) -> None:

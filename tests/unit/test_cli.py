@@ -2,6 +2,7 @@
 cleanup --dry-run, status; and the versions it reports (jqref.__version__,
 jqref.compat_versions)."""
 
+import functools
 import importlib.metadata
 import os
 import pathlib
@@ -12,6 +13,7 @@ import sys
 import tomllib
 import warnings
 
+import dask.config
 import pytest
 
 import jqref
@@ -277,3 +279,24 @@ def test_status_of_records_that_do_not_exist_or_cannot_be_read_fails_naming_them
     assert f"nope: no such record in {state_dir}" in capsys.readouterr().err
     assert main(["status"]) == 1
     assert f"{broken.id}: its record {broken.path} cannot be read (not a jqref record" in capsys.readouterr().err
+
+
+def test_dask_finds_jqref_and_shows_its_defaults():
+    """`dask` loads jqref's command, which registers its defaults with dask."""
+    run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=120)
+    shown = run([sys.executable, "-m", "dask", "config", "get", "jqref.slurm.walltime"])
+    assert shown.returncode == 0 and shown.stdout.strip() == "00:30:00", shown
+    version = run([sys.executable, "-m", "dask", "jqref", "--version"])
+    assert version.returncode == 0 and version.stdout.startswith("jqref "), version
+
+
+def test_registered_defaults_do_not_hide_a_dask_jobqueue_section():
+    """jqref's defaults are in dask's config now; a `jobqueue:` section a site
+    wrote still beats them, as a `jqref:` section beats both."""
+    from jqref.slurm import SLURMJob
+
+    with dask.config.set({"jobqueue.slurm.walltime": "01:00:00", "jobqueue.slurm.cores": 3}):
+        job = SLURMJob(None, "w", memory="1GiB")
+        assert (job.walltime, job.cores) == ("01:00:00", 3)
+        with dask.config.set({"jqref.slurm.cores": 5}):
+            assert SLURMJob(None, "w", memory="1GiB").cores == 5
