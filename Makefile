@@ -10,7 +10,7 @@ PYTHON ?= $(firstword $(foreach p,python3.13 $(wildcard $(HOME)/.pyenv/versions/
 VENV := .venv
 PYTEST_ARGS ?=
 
-.PHONY: help install unit compat test lock provision bench-slurm bench-scale package
+.PHONY: help install unit compat test lock provision bench-slurm bench-scale bench-close package
 
 help: ## Show this help
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -71,6 +71,10 @@ shell-%: ## Open a shell on a testbed's login node
 
 bench-slurm: install ## Benchmark on the SLURM testbed: time to workers vs dask-jobqueue, SSH round trips, bring-up (COLD=1 adds a cold build)
 	$(VENV)/bin/python benchmarks/bench_slurm.py $(if $(filter 1,$(COLD)),--cold) $(BENCH_ARGS)
+
+bench-close: ## close() with running workers on the SLURM testbed, in its login node (ROUNDS=5 of 2 one-worker jobs)
+	scripts/testbed.sh up slurm
+	CMD='PYTHONPATH=/src /opt/jqref/bin/python /src/benchmarks/close_time.py --rounds $(or $(ROUNDS),5)' scripts/testbed.sh run slurm
 
 bench-scale: install ## Benchmark at scale on the SCALE=1 SLURM testbed: 16 and 64 workers with and without arrays vs dask-jobqueue, 1000 held jobs
 	SCALE=1 TESTBED_PROJECT=jqref-bench-scale $(VENV)/bin/python benchmarks/bench_slurm.py --scale --rounds 3 $(BENCH_ARGS)
