@@ -31,6 +31,7 @@ import contextlib
 import datetime
 import json
 import os
+import pathlib
 import platform
 import re
 import shutil
@@ -134,7 +135,7 @@ def gateway():
 
 def ssh_env():
     config = os.path.join(REPO, "build", "ssh", f"{PROJECT}.config")
-    text = open(config).read() if os.path.exists(config) else ""
+    text = pathlib.Path(config).read_text() if os.path.exists(config) else ""
     destination = f"{PROJECT}-via-bastion" if f"Host {PROJECT}-via-bastion" in text else f"{PROJECT}-login"
     return {"JQREF_SSH_CONFIG": config, "JQREF_SSH_DESTINATION": destination,
             "JQREF_SCHEDULER_HOST": gateway() if text else ""}
@@ -149,17 +150,19 @@ def machine():
             return run(argv, check=False, timeout=60, **kw).stdout.strip()
         except Exception as e:  # a description, not a requirement
             return f"? ({e})"
-    mem = next((line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal")), "0")
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    meminfo, cpuinfo = pathlib.Path("/proc/meminfo").read_text(), pathlib.Path("/proc/cpuinfo").read_text()
+    mem = next((line.split()[1] for line in meminfo.splitlines() if line.startswith("MemTotal")), "0")
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
     others = [n for n in sh(["docker", "ps", "--format", "{{.Names}}"]).split() if not n.startswith(PROJECT + "-")]
     commit = sh(["git", "rev-parse", "--short", "HEAD"])
     dirty = sh(["git", "status", "--porcelain", "--", "jqref"])
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": f"{os.cpu_count()} x {cpu}", "memory_gib": round(int(mem) / 2**20, 1),
         "kernel": platform.release(), "docker": sh(["docker", "version", "--format", "{{.Server.Version}}"]),
         "compose": sh(["docker", "compose", "version", "--short"]),
-        "host_python": sh([HOST_PYTHON, "-c", "import sys, distributed; print(sys.version.split()[0], 'distributed', distributed.__version__)"]),
+        "host_python": sh([HOST_PYTHON, "-c", "import sys, distributed; "
+                           "print(sys.version.split()[0], 'distributed', distributed.__version__)"]),
         "jqref": commit + (" + uncommitted changes in jqref/ (work tree)" if dirty else " (work tree)"),
         "other_containers": len(others), "load_start": os.getloadavg(),
     }
@@ -383,7 +386,8 @@ def render_report(data, path, png_name):
       f"Docker {mach['docker']}, compose {mach['compose']}")
     nodes = ("2 compute nodes that advertise 32 CPUs and 20 GB each (`SCALE=1`, docker/scale.yaml: far more than "
              "the machine has, so that 64 one-core jobs run at once)" if scale else "2 compute nodes x 2 CPUs")
-    w(f"- testbed `docker/slurm` as compose project `{PROJECT}`: {data['versions']['slurm']}, login + {nodes}, image Python/distributed {data['versions']['image_python']}; host client "
+    w(f"- testbed `docker/slurm` as compose project `{PROJECT}`: {data['versions']['slurm']}, login + {nodes}, "
+      f"image Python/distributed {data['versions']['image_python']}; host client "
       f"{mach['host_python']}; jqref {mach['jqref']}; dask-jobqueue {DJQ_VERSION} (released wheel)")
     loads = [m["load1"] for m in ms if "load1" in m]
     w(f"- **Noise:** the machine is shared: {mach['other_containers']} other containers were running (other "
@@ -406,8 +410,8 @@ def render_report(data, path, png_name):
           "`sbatch` per job.\n")
 
     w("## 1. Time from `scale(jobs=J)` to N workers connected\n")
-    short = {"floor": "floor", "jqref-local": "jqref local", "jqref-noarray": "jqref per-job", "jqref-nocheck": "jqref no check", "jqref-ssh": "jqref SSH",
-             "djq": "dask-jobqueue"}
+    short = {"floor": "floor", "jqref-local": "jqref local", "jqref-noarray": "jqref per-job",
+             "jqref-nocheck": "jqref no check", "jqref-ssh": "jqref SSH", "djq": "dask-jobqueue"}
     w("| N (jobs) | " + " | ".join(LABELS[c] for c in main) + " | "
       + " | ".join(f"{short[a]} / {short[b]}" for a, b in ratio_pairs) + " |")
     w("|---|" + "---|" * (len(main) + len(ratio_pairs)))
@@ -494,7 +498,8 @@ def rtt_section(data, w):
     for r in data["rtt"]:
         if "fresh_ssh_s" in r:
             w(f"| {r['destination']} | `{r['command']}` | {fmt(stats(r['jqref_s']), scale=1e3, digits=1)} | "
-              f"{fmt(stats(r['fresh_ssh_s']), scale=1e3, digits=0)} | {fmt(stats(r['openssh_mux_s']), scale=1e3, digits=1)} | "
+              f"{fmt(stats(r['fresh_ssh_s']), scale=1e3, digits=0)} | "
+              f"{fmt(stats(r['openssh_mux_s']), scale=1e3, digits=1)} | "
               f"{r['jqref_connect_s'] * 1e3:.0f} |")
     w("\n| route | what | jqref | failed commands |")
     w("|---|---|---|---|")
@@ -510,7 +515,8 @@ def queue_section(data, w):
       "5 s once all submissions were answered (first repetition). `submit` is `scale(jobs=k)` until every "
       "`sbatch` answered, `close` is `close()`, each repeated. dask-jobqueue does not track jobs, so it issues no "
       "status commands at all. *Left in queue* counts jobs still queued 15 s after `close()` returned.\n")
-    w("| k | contender | status commands per interval | other commands in the window | submit s | failed submissions | close s | commands during close | left in queue |")
+    w("| k | contender | status commands per interval | other commands in the window | submit s | failed submissions "
+      "| close s | commands during close | left in queue |")
     w("|---|---|---|---|---|---|---|---|---|")
     queue = data["queue"]
     for k in sorted({r["k"] for r in queue}):
@@ -538,7 +544,8 @@ def queue_section(data, w):
         w("|---|---|---|---|")
         for o in data["overhead"]:
             st = stats(o["scale_s"])
-            w(f"| {LABELS[o['contender']]} | {o['k']} | {fmt(st, scale=1e3, digits=0)} | {st['median'] * 1e3 / o['k']:.2f} |")
+            w(f"| {LABELS[o['contender']]} | {o['k']} | {fmt(st, scale=1e3, digits=0)} "
+              f"| {st['median'] * 1e3 / o['k']:.2f} |")
 
 
 def bring_up_section(data, w):
@@ -547,13 +554,16 @@ def bring_up_section(data, w):
     w("| what | seconds |")
     w("|---|---|")
     w(f"| `make up-slurm`, warm images, nothing running → ready (incl. sshd) | {fmt(stats(up['up_s']))} |")
-    w(f"| of which until `ready.sh` passed (testbed.sh's own count, whole seconds) | {fmt(stats(up['ready_in_s']), digits=0)} |")
+    w("| of which until `ready.sh` passed (testbed.sh's own count, whole seconds) "
+      f"| {fmt(stats(up['ready_in_s']), digits=0)} |")
     w(f"| `testbed.sh down slurm` | {fmt(stats(up['down_s']))} |")
     cold = data.get("cold")
     if cold:
-        w(f"| cold build, node image (`docker build --no-cache`: apt + offline pip from the wheelhouse) | {cold['node_image_s']:.0f} |")
+        w("| cold build, node image (`docker build --no-cache`: apt + offline pip from the wheelhouse) "
+          f"| {cold['node_image_s']:.0f} |")
         w(f"| cold build, SLURM image on top (`--no-cache`: apt slurm + munge) | {cold['slurm_image_s']:.0f} |")
-        w(f"| cold build total (base image and wheelhouse already present) | {cold['node_image_s'] + cold['slurm_image_s']:.0f} |")
+        w("| cold build total (base image and wheelhouse already present) "
+          f"| {cold['node_image_s'] + cold['slurm_image_s']:.0f} |")
     else:
         w("| cold image build | not run (pass --cold / COLD=1) |")
 
@@ -610,7 +620,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.scale:
         if os.environ.get("SCALE") != "1" or PROJECT == "jqref-bench":
-            sys.exit("--scale runs on its own scale testbed: SCALE=1 TESTBED_PROJECT=jqref-bench-scale (make bench-scale)")
+            sys.exit("--scale runs on its own scale testbed: "
+                     "SCALE=1 TESTBED_PROJECT=jqref-bench-scale (make bench-scale)")
         args.n = [16, 64] if args.n == [1, 4, 8] else args.n
         # The four contenders the README names for it (results/slurm-scale.json has no floor either): a
         # contender asked for and never measured now makes the run incomplete.
@@ -623,7 +634,7 @@ def main(argv=None):
     md_path = os.path.join(RESULTS, f"{args.name}.md")
     png_path = os.path.join(RESULTS, f"{args.name}-time-to-workers.png")
     if args.report_only:
-        data = json.load(open(json_path))
+        data = json.loads(pathlib.Path(json_path).read_text())
         write_report(data, md_path, os.path.basename(png_path))
         plot(json_path, png_path)
         return
@@ -659,7 +670,8 @@ def main(argv=None):
         if not args.keep:
             t = time.monotonic()
             testbed("down", "slurm", timeout=300, check=False)
-            data.setdefault("bring_up", {"up_s": [], "ready_in_s": [], "down_s": []})["down_s"].append(time.monotonic() - t)
+            timings = data.setdefault("bring_up", {"up_s": [], "ready_in_s": [], "down_s": []})
+            timings["down_s"].append(time.monotonic() - t)
         data["machine"]["load_end"] = os.getloadavg()
         data["elapsed_s"] = time.monotonic() - T_START
         if not completed:  # on the way out with the error: results/ is left alone

@@ -124,7 +124,7 @@ class Shell:
 
     def stamps(self, directory):
         """Job start stamps written by the jobs: {key: epoch seconds}."""
-        code, out, _ = self.run(["grep", "-r", "", directory])
+        _, out, _ = self.run(["grep", "-r", "", directory])
         found = {}
         for line in out.splitlines():
             path, _, value = line.partition(":")
@@ -302,8 +302,9 @@ class FloorCluster:
         self.workers = {f"floor-{i}": None for i in range(jobs)}
 
     def task_job_ids(self):
-        code, out, _ = self.shell.run(["squeue", "--noheader", "--states=all", "--format=%A %K", f"--jobs={self.job_id}"])
-        return {f"floor-{task}": job for job, task in (line.split() for line in out.splitlines() if len(line.split()) == 2)}
+        _, out, _ = self.shell.run(["squeue", "--noheader", "--states=all", "--format=%A %K", f"--jobs={self.job_id}"])
+        pairs = (line.split() for line in out.splitlines())
+        return {f"floor-{task}": job for job, task in (pair for pair in pairs if len(pair) == 2)}
 
     def close(self):
         if self.job_id:
@@ -321,7 +322,8 @@ def floor_script(shape, job_name, stamp_dir, address, nanny=True):
               "--memory-limit", str(mem_mib * 2**20 // s["processes"])]
     if s["processes"] > 1:
         worker += ["--nworkers", str(s["processes"])]
-    worker += ["--nanny" if nanny else "--no-nanny", "--death-timeout", str(s.get("death_timeout", COMMON["death_timeout"]))]
+    worker += ["--nanny" if nanny else "--no-nanny",
+               "--death-timeout", str(s.get("death_timeout", COMMON["death_timeout"]))]
     return "\n".join([
         "#!/usr/bin/env bash",
         f"#SBATCH --job-name={job_name}",

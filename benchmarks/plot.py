@@ -7,13 +7,14 @@ matplotlib (bench_slurm.py installs it into build/bench-venv).
 """
 
 import json
+import pathlib
 import statistics
 import sys
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 CONTENDERS = [("floor", "floor (bare sbatch --array + worker)", "#9e9e9e"),
               ("jqref-local", "jqref local", "#1f77b4"),
@@ -24,7 +25,7 @@ CONTENDERS = [("floor", "floor (bare sbatch --array + worker)", "#9e9e9e"),
 
 
 def main(src, png):
-    data = json.load(open(src))
+    data = json.loads(pathlib.Path(src).read_text())
     ms = [m for m in data["workers"] if m["ok"]]
     ns = sorted({m["n"] for m in data["workers"]})
     jobs = {m["n"]: m["jobs"] for m in data["workers"]}
@@ -42,7 +43,8 @@ def main(src, png):
             ax.bar(x, med, width * 0.9, color=color, label=label if j == 0 else None,
                    yerr=[[med - min(values)], [max(values) - med]], capsize=3, ecolor="#333333")
             ax.scatter([x] * len(values), values, s=6, color="black", zorder=3)
-    ax.set_xticks(range(len(ns)), [f"N={n} worker{'s' if n > 1 else ''}\n({jobs[n]} job{'s' if jobs[n] > 1 else ''})" for n in ns])
+    ax.set_xticks(range(len(ns)),
+                  [f"N={n} worker{'s' if n > 1 else ''}\n({jobs[n]} job{'s' if jobs[n] > 1 else ''})" for n in ns])
     ax.set_ylabel("seconds from scale(jobs=…) to N workers connected")
     mach = data["machine"]
     nodes = "2 nodes advertising 32 CPUs each (SCALE=1)" if data["config"].get("scale") else "2 compute nodes x 2 CPUs"

@@ -43,7 +43,7 @@ import yaml
 from distributed.security import Security
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from jqref import ssl_error_queue  # noqa: E402
+from jqref import ssl_error_queue
 
 PREFIX = f"jqref-tlsrepro-{os.getpid()}"
 TLS_FLAGS = ["--tls-ca-file", "/tls/ca.pem", "--tls-cert", "/tls/cert.pem", "--tls-key", "/tls/key.pem"]
@@ -177,7 +177,8 @@ def prepare(workdir: pathlib.Path, detect: bool) -> tuple[dict[str, pathlib.Path
     (workdir / "fix.py").write_text(ssl_error_queue.preload_source())
     configs = {}
     for mode, config in (("off", {"distributed": {r: {"preload": [DETECTOR]} for r in ALL_ROLES}} if detect else {}),
-                         ("fix", {"distributed": {r: {"preload": [ssl_error_queue.preload_source()]} for r in ALL_ROLES}})):
+                         ("fix", {"distributed": {r: {"preload": [ssl_error_queue.preload_source()]}
+                                                  for r in ALL_ROLES}})):
         folder = workdir / f"config-{mode}"
         folder.mkdir()
         (folder / "repro.yaml").write_text(yaml.safe_dump(config))

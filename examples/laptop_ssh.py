@@ -32,7 +32,7 @@ and where the compute nodes cannot reach this machine (`ISOLATED=1 make up-slurm
     .venv/bin/python examples/laptop_ssh.py jqref-iso-slurm-login \
         --ssh-config build/ssh/jqref-iso-slurm.config --python /opt/jqref/bin/python3 \
         --on-login --scheduler-host "$(docker inspect -f '{{(index .NetworkSettings.Networks "jqref-iso-slurm_default").IPAddress}}' jqref-iso-slurm-login-1)"
-"""
+"""  # noqa: E501 (a command to copy as it is)
 
 import argparse
 
@@ -62,7 +62,8 @@ def main():
     args = parser.parse_args()
     if args.attach:
         with CLUSTERS[args.batch].attach(args.attach) as cluster, Client(cluster) as client:
-            print(f"attached to {len(cluster.workers)} job(s); the published result:", client.get_dataset("total").result())
+            print(f"attached to {len(cluster.workers)} job(s); the published result:",
+                  client.get_dataset("total").result())
         return
     if not (args.login and args.python):
         parser.error("give LOGIN and --python")

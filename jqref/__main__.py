@@ -216,7 +216,7 @@ def cleanup(args) -> int:
     for record in records.found:
         if args.ids and record.id not in args.ids:
             continue
-        if not (args.all or record.orphaned and (record.session is None or record.id in args.ids)):
+        if not (args.all or (record.orphaned and (record.session is None or record.id in args.ids))):
             if record.id in args.ids:
                 failed += 1
                 print(f"{record.id}: left alone: its process {record.pid}@{record.host} still runs, or runs on "

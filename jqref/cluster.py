@@ -41,8 +41,8 @@ from .preload import roles_guard, scheduler_preloads, with_preloads
 from .records import JobRecord, describe_runner, runner_from, session_record
 from .runners import CommandError, LocalRunner, Runner
 from .ssh import SSHRunner
-from .tls_roles import has_roles
 from .tls import DEFAULT_CREDENTIALS_DIRECTORY, cluster_security, with_paths, worker_credential_files
+from .tls_roles import has_roles
 
 logger = logging.getLogger(__name__)
 

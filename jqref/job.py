@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dask.utils import format_bytes, parse_bytes, parse_timedelta
 from distributed.core import Status
-from distributed.deploy.utils import nprocesses_nthreads
 from distributed.deploy.spec import ProcessInterface
+from distributed.deploy.utils import nprocesses_nthreads
 
 from . import shell
 from .config import Options
@@ -355,7 +355,7 @@ class Job(ProcessInterface):
             args += worker_preload_args(self.nanny, tls=self.security is not None)
         if self.death_timeout is not None:
             args += ["--death-timeout", f"{parse_timedelta(self.death_timeout):g}"]
-        for flag, path in (self.security and worker_paths(self.security) or {}).items():
+        for flag, path in ((self.security and worker_paths(self.security)) or {}).items():
             args += [flag, path]
         for flag, value in (("--interface", self.interface), ("--protocol", self.protocol)):
             if value is not None:

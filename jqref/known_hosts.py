@@ -258,7 +258,7 @@ def certificate(key: paramiko.PKey) -> SSHCertificate | None:
 
 def _when(timestamp: int) -> str:
     try:
-        return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     except (OverflowError, OSError, ValueError):
         return "the end of time"
 

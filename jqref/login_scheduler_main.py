@@ -27,8 +27,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import shutil
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,6 +88,7 @@ class Session(SchedulerPlugin):
         self.cancel_command = cancel_command
         self.state = {**started, "jobs": {}}
         self.last_contact = time.time()
+        self._returning = set()
         self._release_keys = scheduler.remove_client
         scheduler.remove_client = self.hold_then_remove_client
         self._register = scheduler.handlers["register-client"]
@@ -133,7 +134,9 @@ class Session(SchedulerPlugin):
 
     def add_client(self, scheduler, client):
         if self.holder(client) in scheduler.clients:
-            asyncio.ensure_future(self._return_held(client))
+            task = asyncio.ensure_future(self._return_held(client))
+            self._returning.add(task)  # held until done: the event loop keeps only weak references to tasks
+            task.add_done_callback(self._returning.discard)
 
     async def _return_held(self, client):
         # The client expects its stream's first batch to be "stream-start" alone:

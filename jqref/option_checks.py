@@ -308,7 +308,7 @@ class Mapping:
             if not isinstance(key, str) or not re.fullmatch(self.keys, key):
                 raise Refused(f"the key {_shown(key)}")
             if self.values is not None and (not isinstance(item, self.values)
-                                            or isinstance(item, bool) and bool not in self.values):
+                                            or (isinstance(item, bool) and bool not in self.values)):
                 raise Refused(f"the value of {key!r} is {_a(item)}")
             if isinstance(item, str) and _CONTROL.search(item):
                 raise Refused(f"the value of {key!r} has a line break or control character")

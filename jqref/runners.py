@@ -150,7 +150,7 @@ class LocalRunner:
             out, err = await asyncio.wait_for(
                 proc.communicate(stdin.encode() if stdin is not None else None), timeout
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             _kill_group(proc.pid)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(proc.wait(), KILLED_GROUP_GRACE)

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Tasks started and not awaited, held until done: the event loop keeps only weak references to tasks.
+_closing: set[asyncio.Future] = set()
+
 
 def detached_session(cluster_cls: type, record_id: str, options: dict, security) -> dict:
     """A detached cluster's session: what `attach` makes it again from. The
@@ -126,6 +129,8 @@ async def keep_alive(cluster: JobQueueCluster) -> None:
                              cluster.runner.destination, cluster.idle_timeout)
                 await cluster.scheduler.close()  # its forwards; and the cluster does not wait for it to answer
                 cluster.shutdown_scheduler = False
-                asyncio.ensure_future(cluster._close())
+                closing = asyncio.ensure_future(cluster._close())
+                _closing.add(closing)
+                closing.add_done_callback(_closing.discard)
                 return
         await asyncio.sleep(min(cluster.idle_timeout / 3, 10))

@@ -92,7 +92,7 @@ def cluster_credentials(**kwargs) -> Security:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     # A day back: the nodes' clocks may be behind this machine's.
     not_before, not_after = now - datetime.timedelta(days=1), now + datetime.timedelta(days=365)
 
@@ -106,16 +106,17 @@ def cluster_credentials(**kwargs) -> Security:
 
     def certificate(subject, key, *extensions):
         # Key identifiers: what OpenSSL's strict verification (Python's default, which distributed turns
-        # off) asks of a certificate, so that any TLS client can verify these.
+        # off) asks of a certificate, so that any TLS client can verify these. (noqa F821: ca_key is bound
+        # below before any call, and deleted after the last one so that the key is not kept.)
         builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name)
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
                    .not_valid_before(not_before).not_valid_after(not_after)
                    .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),  # noqa: F821
                                   critical=False))
         for extension, critical in extensions:
             builder = builder.add_extension(extension, critical=critical)
-        return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+        return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()  # noqa: F821
 
     ca_key, ca_name = ec.generate_private_key(ec.SECP256R1()), name("jqref cluster CA")
     ca = certificate(ca_name, ca_key, (x509.BasicConstraints(ca=True, path_length=0), True),

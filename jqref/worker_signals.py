@@ -24,5 +24,11 @@ def dask_setup(server):
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, _close, server)
 
 
+# Tasks started and not awaited, held until done: the event loop keeps only weak references to tasks.
+_closing = set()
+
+
 def _close(worker):
-    asyncio.ensure_future(worker.close(reason=f"signal-{signal.SIGTERM.value}"))
+    task = asyncio.ensure_future(worker.close(reason=f"signal-{signal.SIGTERM.value}"))
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)

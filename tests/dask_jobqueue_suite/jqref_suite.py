@@ -29,14 +29,13 @@ import shutil
 import tempfile
 
 import dask
-import pytest
-import yaml
-from distributed.security import Security
-from distributed.utils_test import cleanup, loop, loop_in_thread  # noqa: F401  (fixtures the tests use)
-
 import dask_jobqueue
 import dask_jobqueue.tests
+import pytest
+import yaml
 from dask_jobqueue.local import LocalCluster
+from distributed.security import Security
+from distributed.utils_test import cleanup, loop, loop_in_thread  # noqa: F401  (fixtures the tests use)
 
 #: Environment name (as given to -E) to cluster class; None: no live scheduler.
 ENVIRONMENTS = {

@@ -187,7 +187,9 @@ def docker_setup(reused):
 
 @pytest.fixture(scope="session")
 def docker_cleanup(reused, request):
-    return [] if reused or request.config.getoption("--keep-testbed") else ["down --volumes --remove-orphans --timeout 5"]
+    if reused or request.config.getoption("--keep-testbed"):
+        return []
+    return ["down --volumes --remove-orphans --timeout 5"]
 
 
 @pytest.fixture(scope="session")

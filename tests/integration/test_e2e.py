@@ -9,8 +9,15 @@ import pytest
 
 from jqref import JobState
 
-from .conftest import (PATIENCE, needs_docker, node_containers, start_and_kill_client, wait_for, worker_count,
-                       worker_names)
+from .conftest import (
+    PATIENCE,
+    needs_docker,
+    node_containers,
+    start_and_kill_client,
+    wait_for,
+    worker_count,
+    worker_names,
+)
 from .intruder import CONNECT_AS_A_WORKER, CONNECT_WITHOUT_THE_CERTIFICATE, REFUSED
 
 pytestmark = pytest.mark.integration

@@ -30,5 +30,6 @@ def test_another_projects_suite_runs_in_the_testbed(testbed_up, scheduler_name, 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "test_a_job_imports_this_package_on_a_compute_node PASSED" in done.stdout, done.stdout
     # Installed on the compute nodes too, from the wheel, not found through the tree.
-    code, out, _ = testbed_up.exec("compute1", "/opt/jqref/bin/python", "-c", "import batchprobe; print(batchprobe.__file__)")
+    _, out, _ = testbed_up.exec("compute1", "/opt/jqref/bin/python", "-c",
+                                "import batchprobe; print(batchprobe.__file__)")
     assert "site-packages" in out

@@ -5,6 +5,7 @@ ending with exactly the requested jobs."""
 from __future__ import annotations
 
 import os
+import pathlib
 import subprocess
 
 import paramiko
@@ -30,7 +31,7 @@ def ssh_files(tmp_path):
     """A copy of the testbed's ssh config whose known_hosts the test controls."""
     config = tmp_path / "config"
     known = tmp_path / "known_hosts"
-    text = open(os.environ["JQREF_SSH_CONFIG"]).read()
+    text = pathlib.Path(os.environ["JQREF_SSH_CONFIG"]).read_text()
     config.write_text("\n".join(
         f"  UserKnownHostsFile {known}" if line.strip().startswith("UserKnownHostsFile") else line
         for line in text.splitlines()
@@ -56,8 +57,8 @@ def test_changed_host_key_is_refused_on_every_hop(ssh_files, tmp_path):
     config, known, real_known = ssh_files
     other = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
-    wrong = open(f"{other}.pub").read().split()[:2]
-    lines = open(real_known).read().splitlines()
+    wrong = pathlib.Path(f"{other}.pub").read_text().split()[:2]
+    lines = pathlib.Path(real_known).read_text().splitlines()
     hops = [hop.hostname for hop in SSHRunner(destination(), config_file=str(config)).hops]
     for hop in hops:  # one hop at a time gets a different key
         changed = [f"{hop} {' '.join(wrong)}" if line.split()[0] == hop else line for line in lines]
@@ -156,7 +157,7 @@ def test_host_certificate_signed_by_a_listed_ca_is_accepted(ssh_files):
 @pytest.mark.placement_independent
 def test_revoked_host_key_is_refused_with_where_it_is_revoked(ssh_files):
     config, known, real_known = ssh_files
-    host_key = " ".join(open(real_known).read().split()[1:3])
+    host_key = " ".join(pathlib.Path(real_known).read_text().split()[1:3])
     known.write_text(f"@cert-authority * {host_ca()}\n@revoked * {host_key}\n")
     with pytest.raises(paramiko.SSHException, match=rf"revoked.*{known}:2") as refused:
         SSHRunner(destination(), config_file=str(config)).run_blocking(["true"])

@@ -10,6 +10,7 @@ import asyncio
 import pytest
 
 from jqref import BatchQueue, CommandResult, JobCancelError, JobState
+from jqref.runners import CommandError
 from jqref.slurm import SLURMJob
 
 
@@ -87,7 +88,7 @@ def test_failed_poll_changes_nothing():
 
     async def scenario():
         j.job_id = await batch.submit(j)
-        with pytest.raises(Exception):
+        with pytest.raises(CommandError, match="Unable to contact slurm controller"):
             await batch.poll()
 
     run(scenario())
@@ -290,7 +291,8 @@ def test_a_job_that_started_since_the_last_poll_is_signalled_not_killed():
         batch._hard_cancels.pop().cancel()
 
     run(scenario())
-    assert runner.calls[1:] == [["squeue", "--noheader", "--array", "--states=all", "--format=%i %T", "--jobs=1"], ["scancel", "--batch", "--signal=TERM", "1"]]
+    assert runner.calls[1:] == [["squeue", "--noheader", "--array", "--states=all", "--format=%i %T", "--jobs=1"],
+                                ["scancel", "--batch", "--signal=TERM", "1"]]
 
 
 def test_without_a_signal_command_on_the_site_jobs_are_cancelled_at_once_from_then_on():

@@ -20,6 +20,7 @@ import sys
 import time
 
 import pytest
+
 import stand_in_slurm
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

@@ -165,7 +165,8 @@ def test_site_scratch_from_the_config_uses_user_and_job_variables(scheduler, sit
 
 
 def test_a_leading_tilde_is_the_home_directory(scheduler, site):
-    assert parsed(run_worker(scheduler, site, local_directory="~/dask tmp"))["local_directory"] == f"{site.home}/dask tmp"
+    worker = parsed(run_worker(scheduler, site, local_directory="~/dask tmp"))
+    assert worker["local_directory"] == f"{site.home}/dask tmp"
 
 
 def test_an_expanded_directory_is_one_word_even_with_spaces(scheduler, site):
@@ -305,7 +306,7 @@ def test_hostile_values_run_nothing(scheduler, site, field, template):
 
 @pytest.mark.parametrize("name", sorted(CLUSTERS))
 def test_an_unknown_keyword_names_the_closest_one(name):
-    with pytest.raises(TypeError, match="'job_extra_directive'.*did you mean 'job_extra_directives'"):
+    with pytest.raises(TypeError, match=r"'job_extra_directive'.*did you mean 'job_extra_directives'"):
         CLUSTERS[name](cores=1, memory="1GiB", job_extra_directive=["--x"])
 
 
@@ -393,7 +394,8 @@ SCHEDULER_KEYWORDS = {
 #: Cluster keywords (JobQueueCluster's own).
 CLUSTER_KEYWORDS = {"n_workers": 0, "loop": None, "security": None, "shared_temp_directory": "/shared",
                     "silence_logs": "error", "name": "dj", "asynchronous": False, "dashboard_address": None,
-                    "host": None, "scheduler_options": {"dashboard_address": ":0"}, "interface": None, "protocol": None, "config_name": None}
+                    "host": None, "scheduler_options": {"dashboard_address": ":0"}, "interface": None, "protocol": None,
+                    "config_name": None}
 #: The keys of jobqueue.yaml's section for each scheduler, and the other keys its code reads.
 CONFIG_KEYS = {
     "common": ["name", "cores", "memory", "processes", "python", "interface", "death-timeout", "local-directory",

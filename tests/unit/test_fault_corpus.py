@@ -14,11 +14,12 @@ import pathlib
 import time
 
 import pytest
-import stand_in_slurm
 
 from jqref import BatchQueue, JobCancelError
 from jqref.runners import CommandError, CommandTimeout, LocalRunner
 from jqref.slurm import SLURMCluster, SLURMJob
+
+import stand_in_slurm
 
 #: Short enough for a fast test, long enough for a loaded machine to start python.
 TIMEOUT = 3.0
@@ -184,7 +185,7 @@ def test_a_status_command_that_keeps_failing_ends_close_early_and_says_so(stand_
         return str(raised.value)
 
     message = run(scenario())
-    assert f"not confirmed gone, the status command failed 5 times in a row" in message
+    assert "not confirmed gone, the status command failed 5 times in a row" in message
     assert j.job_id in message and "permission denied" in message
     assert stand_in.queued() == []  # the cancel itself went through
 

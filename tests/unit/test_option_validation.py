@@ -21,8 +21,15 @@ import pytest
 
 from jqref import HTCondorCluster, PBSCluster, SGECluster, SLURMCluster
 from jqref.config import DEFAULTS, config_key
-from jqref.option_checks import (CLUSTER_KEYWORDS, OPTIONS, IgnoredValuesWarning, InvalidOptionError, check,
-                                 check_keywords, checks_for)
+from jqref.option_checks import (
+    CLUSTER_KEYWORDS,
+    OPTIONS,
+    IgnoredValuesWarning,
+    InvalidOptionError,
+    check,
+    check_keywords,
+    checks_for,
+)
 from jqref.ssh_config import _split_destination, hops_to
 
 CLUSTERS = {"slurm": SLURMCluster, "sge": SGECluster, "htcondor": HTCondorCluster, "pbs": PBSCluster}

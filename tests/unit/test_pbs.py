@@ -222,7 +222,8 @@ def test_ids_match_with_or_without_the_server_suffix():
 
 
 def test_unknown_ids_are_gone_and_the_known_ones_still_read():
-    stderr = "qstat: Unknown Job Id 99.login\nqstat: 98.login Job has finished, use -x or -H to obtain historical job information\n"
+    stderr = ("qstat: Unknown Job Id 99.login\n"
+              "qstat: 98.login Job has finished, use -x or -H to obtain historical job information\n")
     states = PBSJob.parse_states(result(QSTAT_OPENPBS, stderr, rc=35), ["11.login", "98.login", "99.login"])
     assert set(states) == {"11.login"}
     # The Slurm-backed qstat says nothing and exits 153 when it knows none of them.

@@ -6,10 +6,11 @@ import signal
 
 import dask.config
 import pytest
-import stand_in_worker
 
 from jqref.preload import worker_preload_args
 from jqref.slurm import SLURMJob
+
+import stand_in_worker
 
 HOSTILE = [
     "two words",
@@ -84,7 +85,7 @@ def test_prologue_comes_before_the_worker():
     script = make_job(job_script_prologue=["module load python", "source env/bin/activate"]).job_script()
     lines = script.splitlines()
     assert lines.index("module load python") < lines.index("source env/bin/activate")
-    assert lines.index("source env/bin/activate") < [i for i, l in enumerate(lines) if l.startswith("exec ")][0]
+    assert lines.index("source env/bin/activate") < next(i for i, line in enumerate(lines) if line.startswith("exec "))
 
 
 def test_worker_command():
@@ -138,7 +139,8 @@ def test_config_precedence_kwarg_then_jqref_then_jobqueue_then_default():
 
 
 def test_cores_and_memory_from_config():
-    with dask.config.set({"jqref.slurm.cores": 3, "jqref.slurm.memory": "3GiB", "jqref.slurm.job-extra-directives": ["--x"]}):
+    with dask.config.set({"jqref.slurm.cores": 3, "jqref.slurm.memory": "3GiB",
+                          "jqref.slurm.job-extra-directives": ["--x"]}):
         job = SLURMJob("tcp://a:1", "w")
         assert (job.cores, job.memory_bytes, job.processes) == (3, 3 * 2**30, 3)
         assert "#SBATCH --x" in job.job_script()

@@ -7,11 +7,11 @@ import signal
 import time
 
 import pytest
-import stand_in_worker
 
 from jqref import BatchQueue, CommandError, CommandResult, JobState
 from jqref.sge import SGEJob
 
+import stand_in_worker
 from test_batch_queue import ScriptedRunner
 
 QSTAT_XML = """<?xml version='1.0'?>

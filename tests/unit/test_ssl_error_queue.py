@@ -5,6 +5,7 @@ library ``_ssl`` uses, after the handshake (the handshake clears the queue
 itself), and the read finds no data: the honest answer is SSLWantReadError.
 """
 
+import _ssl
 import asyncio
 import ctypes
 import os
@@ -13,7 +14,6 @@ import socket
 import ssl
 import time
 
-import _ssl
 import pytest
 from distributed.preloading import _import_module, process_preloads
 from distributed.security import Security

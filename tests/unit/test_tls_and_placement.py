@@ -12,8 +12,8 @@ import pytest
 from distributed.security import Security
 
 from jqref import HTCondorCluster, HTCondorJob, SLURMCluster
-from jqref.login_scheduler import MAIN_SOURCE
 from jqref.job import InlineKeyWarning
+from jqref.login_scheduler import MAIN_SOURCE
 from jqref.slurm import SLURMJob
 from jqref.tls import InsecureSchedulerWarning, cluster_security, role_options, worker_environment
 
@@ -101,8 +101,8 @@ def test_detach_needs_the_login_node_and_tls():
 
 def test_the_login_node_side_needs_only_python_and_distributed():
     imports = {line.split()[1] for line in MAIN_SOURCE.splitlines() if line.strip().startswith(("import ", "from "))}
-    assert imports <= {"asyncio", "contextlib", "hashlib", "json", "os", "shutil", "signal", "subprocess", "sys", "threading", "time",
-                       "distributed", "distributed.diagnostics.plugin", "distributed.security",
+    assert imports <= {"asyncio", "contextlib", "hashlib", "json", "os", "shutil", "signal", "subprocess", "sys",
+                       "threading", "time", "distributed", "distributed.diagnostics.plugin", "distributed.security",
                        "distributed.utils"}
     compile(MAIN_SOURCE, "login_scheduler_main", "exec")
 
