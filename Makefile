@@ -10,7 +10,7 @@ PYTHON ?= $(firstword $(foreach p,python3.13 $(wildcard $(HOME)/.pyenv/versions/
 VENV := .venv
 PYTEST_ARGS ?=
 
-.PHONY: help install unit compat test lock provision bench-slurm bench-scale bench-close package
+.PHONY: help install lint unit compat test lock provision bench-slurm bench-scale bench-close package
 
 help: ## Show this help
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -22,6 +22,9 @@ $(VENV)/.installed: pyproject.toml requirements/lock.txt
 	touch $@
 
 install: $(VENV)/.installed ## Create the development environment (.venv, Python 3.13, locked versions)
+
+lint: install ## Lint: ruff check (rules and their reasons in pyproject.toml's [tool.ruff]), under a second
+	$(VENV)/bin/ruff check .
 
 unit: install ## Unit tests: no Docker, seconds
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
@@ -35,7 +38,7 @@ compat: install ## dask-jobqueue's own unit tests, run against jqref (difference
 # The scheduler on the login node, on testbeds whose compute nodes cannot reach this machine.
 ISOLATED_SCHEDULERS := slurm sge
 
-test: unit compat package $(addprefix test-,$(SCHEDULERS)) $(addprefix test-isolated-,$(ISOLATED_SCHEDULERS)) ## Everything: unit tests, then the end-to-end suite on every testbed
+test: lint unit compat package $(addprefix test-,$(SCHEDULERS)) $(addprefix test-isolated-,$(ISOLATED_SCHEDULERS)) ## Everything: lint, unit tests, then the end-to-end suite on every testbed
 # PBS in `make test` is the offline flavour (OpenPBS needs internet): make test-pbs PBS_FLAVOR=openpbs for the real one.
 test: export PBS_FLAVOR := compat
 
