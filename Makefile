@@ -10,6 +10,14 @@ PYTHON ?= $(firstword $(foreach p,python3.13 $(wildcard $(HOME)/.pyenv/versions/
 VENV := .venv
 PYTEST_ARGS ?=
 
+# The tools that check the tree (ruff; build and twine) live in a venv of their
+# own (build/tools-venv), not in the lock: the lock is also the images'
+# wheelhouse, which they have no business in. Pinned here, by hand (a new ruff
+# release adds rules and findings). About 10 s with a fresh venv, 5 s after
+# (build fetches setuptools each time).
+CHECK_TOOLS := build==1.6.1 twine==7.0.0 trove-classifiers==2026.9.21.13 ruff==0.17.6
+TOOLS_VENV := build/tools-venv
+
 .PHONY: help install lint unit compat test lock provision bench-slurm bench-scale bench-close package
 
 help: ## Show this help
@@ -23,8 +31,8 @@ $(VENV)/.installed: pyproject.toml requirements/lock.txt
 
 install: $(VENV)/.installed ## Create the development environment (.venv, Python 3.13, locked versions)
 
-lint: install ## Lint: ruff check (rules and their reasons in pyproject.toml's [tool.ruff]), under a second
-	$(VENV)/bin/ruff check .
+lint: $(TOOLS_VENV)/.installed ## Lint: ruff check (rules and their reasons in pyproject.toml's [tool.ruff]), under a second
+	$(TOOLS_VENV)/bin/ruff check .
 
 unit: install ## Unit tests: no Docker, seconds
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
@@ -88,24 +96,19 @@ lock: install ## Re-pin requirements/lock.txt from a fresh resolve of pyproject.
 	{ sed -n '/^#/p' requirements/lock.txt; build/lock-venv/bin/pip freeze; } > requirements/lock.txt.new
 	mv requirements/lock.txt.new requirements/lock.txt
 
-# build and twine live in a venv of their own (build/package-venv), not in the
-# lock: the lock is also the images' wheelhouse. Pinned here, by hand. About
-# 10 s with a fresh venv, 5 s after (build fetches setuptools each time).
-PACKAGE_TOOLS := build==1.6.1 twine==7.0.0 trove-classifiers==2026.9.21.13
-PACKAGE_VENV := build/package-venv
 
-$(PACKAGE_VENV)/.installed: Makefile
+$(TOOLS_VENV)/.installed: Makefile
 	@test -n "$(PYTHON)" || { echo "Python 3.13 not found; set PYTHON=/path/to/python3.13" >&2; exit 1; }
-	@test -x $(PACKAGE_VENV)/bin/python || $(PYTHON) -m venv $(PACKAGE_VENV)
-	@$(PACKAGE_VENV)/bin/pip install --quiet --disable-pip-version-check $(PACKAGE_TOOLS) > $(PACKAGE_VENV)/pip.log 2>&1 \
-	    || { cat $(PACKAGE_VENV)/pip.log >&2; exit 1; }
+	@test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	@$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check $(CHECK_TOOLS) > $(TOOLS_VENV)/pip.log 2>&1 \
+	    || { cat $(TOOLS_VENV)/pip.log >&2; exit 1; }
 	touch $@
 
-package: $(PACKAGE_VENV)/.installed ## Build the sdist and wheel into build/dist and check them (twine check --strict, classifiers, py.typed and LICENSE in the wheel)
+package: $(TOOLS_VENV)/.installed ## Build the sdist and wheel into build/dist and check them (twine check --strict, classifiers, py.typed and LICENSE in the wheel)
 	rm -rf build/dist
-	$(PACKAGE_VENV)/bin/python -m build --outdir build/dist . > build/package.log 2>&1 || { cat build/package.log >&2; exit 1; }
-	$(PACKAGE_VENV)/bin/twine check --strict build/dist/*
-	@$(PACKAGE_VENV)/bin/python -c '$(PACKAGE_CHECK)'
+	$(TOOLS_VENV)/bin/python -m build --outdir build/dist . > build/package.log 2>&1 || { cat build/package.log >&2; exit 1; }
+	$(TOOLS_VENV)/bin/twine check --strict build/dist/*
+	@$(TOOLS_VENV)/bin/python -c '$(PACKAGE_CHECK)'
 
 # What twine does not check: the wheel's data files and license, and that each classifier exists.
 PACKAGE_CHECK = import email, glob, sys, zipfile, trove_classifiers; \
