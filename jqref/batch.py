@@ -18,8 +18,8 @@ A job the batch system reports as over (failed, cancelled from outside, or
 simply gone from the queue) is handed to `on_ended` so the cluster can
 replace it. A poll that fails says nothing about the jobs and changes
 nothing; a job missing from one answer is only in doubt (status commands
-answer empty or cut short when the controller is busy), and counts as gone
-once the next answer misses it too.
+answer empty or cut short when the controller is busy): it is asked about
+again at once, and counts as gone if that answer misses it too.
 
 A submission whose outcome is unknown (the command timed out, the
 connection dropped, or it printed no id that can be read) is looked up by
@@ -118,8 +118,6 @@ class BatchQueue:
         self.cancel_errors: dict[str, str] = {}
         #: Submissions whose outcome is still unknown: (the job submitted, the jobs it stands for).
         self.unconfirmed: list[tuple[Job, list[Job]]] = []
-        #: Ids the last poll's answer did not mention: gone if the next one misses them too.
-        self._missing: set[str] = set()
         self._submit_round: _SubmitRound | None = None
         self._cancel_round: _CancelRound | None = None
         self._hard_cancels: set[asyncio.Task] = set()
@@ -410,16 +408,12 @@ class BatchQueue:
         if not ids:
             return
         states = await self._states(ids)
+        missing = [job_id for job_id in ids if job_id not in states]
+        if missing:  # asked again at once: one answer is not trusted to say they left
+            states.update(await self._states(missing))
         self.polls += 1
         changed = False
-        missing = {job_id for job_id in ids if job_id not in states}
-        if missing and not states:
-            logger.info("the batch system's answer named none of the %d jobs asked about; "
-                        "they count as gone only if the next answer misses them too", len(ids))
-        in_doubt, self._missing = missing - self._missing, missing
         for job_id in ids:
-            if job_id in in_doubt:
-                continue
             state, detail = states.get(job_id, (JobState.ENDED, "left the queue"))
             if job_id in self.cancelled:
                 if state is JobState.ENDED:

@@ -108,10 +108,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         delegate = item.path.name == "test_login_node.py"
         # "host" tests drive the testbed from this machine; the isolated variant adds nothing to them,
-        # nor to those where the scheduler's placement changes nothing.
+        # nor to those where the scheduler's placement changes nothing: the SSH mode runs those, and
+        # the local mode (on the login node) only what differs from it.
         isolated = config.getoption("--isolated")
         host_only = item.get_closest_marker("host") and (ON_LOGIN_NODE or isolated)
-        repeated = isolated and item.get_closest_marker("placement_independent")
+        repeated = (isolated or ON_LOGIN_NODE) and item.get_closest_marker("placement_independent")
         wanted = delegating if delegate else in_process and not host_only and not repeated
         (keep if wanted else drop).append(item)
     if drop:

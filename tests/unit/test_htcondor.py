@@ -241,8 +241,8 @@ def test_a_held_job_is_removed_and_tracked_until_it_leaves_the_queue():
     """A held job stays held until someone releases it: condor_rm it, replace
     it at once, and keep polling it until condor_q shows it removed."""
     held_row = (0, "5 0 5\n", "")
-    runner = ScriptedRunner(held_row, (0, "Job 5.0 marked for removal\n", ""), held_row, (0, "", ""),
-                             (0, "5 0 3\n", ""))
+    runner = ScriptedRunner(held_row, (0, "Job 5.0 marked for removal\n", ""), held_row, (0, "", ""), held_row,
+                            (0, "5 0 3\n", ""))
     replaced = []
     batch = BatchQueue(HTCondorJob, runner, on_ended=lambda j, detail: replaced.append((j.job_id, detail)))
     held = job(batch=batch)
@@ -253,14 +253,14 @@ def test_a_held_job_is_removed_and_tracked_until_it_leaves_the_queue():
         assert ["condor_rm", "5.0"] in runner.calls, "the held job was not removed"
         assert batch.cancelled == {"5.0": held} and batch.active == {} and replaced == [("5.0", "held")]
         await batch.poll()  # still held while the schedd removes it
-        await batch.poll()  # an empty answer: in doubt
+        await batch.poll()  # an empty answer, asked again at once: still held
         assert batch.cancelled == {"5.0": held}, "dropped before the queue showed it gone"
         await batch.poll()
 
     asyncio.run(polls())
     assert batch.cancelled == {} and len(replaced) == 1
     status = HTCondorJob.status_command(["5.0"])
-    assert runner.calls == [status, ["condor_rm", "5.0"], status, status, status]
+    assert runner.calls == [status, ["condor_rm", "5.0"], status, status, status, status]
 
 
 def test_failed_condor_q_is_an_error_and_rm_of_gone_jobs_is_not():

@@ -193,7 +193,8 @@ def test_a_job_held_by_the_system_is_deleted_and_tracked_until_it_leaves_the_que
     """A system hold never lifts by itself: qdel the job, replace it at once,
     and keep polling it until qstat no longer knows it."""
     unknown = (35, "", "qstat: Unknown Job Id 14.login\n")
-    runner = ScriptedRunner((0, QSTAT_OPENPBS, ""), (0, "", ""), (0, QSTAT_OPENPBS, ""), unknown, unknown)
+    listed = (0, QSTAT_OPENPBS, "")
+    runner = ScriptedRunner(listed, (0, "", ""), listed, unknown, listed, unknown, unknown)
     replaced = []
     batch = BatchQueue(PBSJob, runner, on_ended=lambda j, detail: replaced.append((j.job_id, detail)))
     held = job(batch=batch)
@@ -205,13 +206,13 @@ def test_a_job_held_by_the_system_is_deleted_and_tracked_until_it_leaves_the_que
         assert batch.cancelled == {"14.login": held} and batch.active == {}
         assert replaced == [("14.login", "H (Hold_Types=s)")]
         await batch.poll()  # still listed while the server deletes it
-        await batch.poll()  # unknown once: in doubt
+        await batch.poll()  # unknown once, asked again at once: still listed
         assert batch.cancelled == {"14.login": held}, "dropped before the queue showed it gone"
         await batch.poll()
 
     asyncio.run(polls())
     assert batch.cancelled == {} and len(replaced) == 1
-    assert runner.calls == [["qstat", "-f", "14.login"], ["qdel", "14.login"], *[["qstat", "-f", "14.login"]] * 3]
+    assert runner.calls == [["qstat", "-f", "14.login"], ["qdel", "14.login"], *[["qstat", "-f", "14.login"]] * 5]
 
 
 def test_ids_match_with_or_without_the_server_suffix():
