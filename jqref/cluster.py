@@ -516,7 +516,7 @@ class JobQueueCluster(SpecCluster):
                     self.scheduler_info = SchedulerInfo(await comm.read())
                     self._watch_worker_status_comm = comm
                     break
-                except OSError:
+                except (OSError, ValueError):  # ValueError: tornado, on a forward the login node refused
                     await asyncio.sleep(1)
             else:
                 return
