@@ -25,9 +25,9 @@ import json
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
-import time
 
 COMMANDS = ("sbatch", "squeue", "scancel")
 
@@ -93,7 +93,7 @@ def sbatch(args: list[str], fault: str) -> str:
             q["jobs"][element] = {"array": job_id, "name": option(words, "-J", "--job-name"),
                                   "comment": option(words, "", "--comment"), "state": "PENDING"}
     if fault == "queue-then-hang":
-        time.sleep(3600)
+        signal.pause()  # hangs until killed, as the command it stands for would
     if fault == "queue-then-garbage":
         return "sbatch: warning: the submission was throttled\n"
     return f"{job_id}\n"
@@ -121,7 +121,7 @@ def main() -> None:
     command, args = sys.argv[1], sys.argv[2:]
     fault = next_fault(command)
     if fault == "hang":
-        time.sleep(3600)
+        signal.pause()  # hangs until killed, as the command it stands for would
     if fault == "denied":
         sys.exit(f"{command}: error: Access/permission denied")
     if fault == "hang-with-child":

@@ -153,7 +153,7 @@ def test_cleanup_dry_run_says_what_it_would_do_and_changes_nothing(tmp_path, sta
     monkeypatch.chdir(tmp_path)
     cancelled = tmp_path / "cancel-ran"
     key = tmp_path / "worker.key"
-    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    key.write_text("a stand-in for the workers' key\n")
     orphan = record(["touch", str(cancelled)], pid=dead_pid())
     orphan.credentials = {"tls_worker_key": str(key)}
     orphan.save({"7": "w-0", "8": "w-1"})

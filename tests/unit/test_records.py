@@ -105,7 +105,7 @@ def test_cleanup_cancels_orphans_only_and_forgets_them(capsys):
 
 def test_cleanup_removes_the_workers_credentials_a_crashed_client_left(tmp_path, capsys):
     key, certificate = tmp_path / "worker.key", tmp_path / "worker.cert"
-    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    key.write_text("a stand-in for the workers' key\n")
     certificate.write_text("-----BEGIN CERTIFICATE-----\n")
     orphan = record(["echo", "cancel"], pid=dead_pid())
     orphan.credentials = {"tls_worker_key": str(key), "tls_worker_cert": str(certificate)}
