@@ -31,8 +31,9 @@ $(VENV)/.installed: pyproject.toml requirements/lock.txt
 
 install: $(VENV)/.installed ## Create the development environment (.venv, Python 3.13, locked versions)
 
-lint: $(TOOLS_VENV)/.installed ## Lint: ruff check (rules and their reasons in pyproject.toml's [tool.ruff]), under a second
+lint: $(TOOLS_VENV)/.installed ## Lint: ruff check and ruff format --check (rules and their reasons in pyproject.toml's [tool.ruff]), under a second
 	$(TOOLS_VENV)/bin/ruff check .
+	$(TOOLS_VENV)/bin/ruff format --check .
 
 unit: install ## Unit tests: no Docker, seconds
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)

@@ -54,10 +54,15 @@ HOST_PYTHON = os.path.join(REPO, ".venv", "bin", "python")
 CONTENDERS = ["floor", "jqref-local", "jqref-ssh", "djq"]
 #: Also measured each round, reported with the floor: the worker without a nanny.
 EXTRA = {"floor-nonanny": [1, 4]}
-LABELS = {"floor": "floor (bare sbatch --array + worker)", "floor-nonanny": "floor without nanny",
-          "jqref-noarray": "jqref local, one sbatch per job (arrays=False)",
-          "jqref-nocheck": "jqref local without its version check (experiment)", "jqref-local": "jqref local",
-          "jqref-ssh": "jqref SSH", "djq": f"dask-jobqueue {DJQ_VERSION}"}
+LABELS = {
+    "floor": "floor (bare sbatch --array + worker)",
+    "floor-nonanny": "floor without nanny",
+    "jqref-noarray": "jqref local, one sbatch per job (arrays=False)",
+    "jqref-nocheck": "jqref local without its version check (experiment)",
+    "jqref-local": "jqref local",
+    "jqref-ssh": "jqref SSH",
+    "djq": f"dask-jobqueue {DJQ_VERSION}",
+}
 T_START = time.monotonic()
 
 
@@ -68,8 +73,15 @@ def log(msg):
 
 def run(argv, *, timeout=600, env=None, check=True, capture=True, cwd=REPO):
     env = {**os.environ, "TESTBED_PROJECT": PROJECT, **(env or {})}
-    p = subprocess.run(argv, cwd=cwd, env=env, timeout=timeout, text=True,
-                       stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE if capture else None)
+    p = subprocess.run(
+        argv,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+        text=True,
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.PIPE if capture else None,
+    )
     if check and p.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {p.returncode}:\n{(p.stderr or '')[-3000:]}")
     return p
@@ -82,7 +94,7 @@ def testbed(*args, **kw):
 def bench_json(p):
     for line in reversed(p.stdout.splitlines()):
         if line.startswith("BENCH-JSON "):
-            return json.loads(line[len("BENCH-JSON "):])
+            return json.loads(line[len("BENCH-JSON ") :])
     raise RuntimeError(f"no result in the output:\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}")
 
 
@@ -100,8 +112,9 @@ def jqref_export(ref):
     dest = os.path.join(REPO, rel)
     if not os.path.isdir(os.path.join(dest, "jqref")):
         os.makedirs(dest, exist_ok=True)
-        archive = subprocess.run(["git", "archive", "--format=tar", sha, "jqref"], cwd=REPO, check=True,
-                                 capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", sha, "jqref"], cwd=REPO, check=True, capture_output=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
     JQREF_DIR = rel
     return sha
@@ -113,8 +126,22 @@ def container_path(*extra):
 
 def in_login(args, pythonpath=None, timeout=600):
     pythonpath = pythonpath or container_path()
-    p = testbed("exec", "slurm", "-u", "dask", "-w", "/home/dask", "-e", f"PYTHONPATH={pythonpath}", "login",
-                "python", "/src/benchmarks/measure.py", *args, timeout=timeout, check=False)
+    p = testbed(
+        "exec",
+        "slurm",
+        "-u",
+        "dask",
+        "-w",
+        "/home/dask",
+        "-e",
+        f"PYTHONPATH={pythonpath}",
+        "login",
+        "python",
+        "/src/benchmarks/measure.py",
+        *args,
+        timeout=timeout,
+        check=False,
+    )
     sys.stderr.write("".join(line + "\n" for line in p.stderr.splitlines() if line.startswith("[measure")))
     return bench_json(p)
 
@@ -129,16 +156,20 @@ def on_host(args, timeout=600):
 
 
 def gateway():
-    return run(["docker", "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-                f"{PROJECT}_default"]).stdout.strip()
+    return run(
+        ["docker", "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}", f"{PROJECT}_default"]
+    ).stdout.strip()
 
 
 def ssh_env():
     config = os.path.join(REPO, "build", "ssh", f"{PROJECT}.config")
     text = pathlib.Path(config).read_text() if os.path.exists(config) else ""
     destination = f"{PROJECT}-via-bastion" if f"Host {PROJECT}-via-bastion" in text else f"{PROJECT}-login"
-    return {"JQREF_SSH_CONFIG": config, "JQREF_SSH_DESTINATION": destination,
-            "JQREF_SCHEDULER_HOST": gateway() if text else ""}
+    return {
+        "JQREF_SSH_CONFIG": config,
+        "JQREF_SSH_DESTINATION": destination,
+        "JQREF_SCHEDULER_HOST": gateway() if text else "",
+    }
 
 
 # ---- steps ------------------------------------------------------------------------
@@ -150,6 +181,7 @@ def machine():
             return run(argv, check=False, timeout=60, **kw).stdout.strip()
         except Exception as e:  # a description, not a requirement
             return f"? ({e})"
+
     meminfo, cpuinfo = pathlib.Path("/proc/meminfo").read_text(), pathlib.Path("/proc/cpuinfo").read_text()
     mem = next((line.split()[1] for line in meminfo.splitlines() if line.startswith("MemTotal")), "0")
     cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
@@ -158,13 +190,21 @@ def machine():
     dirty = sh(["git", "status", "--porcelain", "--", "jqref"])
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": f"{os.cpu_count()} x {cpu}", "memory_gib": round(int(mem) / 2**20, 1),
-        "kernel": platform.release(), "docker": sh(["docker", "version", "--format", "{{.Server.Version}}"]),
+        "cpu": f"{os.cpu_count()} x {cpu}",
+        "memory_gib": round(int(mem) / 2**20, 1),
+        "kernel": platform.release(),
+        "docker": sh(["docker", "version", "--format", "{{.Server.Version}}"]),
         "compose": sh(["docker", "compose", "version", "--short"]),
-        "host_python": sh([HOST_PYTHON, "-c", "import sys, distributed; "
-                           "print(sys.version.split()[0], 'distributed', distributed.__version__)"]),
+        "host_python": sh(
+            [
+                HOST_PYTHON,
+                "-c",
+                "import sys, distributed; print(sys.version.split()[0], 'distributed', distributed.__version__)",
+            ]
+        ),
         "jqref": commit + (" + uncommitted changes in jqref/ (work tree)" if dirty else " (work tree)"),
-        "other_containers": len(others), "load_start": os.getloadavg(),
+        "other_containers": len(others),
+        "load_start": os.getloadavg(),
     }
 
 
@@ -192,12 +232,35 @@ def install_djq():
     wheel = os.path.join(WHEELS, f"dask_jobqueue-{DJQ_VERSION}-py2.py3-none-any.whl")
     if not os.path.exists(wheel):
         os.makedirs(WHEELS, exist_ok=True)
-        run([HOST_PYTHON, "-m", "pip", "download", "--quiet", "--no-deps", "--disable-pip-version-check",
-             f"dask-jobqueue=={DJQ_VERSION}", "-d", WHEELS], timeout=300)
-    testbed("exec", "slurm", "-u", "dask", "-w", "/home/dask", "login", "bash", "-c",
-            "rm -rf /home/dask/bench-djq && python -m pip install --quiet --no-deps --no-index "
-            "--disable-pip-version-check --target /home/dask/bench-djq /src/build/bench-wheels/"
-            + os.path.basename(wheel), timeout=300)
+        run(
+            [
+                HOST_PYTHON,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--disable-pip-version-check",
+                f"dask-jobqueue=={DJQ_VERSION}",
+                "-d",
+                WHEELS,
+            ],
+            timeout=300,
+        )
+    testbed(
+        "exec",
+        "slurm",
+        "-u",
+        "dask",
+        "-w",
+        "/home/dask",
+        "login",
+        "bash",
+        "-c",
+        "rm -rf /home/dask/bench-djq && python -m pip install --quiet --no-deps --no-index "
+        "--disable-pip-version-check --target /home/dask/bench-djq /src/build/bench-wheels/" + os.path.basename(wheel),
+        timeout=300,
+    )
     log(f"dask-jobqueue {DJQ_VERSION} installed in the testbed's /home/dask/bench-djq")
 
 
@@ -219,8 +282,20 @@ def cold_build():
         results["node_image_s"] = time.monotonic() - t
         log(f"cold build of the node image: {results['node_image_s']:.0f}s")
         t = time.monotonic()
-        run(["docker", "build", "--quiet", "--no-cache", "--build-arg", f"NODE_IMAGE={node_tag}",
-             "--tag", slurm_tag, os.path.join(REPO, "docker", "slurm")], timeout=1800)
+        run(
+            [
+                "docker",
+                "build",
+                "--quiet",
+                "--no-cache",
+                "--build-arg",
+                f"NODE_IMAGE={node_tag}",
+                "--tag",
+                slurm_tag,
+                os.path.join(REPO, "docker", "slurm"),
+            ],
+            timeout=1800,
+        )
         results["slurm_image_s"] = time.monotonic() - t
         log(f"cold build of the slurm image: {results['slurm_image_s']:.0f}s")
     finally:
@@ -233,7 +308,7 @@ def rounds(n_rounds, ns, everyone):
     """Every contender once per round, in an order rotated from round to round."""
     measurements = []
     for r in range(n_rounds):
-        order = everyone[r % len(everyone):] + everyone[:r % len(everyone)]
+        order = everyone[r % len(everyone) :] + everyone[: r % len(everyone)]
         for contender in order:
             its_ns = [n for n in ns if n in EXTRA.get(contender, ns)]
             if not its_ns:
@@ -282,15 +357,38 @@ def ssh_round_trips():
 
 
 def startup_components():
-    p = testbed("exec", "slurm", "-u", "dask", "-w", "/home/dask", "-e", f"PYTHONPATH={container_path()}", "compute1",
-                "python", "/src/benchmarks/measure.py", "startup", "--repeat", "7", check=False, timeout=300)
+    p = testbed(
+        "exec",
+        "slurm",
+        "-u",
+        "dask",
+        "-w",
+        "/home/dask",
+        "-e",
+        f"PYTHONPATH={container_path()}",
+        "compute1",
+        "python",
+        "/src/benchmarks/measure.py",
+        "startup",
+        "--repeat",
+        "7",
+        check=False,
+        timeout=300,
+    )
     return bench_json(p)
 
 
 def versions_in_image():
-    p = testbed("exec", "slurm", "login", "bash", "-c",
-                "sinfo -V; python -c 'import sys, distributed; print(sys.version.split()[0], distributed.__version__)'",
-                check=False, timeout=60)
+    p = testbed(
+        "exec",
+        "slurm",
+        "login",
+        "bash",
+        "-c",
+        "sinfo -V; python -c 'import sys, distributed; print(sys.version.split()[0], distributed.__version__)'",
+        check=False,
+        timeout=60,
+    )
     lines = p.stdout.split("\n")
     return {"slurm": lines[0].strip() if lines else "?", "image_python": lines[1].strip() if len(lines) > 1 else "?"}
 
@@ -316,8 +414,11 @@ def plot(results_file, png):
     if not os.path.exists(python) or run([python, "-c", "import matplotlib"], check=False).returncode != 0:
         log("creating build/bench-venv with matplotlib for the plot")
         run([sys.executable, "-m", "venv", PLOT_VENV], timeout=300)
-        p = run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "matplotlib"],
-                check=False, timeout=600)
+        p = run(
+            [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "matplotlib"],
+            check=False,
+            timeout=600,
+        )
         if p.returncode != 0:
             log(f"no matplotlib, no plot: {p.stderr[-500:]}")
             return False
@@ -347,8 +448,9 @@ def fmt(s, unit="s", scale=1.0, digits=2):
     if not s:
         return "—"
     f = f"{{:.{digits}f}}"
-    return (f"{f.format(s['median'] * scale)} [{f.format(s['min'] * scale)}–{f.format(s['max'] * scale)}]"
-            + (f" ({s['n']})" if s.get("n") else ""))
+    return f"{f.format(s['median'] * scale)} [{f.format(s['min'] * scale)}–{f.format(s['max'] * scale)}]" + (
+        f" ({s['n']})" if s.get("n") else ""
+    )
 
 
 def paired_ratio(measurements, a, b, n):
@@ -369,72 +471,121 @@ def render_report(data, path, png_name):
     ns = sorted({m["n"] for m in ms})
     present = {m["contender"] for m in ms}
     main = [c for c in ["floor", "jqref-local", "jqref-noarray", "jqref-nocheck", "jqref-ssh", "djq"] if c in present]
-    ratio_pairs = [(a, b) for a, b in (("jqref-local", "djq"), ("jqref-nocheck", "djq"), ("jqref-noarray", "djq"),
-                                       ("jqref-ssh", "djq"), ("jqref-ssh", "jqref-local"),
-                                       ("jqref-local", "floor"), ("jqref-local", "jqref-nocheck"))
-                   if a in present and b in present]
+    ratio_pairs = [
+        (a, b)
+        for a, b in (
+            ("jqref-local", "djq"),
+            ("jqref-nocheck", "djq"),
+            ("jqref-noarray", "djq"),
+            ("jqref-ssh", "djq"),
+            ("jqref-ssh", "jqref-local"),
+            ("jqref-local", "floor"),
+            ("jqref-local", "jqref-nocheck"),
+        )
+        if a in present and b in present
+    ]
     scale = data["config"].get("scale")
     out = []
     w = out.append
     mach = data["machine"]
     w(f"# SLURM benchmark results{' at scale' if scale else ''}\n")
-    w(f"Generated by `benchmarks/bench_slurm.py` (`make {'bench-scale' if scale else 'bench-slurm'}`); raw numbers "
-      f"in `{os.path.basename(path).removesuffix('.md')}.json`. "
-      "Figures are **median [min–max] (runs)** in seconds unless noted.\n")
+    w(
+        f"Generated by `benchmarks/bench_slurm.py` (`make {'bench-scale' if scale else 'bench-slurm'}`); raw numbers "
+        f"in `{os.path.basename(path).removesuffix('.md')}.json`. "
+        "Figures are **median [min–max] (runs)** in seconds unless noted.\n"
+    )
     w("## Machine and set-up\n")
-    w(f"- {mach['date']}; {mach['cpu']}, {mach['memory_gib']} GiB, Linux {mach['kernel']}, "
-      f"Docker {mach['docker']}, compose {mach['compose']}")
-    nodes = ("2 compute nodes that advertise 32 CPUs and 20 GB each (`SCALE=1`, docker/scale.yaml: far more than "
-             "the machine has, so that 64 one-core jobs run at once)" if scale else "2 compute nodes x 2 CPUs")
-    w(f"- testbed `docker/slurm` as compose project `{PROJECT}`: {data['versions']['slurm']}, login + {nodes}, "
-      f"image Python/distributed {data['versions']['image_python']}; host client "
-      f"{mach['host_python']}; jqref {mach['jqref']}; dask-jobqueue {DJQ_VERSION} (released wheel)")
+    w(
+        f"- {mach['date']}; {mach['cpu']}, {mach['memory_gib']} GiB, Linux {mach['kernel']}, "
+        f"Docker {mach['docker']}, compose {mach['compose']}"
+    )
+    nodes = (
+        "2 compute nodes that advertise 32 CPUs and 20 GB each (`SCALE=1`, docker/scale.yaml: far more than "
+        "the machine has, so that 64 one-core jobs run at once)"
+        if scale
+        else "2 compute nodes x 2 CPUs"
+    )
+    w(
+        f"- testbed `docker/slurm` as compose project `{PROJECT}`: {data['versions']['slurm']}, login + {nodes}, "
+        f"image Python/distributed {data['versions']['image_python']}; host client "
+        f"{mach['host_python']}; jqref {mach['jqref']}; dask-jobqueue {DJQ_VERSION} (released wheel)"
+    )
     loads = [m["load1"] for m in ms if "load1" in m]
-    w(f"- **Noise:** the machine is shared: {mach['other_containers']} other containers were running (other "
-      f"testbeds); 1-minute load average {min(loads, default=0):.1f}–{max(loads, default=0):.1f} during the "
-      f"measurements (2 cores). Every contender ran once per round, in an order rotated from round to round, so "
-      f"slow phases hit all of them; ratios are medians of per-round ratios.")
-    w("- Same job options for every contender: cores/processes/memory per the shapes below, walltime 00:30:00, "
-      f"nanny on, death-timeout {'240 s (64 workers starting at once here take about a minute)' if scale else '30 s'}, "
-      "python /opt/jqref/bin/python3, one `printf` of `$EPOCHREALTIME` as job "
-      "prologue (the job's start stamp; a bash builtin). jqref polls every 5 s (its default); dask-jobqueue does "
-      "not poll. SSH mode: from this machine through the bastion (ProxyJump), scheduler on the compose gateway.")
+    w(
+        f"- **Noise:** the machine is shared: {mach['other_containers']} other containers were running (other "
+        f"testbeds); 1-minute load average {min(loads, default=0):.1f}–{max(loads, default=0):.1f} during the "
+        f"measurements (2 cores). Every contender ran once per round, in an order rotated from round to round, so "
+        f"slow phases hit all of them; ratios are medians of per-round ratios."
+    )
+    w(
+        "- Same job options for every contender: cores/processes/memory per the shapes below, walltime 00:30:00, "
+        "nanny on, death-timeout "
+        f"{'240 s (64 workers starting at once here take about a minute)' if scale else '30 s'}, "
+        "python /opt/jqref/bin/python3, one `printf` of `$EPOCHREALTIME` as job "
+        "prologue (the job's start stamp; a bash builtin). jqref polls every 5 s (its default); dask-jobqueue does "
+        "not poll. SSH mode: from this machine through the bastion (ProxyJump), scheduler on the compose gateway."
+    )
     if 8 in ns:
-        w("- **N=8:** the testbed schedules 4 one-core jobs at once (2 nodes x 2 CPUs, no oversubscription), so 8 "
-      "one-core jobs could never all run. N=8 therefore means **8 workers in 4 jobs** of `cores=2, processes=2, "
-      "job_cpu=1` (each job asks SLURM for 1 CPU and runs 2 one-thread workers), `scale(jobs=4)`. N=1 and N=4 are "
-          "`scale(jobs=N)` of `cores=1, processes=1, memory=512MiB` jobs.\n")
+        w(
+            "- **N=8:** the testbed schedules 4 one-core jobs at once (2 nodes x 2 CPUs, no oversubscription), so 8 "
+            "one-core jobs could never all run. N=8 therefore means **8 workers in 4 jobs** of `cores=2, processes=2, "
+            "job_cpu=1` (each job asks SLURM for 1 CPU and runs 2 one-thread workers), `scale(jobs=4)`. "
+            "N=1 and N=4 are "
+            "`scale(jobs=N)` of `cores=1, processes=1, memory=512MiB` jobs.\n"
+        )
     if scale:
-        w("- N workers are `scale(jobs=N)` of `cores=1, processes=1, memory=512MiB` jobs: jqref submits them as one "
-          "`sbatch --array` (its default), *one sbatch per job* is jqref with `arrays=False`, dask-jobqueue runs one "
-          "`sbatch` per job.\n")
+        w(
+            "- N workers are `scale(jobs=N)` of `cores=1, processes=1, memory=512MiB` jobs: jqref submits them as one "
+            "`sbatch --array` (its default), *one sbatch per job* is jqref with `arrays=False`, dask-jobqueue runs one "
+            "`sbatch` per job.\n"
+        )
 
     w("## 1. Time from `scale(jobs=J)` to N workers connected\n")
-    short = {"floor": "floor", "jqref-local": "jqref local", "jqref-noarray": "jqref per-job",
-             "jqref-nocheck": "jqref no check", "jqref-ssh": "jqref SSH", "djq": "dask-jobqueue"}
-    w("| N (jobs) | " + " | ".join(LABELS[c] for c in main) + " | "
-      + " | ".join(f"{short[a]} / {short[b]}" for a, b in ratio_pairs) + " |")
+    short = {
+        "floor": "floor",
+        "jqref-local": "jqref local",
+        "jqref-noarray": "jqref per-job",
+        "jqref-nocheck": "jqref no check",
+        "jqref-ssh": "jqref SSH",
+        "djq": "dask-jobqueue",
+    }
+    w(
+        "| N (jobs) | "
+        + " | ".join(LABELS[c] for c in main)
+        + " | "
+        + " | ".join(f"{short[a]} / {short[b]}" for a, b in ratio_pairs)
+        + " |"
+    )
     w("|---|" + "---|" * (len(main) + len(ratio_pairs)))
     for n in ns:
         jobs = next(m["jobs"] for m in ms if m["n"] == n)
-        cells = [fmt(stats([m["time_to_workers_s"] for m in ms if m["n"] == n and m["contender"] == c and m["ok"]]))
-                 for c in main]
+        cells = [
+            fmt(stats([m["time_to_workers_s"] for m in ms if m["n"] == n and m["contender"] == c and m["ok"]]))
+            for c in main
+        ]
         ratios = [fmt(paired_ratio(ms, a, b, n), digits=2).rsplit(" (", 1)[0] for a, b in ratio_pairs]
         w(f"| {n} ({jobs}) | " + " | ".join(cells + ratios) + " |")
     failed = [m for m in ms if not m["ok"]]
     left = sum(len(m.get("left_behind", [])) for m in ms)
     sources = sorted({m["jqref_from"] for m in ms if m.get("jqref_from")})
-    w((f"\n{len(failed)} of {len(ms)} measurements missed the deadline." if failed else
-       f"\nAll {len(ms)} measurements reached N workers.")
-      + f" Jobs still queued after `close()` (then cancelled by the benchmark): {left}."
-      + (f" jqref imported from {', '.join(f'`{x}`' for x in sources)}." if sources else ""))
+    w(
+        (
+            f"\n{len(failed)} of {len(ms)} measurements missed the deadline."
+            if failed
+            else f"\nAll {len(ms)} measurements reached N workers."
+        )
+        + f" Jobs still queued after `close()` (then cancelled by the benchmark): {left}."
+        + (f" jqref imported from {', '.join(f'`{x}`' for x in sources)}." if sources else "")
+    )
     w(f"\n![time to N workers]({png_name})\n")
 
     w("### Where the time goes (medians)\n")
-    w("From the moment `scale` was called: all `sbatch` answered (client side), the last job's script started "
-      "(its stamp), then per worker the time from its job's start to its connection to the scheduler (this includes "
-      "everything the job script runs before the worker: jqref's version check). `close()` is the time the cluster "
-      "object took to close (jqref waits until the queue shows its jobs gone; dask-jobqueue only runs scancel).\n")
+    w(
+        "From the moment `scale` was called: all `sbatch` answered (client side), the last job's script started "
+        "(its stamp), then per worker the time from its job's start to its connection to the scheduler (this includes "
+        "everything the job script runs before the worker: jqref's version check). `close()` is the time the cluster "
+        "object took to close (jqref waits until the queue shows its jobs gone; dask-jobqueue only runs scancel).\n"
+    )
     w("| contender | N | sbatch answered | last job started | worker start (per worker) | N workers | close() |")
     w("|---|---|---|---|---|---|---|")
     for c in main + [c for c in EXTRA if c in present]:
@@ -442,10 +593,12 @@ def render_report(data, path, png_name):
             sel = [m for m in ms if m["n"] == n and m["contender"] == c and m["ok"]]
             if not sel:
                 continue
-            w(f"| {LABELS[c]} | {n} | {fmt(stats([m['submitted_s'] for m in sel]))} | "
-              f"{fmt(stats([max(m['job_start_s']) for m in sel if m['job_start_s']]))} | "
-              f"{fmt(stats([x for m in sel for x in m['worker_start_s']]))} | "
-              f"{fmt(stats([m['time_to_workers_s'] for m in sel]))} | {fmt(stats([m['close_s'] for m in sel]))} |")
+            w(
+                f"| {LABELS[c]} | {n} | {fmt(stats([m['submitted_s'] for m in sel]))} | "
+                f"{fmt(stats([max(m['job_start_s']) for m in sel if m['job_start_s']]))} | "
+                f"{fmt(stats([x for m in sel for x in m['worker_start_s']]))} | "
+                f"{fmt(stats([m['time_to_workers_s'] for m in sel]))} | {fmt(stats([m['close_s'] for m in sel]))} |"
+            )
 
     if "floor" in present and "startup" in data:
         floor_section(data, w, ms, ns)
@@ -464,9 +617,11 @@ def floor_section(data, w, ms, ns):
     floor1 = [m for m in ms if m["contender"] == "floor" and m["n"] == 1 and m["ok"]]
     sub = stats([m["job_start_s"][0] for m in floor1 if m["job_start_s"]])
     wst = stats([m["worker_start_s"][0] for m in floor1 if m["worker_start_s"]])
-    w("The floor contender is no library: a scheduler in the client process and one `sbatch --array=0-(J-1)` of a "
-      "script holding only the start stamp and `exec python -m distributed.cli.dask_worker …` with the same options. "
-      "For one job:\n")
+    w(
+        "The floor contender is no library: a scheduler in the client process and one `sbatch --array=0-(J-1)` of a "
+        "script holding only the start stamp and `exec python -m distributed.cli.dask_worker …` with the same options. "
+        "For one job:\n"
+    )
     w("| part | seconds |")
     w("|---|---|")
     w(f"| trivial job, `sbatch` to its script running (submit-to-start latency) | {fmt(sub)} |")
@@ -477,12 +632,16 @@ def floor_section(data, w, ms, ns):
     for n in ns:
         bare = [m for m in ms if m["contender"] == "floor-nonanny" and m["n"] == n and m["ok"]]
         if bare:
-            w(f"| without the nanny (`--no-nanny`), {n} worker{'s' if n > 1 else ''}: worker start / `scale` to "
-              f"N workers | {fmt(stats([x for m in bare for x in m['worker_start_s']]))} / "
-              f"{fmt(stats([m['time_to_workers_s'] for m in bare]))} |")
-    w("\nSLURM here schedules every second (`sched_interval=1`), so submit-to-start spreads over about 0–1 s "
-      "depending on where in that second a job arrives. Start-up pieces on a compute node (`docker exec`, "
-      "7 runs each, no SLURM):\n")
+            w(
+                f"| without the nanny (`--no-nanny`), {n} worker{'s' if n > 1 else ''}: worker start / `scale` to "
+                f"N workers | {fmt(stats([x for m in bare for x in m['worker_start_s']]))} / "
+                f"{fmt(stats([m['time_to_workers_s'] for m in bare]))} |"
+            )
+    w(
+        "\nSLURM here schedules every second (`sched_interval=1`), so submit-to-start spreads over about 0–1 s "
+        "depending on where in that second a job arrives. Start-up pieces on a compute node (`docker exec`, "
+        "7 runs each, no SLURM):\n"
+    )
     w("| on compute1 | milliseconds |")
     w("|---|---|")
     for name, values in data["startup"].items():
@@ -491,16 +650,20 @@ def floor_section(data, w, ms, ns):
 
 def rtt_section(data, w):
     w("\n## 3. SSH command round trip\n")
-    w("jqref's `SSHRunner` on its one persistent connection vs a fresh OpenSSH `ssh` process per command, and "
-      "OpenSSH's own multiplexing (`ControlMaster`, a persistent connection too) as a reference. Milliseconds.\n")
+    w(
+        "jqref's `SSHRunner` on its one persistent connection vs a fresh OpenSSH `ssh` process per command, and "
+        "OpenSSH's own multiplexing (`ControlMaster`, a persistent connection too) as a reference. Milliseconds.\n"
+    )
     w("| route | command | jqref persistent | fresh `ssh` per command | `ssh` ControlMaster | jqref connect (once) |")
     w("|---|---|---|---|---|---|")
     for r in data["rtt"]:
         if "fresh_ssh_s" in r:
-            w(f"| {r['destination']} | `{r['command']}` | {fmt(stats(r['jqref_s']), scale=1e3, digits=1)} | "
-              f"{fmt(stats(r['fresh_ssh_s']), scale=1e3, digits=0)} | "
-              f"{fmt(stats(r['openssh_mux_s']), scale=1e3, digits=1)} | "
-              f"{r['jqref_connect_s'] * 1e3:.0f} |")
+            w(
+                f"| {r['destination']} | `{r['command']}` | {fmt(stats(r['jqref_s']), scale=1e3, digits=1)} | "
+                f"{fmt(stats(r['fresh_ssh_s']), scale=1e3, digits=0)} | "
+                f"{fmt(stats(r['openssh_mux_s']), scale=1e3, digits=1)} | "
+                f"{r['jqref_connect_s'] * 1e3:.0f} |"
+            )
     w("\n| route | what | jqref | failed commands |")
     w("|---|---|---|---|")
     for r in data["rtt"]:
@@ -511,12 +674,16 @@ def rtt_section(data, w):
 
 def queue_section(data, w):
     w("\n## 4. Batch commands per polling interval\n")
-    w("k jobs held in the queue (`--begin=now+1hour`, so nothing runs), poll interval 1 s; commands counted over "
-      "5 s once all submissions were answered (first repetition). `submit` is `scale(jobs=k)` until every "
-      "`sbatch` answered, `close` is `close()`, each repeated. dask-jobqueue does not track jobs, so it issues no "
-      "status commands at all. *Left in queue* counts jobs still queued 15 s after `close()` returned.\n")
-    w("| k | contender | status commands per interval | other commands in the window | submit s | failed submissions "
-      "| close s | commands during close | left in queue |")
+    w(
+        "k jobs held in the queue (`--begin=now+1hour`, so nothing runs), poll interval 1 s; commands counted over "
+        "5 s once all submissions were answered (first repetition). `submit` is `scale(jobs=k)` until every "
+        "`sbatch` answered, `close` is `close()`, each repeated. dask-jobqueue does not track jobs, so it issues no "
+        "status commands at all. *Left in queue* counts jobs still queued 15 s after `close()` returned.\n"
+    )
+    w(
+        "| k | contender | status commands per interval | other commands in the window | submit s | failed submissions "
+        "| close s | commands during close | left in queue |"
+    )
     w("|---|---|---|---|---|---|---|---|---|")
     queue = data["queue"]
     for k in sorted({r["k"] for r in queue}):
@@ -526,26 +693,33 @@ def queue_section(data, w):
                 continue
             first = next((r for r in rs if r.get("repeat", 0) == 0), rs[0])
             per = first.get("status_commands_per_interval")
-            others = first.get("other_commands_in_window",
-                               sum(first.get("commands_in_window", {}).values()) if c == "djq" else 0)
+            others = first.get(
+                "other_commands_in_window", sum(first.get("commands_in_window", {}).values()) if c == "djq" else 0
+            )
             close_cmds = ", ".join(f"{n} {v}" for n, v in sorted(first.get("commands_during_close", {}).items()))
             failures = sum(r.get("submit_failures", 0) for r in rs)
             left = sum(len(r.get("left_behind", [])) for r in rs)
             errors = sum(1 for r in rs if r.get("close_error"))
-            w(f"| {k} | {LABELS[c]} | {per:.2f} | {others} | {fmt(stats([r['submit_s'] for r in rs]))} | "
-              f"{failures} of {k * len(rs)} | {fmt(stats([r['close_s'] for r in rs]))}"
-              f"{f' ({errors} raised)' if errors else ''} | {close_cmds or '—'} | {left} |")
+            w(
+                f"| {k} | {LABELS[c]} | {per:.2f} | {others} | {fmt(stats([r['submit_s'] for r in rs]))} | "
+                f"{failures} of {k * len(rs)} | {fmt(stats([r['close_s'] for r in rs]))}"
+                f"{f' ({errors} raised)' if errors else ''} | {close_cmds or '—'} | {left} |"
+            )
 
     if data.get("overhead"):
-        w("\nClient-side time alone: `scale(jobs=k)` until every job's `start()` returned, against a batch system "
-          "that answers at once (a stub runner for jqref, a stub command call for dask-jobqueue); this work runs on "
-          "the event loop the Dask scheduler shares.\n")
+        w(
+            "\nClient-side time alone: `scale(jobs=k)` until every job's `start()` returned, against a batch system "
+            "that answers at once (a stub runner for jqref, a stub command call for dask-jobqueue); this work runs on "
+            "the event loop the Dask scheduler shares.\n"
+        )
         w("| contender | k | scale, instant batch system (ms) | per job (ms) |")
         w("|---|---|---|---|")
         for o in data["overhead"]:
             st = stats(o["scale_s"])
-            w(f"| {LABELS[o['contender']]} | {o['k']} | {fmt(st, scale=1e3, digits=0)} "
-              f"| {st['median'] * 1e3 / o['k']:.2f} |")
+            w(
+                f"| {LABELS[o['contender']]} | {o['k']} | {fmt(st, scale=1e3, digits=0)} "
+                f"| {st['median'] * 1e3 / o['k']:.2f} |"
+            )
 
 
 def bring_up_section(data, w):
@@ -554,16 +728,22 @@ def bring_up_section(data, w):
     w("| what | seconds |")
     w("|---|---|")
     w(f"| `make up-slurm`, warm images, nothing running → ready (incl. sshd) | {fmt(stats(up['up_s']))} |")
-    w("| of which until `ready.sh` passed (testbed.sh's own count, whole seconds) "
-      f"| {fmt(stats(up['ready_in_s']), digits=0)} |")
+    w(
+        "| of which until `ready.sh` passed (testbed.sh's own count, whole seconds) "
+        f"| {fmt(stats(up['ready_in_s']), digits=0)} |"
+    )
     w(f"| `testbed.sh down slurm` | {fmt(stats(up['down_s']))} |")
     cold = data.get("cold")
     if cold:
-        w("| cold build, node image (`docker build --no-cache`: apt + offline pip from the wheelhouse) "
-          f"| {cold['node_image_s']:.0f} |")
+        w(
+            "| cold build, node image (`docker build --no-cache`: apt + offline pip from the wheelhouse) "
+            f"| {cold['node_image_s']:.0f} |"
+        )
         w(f"| cold build, SLURM image on top (`--no-cache`: apt slurm + munge) | {cold['slurm_image_s']:.0f} |")
-        w("| cold build total (base image and wheelhouse already present) "
-          f"| {cold['node_image_s'] + cold['slurm_image_s']:.0f} |")
+        w(
+            "| cold build total (base image and wheelhouse already present) "
+            f"| {cold['node_image_s'] + cold['slurm_image_s']:.0f} |"
+        )
     else:
         w("| cold image build | not run (pass --cold / COLD=1) |")
 
@@ -607,21 +787,35 @@ def main(argv=None):
     p.add_argument("--cold", action="store_true", help="also time a cold image build (downloads Debian packages)")
     p.add_argument("--keep", action="store_true", help="leave the testbed up afterwards")
     p.add_argument("--report-only", action="store_true", help="rewrite slurm.md and the plot from slurm.json")
-    p.add_argument("--contenders", nargs="+", default=CONTENDERS + list(EXTRA),
-                   choices=CONTENDERS + list(EXTRA) + ["jqref-nocheck", "jqref-noarray"])
-    p.add_argument("--only-workers", action="store_true",
-                   help="measure only the time to workers (no SSH round trips, queue commands, start-up pieces)")
+    p.add_argument(
+        "--contenders",
+        nargs="+",
+        default=CONTENDERS + list(EXTRA),
+        choices=CONTENDERS + list(EXTRA) + ["jqref-nocheck", "jqref-noarray"],
+    )
+    p.add_argument(
+        "--only-workers",
+        action="store_true",
+        help="measure only the time to workers (no SSH round trips, queue commands, start-up pieces)",
+    )
     p.add_argument("--name", default="slurm", help="results/<name>.{md,json} and results/<name>-time-to-workers.png")
-    p.add_argument("--scale", action="store_true",
-                   help="on the scale flavour (SCALE=1): time to 16 and 64 workers with and without arrays, and "
-                        "submit/poll/close of 1000 held jobs; results/slurm-scale.* (make bench-scale)")
-    p.add_argument("--jqref-ref", help="benchmark this committed revision of jqref (e.g. HEAD) instead of the "
-                                       "work tree, which others may be editing meanwhile")
+    p.add_argument(
+        "--scale",
+        action="store_true",
+        help="on the scale flavour (SCALE=1): time to 16 and 64 workers with and without arrays, and "
+        "submit/poll/close of 1000 held jobs; results/slurm-scale.* (make bench-scale)",
+    )
+    p.add_argument(
+        "--jqref-ref",
+        help="benchmark this committed revision of jqref (e.g. HEAD) instead of the "
+        "work tree, which others may be editing meanwhile",
+    )
     args = p.parse_args(argv)
     if args.scale:
         if os.environ.get("SCALE") != "1" or PROJECT == "jqref-bench":
-            sys.exit("--scale runs on its own scale testbed: "
-                     "SCALE=1 TESTBED_PROJECT=jqref-bench-scale (make bench-scale)")
+            sys.exit(
+                "--scale runs on its own scale testbed: SCALE=1 TESTBED_PROJECT=jqref-bench-scale (make bench-scale)"
+            )
         args.n = [16, 64] if args.n == [1, 4, 8] else args.n
         # The four contenders the README names for it (results/slurm-scale.json has no floor either): a
         # contender asked for and never measured now makes the run incomplete.
@@ -640,8 +834,10 @@ def main(argv=None):
         return
     if not os.path.exists(HOST_PYTHON):
         sys.exit("no .venv: run `make install` first")
-    data = {"machine": machine(), "config": {"rounds": args.rounds, "n": args.n, "project": PROJECT,
-                                             "scale": args.scale}}
+    data = {
+        "machine": machine(),
+        "config": {"rounds": args.rounds, "n": args.n, "project": PROJECT, "scale": args.scale},
+    }
     if args.jqref_ref:
         data["machine"]["jqref"] = f"{jqref_export(args.jqref_ref)} (committed revision, exported)"
         log(f"benchmarking jqref {data['machine']['jqref']} from {JQREF_DIR}")
@@ -682,8 +878,10 @@ def main(argv=None):
             log(f"the run failed; {os.path.relpath(json_path, REPO)} left as it was, {kept}")
     missing = missing_results(data, args.contenders, args.n, args.only_workers)
     if missing:
-        sys.exit(f"incomplete run ({'; '.join(missing)}): {os.path.relpath(json_path, REPO)} left as it was, what "
-                 f"was measured is in {os.path.relpath(save_partial(data, args.name), REPO)}")
+        sys.exit(
+            f"incomplete run ({'; '.join(missing)}): {os.path.relpath(json_path, REPO)} left as it was, what "
+            f"was measured is in {os.path.relpath(save_partial(data, args.name), REPO)}"
+        )
     publish(data, json_path, md_path, png_path)
     log(f"done in {data['elapsed_s'] / 60:.1f} min: {md_path}")
 

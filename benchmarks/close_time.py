@@ -27,8 +27,14 @@ from jqref import SLURMCluster
 
 
 def one_round(jobs: int, settle: float, python: str) -> dict:
-    cluster = SLURMCluster(cores=1, memory="512MiB", processes=1, python=python, poll_interval="1s",
-                           scheduler_options={"dashboard_address": ":0"})
+    cluster = SLURMCluster(
+        cores=1,
+        memory="512MiB",
+        processes=1,
+        python=python,
+        poll_interval="1s",
+        scheduler_options={"dashboard_address": ":0"},
+    )
     client = Client(cluster)
     cluster.scale(jobs=jobs)
     client.wait_for_workers(jobs, timeout=180)
@@ -39,8 +45,12 @@ def one_round(jobs: int, settle: float, python: str) -> dict:
     client.close()
     cluster.close()
     took = time.monotonic() - started
-    left = subprocess.run(["squeue", "--noheader", "--format=%i", f"--name={cluster.job_name}"],
-                          capture_output=True, text=True, check=True).stdout.split()
+    left = subprocess.run(
+        ["squeue", "--noheader", "--format=%i", f"--name={cluster.job_name}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     return {"close_s": round(took, 3), "jobs": jobs, "left_in_queue": len(left)}
 
 
@@ -57,12 +67,17 @@ def main() -> None:
         rounds.append(one_round(args.jobs, args.settle, args.python))
         print(json.dumps(rounds[-1]), flush=True)
     times = [r["close_s"] for r in rounds]
-    print(json.dumps({
-        "machine": f"{platform.node()}: {os.cpu_count()} CPUs, {platform.platform()}",
-        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-        "close_s": {"min": min(times), "median": statistics.median(times), "max": max(times)},
-        "left_in_queue": sum(r["left_in_queue"] for r in rounds),
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "machine": f"{platform.node()}: {os.cpu_count()} CPUs, {platform.platform()}",
+                "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+                "close_s": {"min": min(times), "median": statistics.median(times), "max": max(times)},
+                "left_in_queue": sum(r["left_in_queue"] for r in rounds),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -91,8 +91,11 @@ class Shell:
             return p.returncode, p.stdout, p.stderr
         for attempt in range(3):  # the benchmark's own checks ride out a dropped connection
             try:
-                r = asyncio.run(self.runner.run(argv, stdin=stdin, timeout=timeout)) if stdin is not None \
+                r = (
+                    asyncio.run(self.runner.run(argv, stdin=stdin, timeout=timeout))
+                    if stdin is not None
                     else self.runner.run_blocking(argv, timeout=timeout)
+                )
                 return r.returncode, r.stdout, r.stderr
             except Exception as e:
                 if attempt == 2:
@@ -101,8 +104,7 @@ class Shell:
                 time.sleep(1)
 
     def active_jobs(self):
-        code, out, err = self.run(["squeue", "--noheader", "--user=dask", "--format=%i",
-                                   "--states=PD,R,CG,CF,S,RQ"])
+        code, out, err = self.run(["squeue", "--noheader", "--user=dask", "--format=%i", "--states=PD,R,CG,CF,S,RQ"])
         if code != 0:
             raise RuntimeError(f"squeue failed: {err}")
         return out.split()
@@ -204,6 +206,7 @@ def instant_runner(answer):
 
 def ssh_runner():
     from jqref import SSHRunner
+
     return SSHRunner(os.environ["JQREF_SSH_DESTINATION"], config_file=os.environ["JQREF_SSH_CONFIG"])
 
 
@@ -234,25 +237,40 @@ def arrivals_plugin():
 
 
 def make_cluster(contender, shape, job_name, stamp_dir, runner, scheduler_host, poll_interval):
-    options = dict(COMMON, cores=shape["cores"], memory=shape["memory"], processes=shape["processes"],
-                   job_cpu=shape["job_cpu"], job_name=job_name,
-                   death_timeout=shape.get("death_timeout", COMMON["death_timeout"]))
+    options = dict(
+        COMMON,
+        cores=shape["cores"],
+        memory=shape["memory"],
+        processes=shape["processes"],
+        job_cpu=shape["job_cpu"],
+        job_name=job_name,
+        death_timeout=shape.get("death_timeout", COMMON["death_timeout"]),
+    )
     if contender == "djq":
         options["job_script_prologue"] = [stamp_line(stamp_dir)]
         from dask_jobqueue import SLURMCluster
+
         return SLURMCluster(**options, scheduler_options={"dashboard_address": ":0"})
     from jqref import SLURMCluster
+
     scheduler_options = {"dashboard_address": ":0", **({"host": scheduler_host} if scheduler_host else {})}
     extra = {"job_cls": no_check_job()} if contender == "jqref-nocheck" else {}
-    return SLURMCluster(**options, runner=runner, poll_interval=poll_interval,
-                        scheduler_options=scheduler_options, job_script_prologue=[stamp_line(stamp_dir, JQREF_JOB_ID)],
-                        **JQREF_VARIANTS[contender], **extra)
+    return SLURMCluster(
+        **options,
+        runner=runner,
+        poll_interval=poll_interval,
+        scheduler_options=scheduler_options,
+        job_script_prologue=[stamp_line(stamp_dir, JQREF_JOB_ID)],
+        **JQREF_VARIANTS[contender],
+        **extra,
+    )
 
 
 def version_check_line(python=PYTHON):
     """The line of a jqref job script that checks the worker environment's
     Python and distributed against the client's, for the interpreter `python`."""
     from jqref.job import _worker_versions_check
+
     return _worker_versions_check([python])
 
 
@@ -268,9 +286,12 @@ def no_check_job():
             lines = super().shell_commands()
             check = _worker_versions_check(self.python_words)
             if check not in lines:
-                raise RuntimeError("jqref's job script no longer has the version check line this experiment "
-                                   "removes: update no_check_job in benchmarks/measure.py")
+                raise RuntimeError(
+                    "jqref's job script no longer has the version check line this experiment "
+                    "removes: update no_check_job in benchmarks/measure.py"
+                )
             return [line for line in lines if line != check]
+
     return NoCheckSLURMJob
 
 
@@ -282,8 +303,10 @@ class FloorCluster:
     def __init__(self, shape, job_name, stamp_dir, shell, nanny=True):
         from distributed import Scheduler
         from distributed.deploy.spec import SpecCluster
-        self.cluster = SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
-                                   workers={}, silence_logs="warning")
+
+        self.cluster = SpecCluster(
+            scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}}, workers={}, silence_logs="warning"
+        )
         self.scheduler = self.cluster.scheduler
         self.shape, self.job_name, self.stamp_dir, self.shell = shape, job_name, stamp_dir, shell
         self.nanny = nanny
@@ -315,26 +338,42 @@ class FloorCluster:
 def floor_script(shape, job_name, stamp_dir, address, nanny=True):
     """The floor's job script: the start stamp and the worker command, nothing else."""
     from dask.utils import parse_bytes
+
     s = shape
     mem_mib = -(-parse_bytes(s["memory"]) // 2**20)
-    worker = [PYTHON, "-m", "distributed.cli.dask_worker", address,
-              "--nthreads", str(s["cores"] // s["processes"]),
-              "--memory-limit", str(mem_mib * 2**20 // s["processes"])]
+    worker = [
+        PYTHON,
+        "-m",
+        "distributed.cli.dask_worker",
+        address,
+        "--nthreads",
+        str(s["cores"] // s["processes"]),
+        "--memory-limit",
+        str(mem_mib * 2**20 // s["processes"]),
+    ]
     if s["processes"] > 1:
         worker += ["--nworkers", str(s["processes"])]
-    worker += ["--nanny" if nanny else "--no-nanny",
-               "--death-timeout", str(s.get("death_timeout", COMMON["death_timeout"]))]
-    return "\n".join([
-        "#!/usr/bin/env bash",
-        f"#SBATCH --job-name={job_name}",
-        f"#SBATCH --output={LOGS}/{job_name}-%A_%a.out",
-        "#SBATCH --ntasks=1",
-        f"#SBATCH --cpus-per-task={s['job_cpu']}",
-        f"#SBATCH --mem={mem_mib}M",
-        f"#SBATCH --time={COMMON['walltime']}",
-        stamp_line(stamp_dir, '"$SLURM_JOB_ID"'),
-        "exec " + shlex.join(worker) + ' --name "floor-$SLURM_ARRAY_TASK_ID"',
-    ]) + "\n"
+    worker += [
+        "--nanny" if nanny else "--no-nanny",
+        "--death-timeout",
+        str(s.get("death_timeout", COMMON["death_timeout"])),
+    ]
+    return (
+        "\n".join(
+            [
+                "#!/usr/bin/env bash",
+                f"#SBATCH --job-name={job_name}",
+                f"#SBATCH --output={LOGS}/{job_name}-%A_%a.out",
+                "#SBATCH --ntasks=1",
+                f"#SBATCH --cpus-per-task={s['job_cpu']}",
+                f"#SBATCH --mem={mem_mib}M",
+                f"#SBATCH --time={COMMON['walltime']}",
+                stamp_line(stamp_dir, '"$SLURM_JOB_ID"'),
+                "exec " + shlex.join(worker) + ' --name "floor-$SLURM_ARRAY_TASK_ID"',
+            ]
+        )
+        + "\n"
+    )
 
 
 def job_of(worker_name, processes):
@@ -369,8 +408,11 @@ def measure_once(contender, n, run_id, shell, runner, scheduler_host, poll_inter
         t_submitted = time.time() if contender.startswith("floor") else None
         deadline = time.monotonic() + max(DEADLINE, shape.get("death_timeout", 0))
         while len(arrivals.times) < n and time.monotonic() < deadline:
-            if t_submitted is None and len(cluster.workers) >= shape["jobs"] \
-                    and all(getattr(j, "job_id", None) for j in cluster.workers.values()):
+            if (
+                t_submitted is None
+                and len(cluster.workers) >= shape["jobs"]
+                and all(getattr(j, "job_id", None) for j in cluster.workers.values())
+            ):
                 t_submitted = time.time()
             time.sleep(0.005)
         if t_submitted is None and len(cluster.workers) >= shape["jobs"]:
@@ -422,14 +464,16 @@ def cmd_workers(args):
         scheduler_host = os.environ["JQREF_SCHEDULER_HOST"]
     elif args.contender in ("jqref-local", "jqref-noarray", "jqref-nocheck"):
         from jqref import LocalRunner
+
         runner = LocalRunner()
     # In SSH mode the benchmark's own checks use a connection of their own.
     shell = Shell(ssh_runner() if args.contender == "jqref-ssh" else None)
     shell.drain()
     results = []
     for n in args.n:
-        r = measure_once(args.contender, n, f"{args.round}{uuid.uuid4().hex[:4]}", shell, runner,
-                         scheduler_host, args.poll_interval)
+        r = measure_once(
+            args.contender, n, f"{args.round}{uuid.uuid4().hex[:4]}", shell, runner, scheduler_host, args.poll_interval
+        )
         r["round"] = args.round
         r["jqref_from"] = getattr(sys.modules.get("jqref"), "__file__", None)
         log(f"{args.contender} N={n}: {r.get('time_to_workers_s')}")
@@ -456,12 +500,14 @@ def cmd_queue(args):
         runner.run_blocking(["true"]).check()
     elif args.contender in ("jqref-local", "jqref-noarray"):
         from jqref import LocalRunner
+
         runner = LocalRunner()
     shell = Shell(ssh_runner() if args.contender == "jqref-ssh" else None)
     shell.drain()
     calls = []
     if args.contender == "djq":
         import dask_jobqueue.core as djq_core
+
         original = djq_core.Job._call
 
         async def counted(cmd, **kw):
@@ -470,19 +516,33 @@ def cmd_queue(args):
                 return await original(cmd, **kw)
             finally:
                 calls.append((cmd[0], t, time.time() - t))
+
         djq_core.Job._call = staticmethod(counted)
     for k, repeat in [(k, i) for k in args.k for i in range(args.repeat)]:
         job_name = f"bq{args.contender.replace('-', '')[:6]}{k}-{uuid.uuid4().hex[:4]}"
         counting = CountingRunner(runner) if runner is not None else None
-        options = dict(COMMON, cores=shape["cores"], memory=shape["memory"], processes=1, job_name=job_name,
-                       job_extra_directives=hold)
+        options = dict(
+            COMMON,
+            cores=shape["cores"],
+            memory=shape["memory"],
+            processes=1,
+            job_name=job_name,
+            job_extra_directives=hold,
+        )
         if args.contender == "djq":
             from dask_jobqueue import SLURMCluster
+
             cluster = SLURMCluster(**options, scheduler_options={"dashboard_address": ":0"})
         else:
             from jqref import SLURMCluster
-            cluster = SLURMCluster(**options, runner=counting, scheduler_options={"dashboard_address": ":0"},
-                                   poll_interval=args.poll_interval, **JQREF_VARIANTS[args.contender])
+
+            cluster = SLURMCluster(
+                **options,
+                runner=counting,
+                scheduler_options={"dashboard_address": ":0"},
+                poll_interval=args.poll_interval,
+                **JQREF_VARIANTS[args.contender],
+            )
         r = dict(contender=args.contender, k=k, repeat=repeat, poll_interval_s=args.poll_interval)
         try:
             queue_once(args, k, repeat, cluster, counting, calls, r, shell)
@@ -495,9 +555,11 @@ def cmd_queue(args):
         r.setdefault("submit_s", None)
         r.setdefault("submit_failures", None)
         r.setdefault("close_s", None)
-        log(f"queue {args.contender} k={k} #{repeat}: submit {r['submit_s']} s ({r['submit_failures']} failed), "
+        log(
+            f"queue {args.contender} k={k} #{repeat}: submit {r['submit_s']} s ({r['submit_failures']} failed), "
             f"{r.get('status_commands_per_interval')} polls/interval, close {r['close_s']} s, "
-            f"left behind {r.get('left_behind')}")
+            f"left behind {r.get('left_behind')}"
+        )
         results.append(r)
     if args.contender == "jqref-ssh":
         asyncio.run(runner.close())
@@ -506,6 +568,7 @@ def cmd_queue(args):
 
 def queue_once(args, k, repeat, cluster, counting, calls, r, shell):
     """One `scale(jobs=k)` and `close()`; counts commands on the first repetition."""
+
     def counted(since, until=float("inf")):
         if counting is not None:
             return counting.count(since, until)
@@ -561,6 +624,7 @@ def cmd_overhead(args):
     command call for dask-jobqueue), so only rendering and bookkeeping count.
     It runs on the event loop the scheduler shares."""
     import itertools
+
     ids = itertools.count(1000)
     options = dict(cores=1, memory="512MiB", processes=1, python=PYTHON)
     if args.contender == "djq":
@@ -569,10 +633,12 @@ def cmd_overhead(args):
 
         async def answer(cmd, **kw):
             return f"{next(ids)}\n"
+
         djq_core.Job._call = staticmethod(answer)
         cluster = SLURMCluster(**options, scheduler_options={"dashboard_address": ":0"})
     else:
         from jqref import SLURMCluster
+
         runner = instant_runner(lambda argv: f"{next(ids)}\n" if argv[0] == "sbatch" else "")
         cluster = SLURMCluster(**options, runner=runner, scheduler_options={"dashboard_address": ":0"})
     times = []
@@ -611,6 +677,7 @@ def cmd_rtt(args):
     import tempfile
 
     from jqref import SSHRunner
+
     config = os.environ["JQREF_SSH_CONFIG"]
     results = []
     control_dir = tempfile.mkdtemp(prefix="jqref-bench-cm-")
@@ -623,6 +690,7 @@ def cmd_rtt(args):
         connect = time.perf_counter() - t
         subprocess.run([*mux, destination, "true"], check=True, capture_output=True, timeout=60)
         for command in (["true"], ["squeue", "--noheader"]):
+
             async def sequential():
                 times = []
                 for _ in range(args.repeat):
@@ -630,27 +698,44 @@ def cmd_rtt(args):
                     (await runner.run(command)).check()
                     times.append(time.perf_counter() - t)
                 return times
+
             row = dict(destination=destination, command=shlex.join(command), jqref_connect_s=connect)
             row["jqref_s"] = asyncio.run(sequential())
-            row["fresh_ssh_s"] = _timed_sequential(lambda: subprocess.run(
-                [*ssh, destination, *command], check=True, capture_output=True, timeout=60), max(5, args.repeat // 2))
-            row["openssh_mux_s"] = _timed_sequential(lambda: subprocess.run(
-                [*mux, destination, *command], check=True, capture_output=True, timeout=60), args.repeat)
+            row["fresh_ssh_s"] = _timed_sequential(
+                lambda: subprocess.run([*ssh, destination, *command], check=True, capture_output=True, timeout=60),
+                max(5, args.repeat // 2),
+            )
+            row["openssh_mux_s"] = _timed_sequential(
+                lambda: subprocess.run([*mux, destination, *command], check=True, capture_output=True, timeout=60),
+                args.repeat,
+            )
             results.append(row)
-            log(f"rtt {destination} {command}: jqref {statistics.median(row['jqref_s']) * 1e3:.1f} ms, "
+            log(
+                f"rtt {destination} {command}: jqref {statistics.median(row['jqref_s']) * 1e3:.1f} ms, "
                 f"fresh ssh {statistics.median(row['fresh_ssh_s']) * 1e3:.0f} ms, "
-                f"ssh ControlMaster {statistics.median(row['openssh_mux_s']) * 1e3:.1f} ms")
+                f"ssh ControlMaster {statistics.median(row['openssh_mux_s']) * 1e3:.1f} ms"
+            )
 
         async def burst(n):
             t = time.perf_counter()
             out = await asyncio.gather(*(runner.run(["true"]) for _ in range(n)), return_exceptions=True)
             return time.perf_counter() - t, sum(isinstance(x, BaseException) for x in out)
+
         for n in (8, 16):
             runs = [asyncio.run(burst(n)) for _ in range(args.bursts)]
-            results.append(dict(destination=destination, command=f"{n} x true at once", jqref_s=[d for d, _ in runs],
-                                failed_commands=sum(e for _, e in runs), commands=n * args.bursts))
-            log(f"burst {destination} {n}: {statistics.median(d for d, _ in runs) * 1e3:.0f} ms, "
-                f"{sum(e for _, e in runs)} of {n * args.bursts} commands failed")
+            results.append(
+                dict(
+                    destination=destination,
+                    command=f"{n} x true at once",
+                    jqref_s=[d for d, _ in runs],
+                    failed_commands=sum(e for _, e in runs),
+                    commands=n * args.bursts,
+                )
+            )
+            log(
+                f"burst {destination} {n}: {statistics.median(d for d, _ in runs) * 1e3:.0f} ms, "
+                f"{sum(e for _, e in runs)} of {n * args.bursts} commands failed"
+            )
         # (The TCP_NODELAY experiment that was here is jqref's own now: SSHRunner sets it on connecting.)
         asyncio.run(runner.close())
         subprocess.run([*mux, "-O", "exit", destination], capture_output=True, timeout=30)
@@ -667,13 +752,23 @@ def cmd_rtt(args):
             out = await asyncio.gather(*(runner.run(["true"]) for _ in range(16)), return_exceptions=True)
             failures.extend(f"{type(x).__name__}: {x}" for x in out if isinstance(x, BaseException))
             return time.perf_counter() - t, sum(isinstance(x, BaseException) for x in out)
+
         runs = [asyncio.run(burst16()) for _ in range(args.bursts)]
-        results.append(dict(destination=args.destinations[-1], command=f"16 x true at once, max_sessions={sessions}",
-                            jqref_s=[d for d, _ in runs], failed_commands=sum(e for _, e in runs),
-                            commands=16 * args.bursts, bursts_with_errors=sum(1 for _, e in runs if e),
-                            failures=failures))
-        log(f"max_sessions={sessions}: {statistics.median(d for d, _ in runs) * 1e3:.0f} ms per burst of 16, "
-            f"{results[-1]['failed_commands']} of {16 * args.bursts} commands failed")
+        results.append(
+            dict(
+                destination=args.destinations[-1],
+                command=f"16 x true at once, max_sessions={sessions}",
+                jqref_s=[d for d, _ in runs],
+                failed_commands=sum(e for _, e in runs),
+                commands=16 * args.bursts,
+                bursts_with_errors=sum(1 for _, e in runs if e),
+                failures=failures,
+            )
+        )
+        log(
+            f"max_sessions={sessions}: {statistics.median(d for d, _ in runs) * 1e3:.0f} ms per burst of 16, "
+            f"{results[-1]['failed_commands']} of {16 * args.bursts} commands failed"
+        )
         asyncio.run(runner.close())
     shutil.rmtree(control_dir, ignore_errors=True)
     emit(results)
@@ -717,13 +812,17 @@ def _status_output(scheduler: str, ids: list[str]) -> str:
     if scheduler == "slurm":
         return "".join(f"{i} RUNNING\n" for i in ids)
     if scheduler == "sge":
-        entries = "".join(f"<job_list state='running'><JB_job_number>{i}</JB_job_number><JB_name>dask-worker"
-                          f"</JB_name><state>r</state></job_list>" for i in ids)
+        entries = "".join(
+            f"<job_list state='running'><JB_job_number>{i}</JB_job_number><JB_name>dask-worker"
+            f"</JB_name><state>r</state></job_list>"
+            for i in ids
+        )
         return f"<?xml version='1.0'?><job_info><queue_info>{entries}</queue_info></job_info>"
     if scheduler == "htcondor":
         return "".join(f"{i.split('.')[0]} 0 2\n" for i in ids)
-    return "".join(f"Job Id: {i}\n    Job_Name = dask-worker-0123abcd\n    job_state = R\n    queue = workq\n\n"
-                   for i in ids)
+    return "".join(
+        f"Job Id: {i}\n    Job_Name = dask-worker-0123abcd\n    job_state = R\n    queue = workq\n\n" for i in ids
+    )
 
 
 def cmd_poll(args):
@@ -732,6 +831,7 @@ def cmd_poll(args):
     client's time to build them and parse the answer."""
     from jqref import BatchQueue, HTCondorJob, PBSJob, SGEJob, SLURMJob
     from jqref.runners import CommandResult
+
     classes = {"slurm": SLURMJob, "sge": SGEJob, "htcondor": HTCondorJob, "pbs": PBSJob}
     rows = []
     for scheduler, job_cls in classes.items():
@@ -758,8 +858,10 @@ def cmd_poll(args):
                 asyncio.run(batch.poll())
                 times.append(time.perf_counter() - t)
             rows.append(dict(scheduler=scheduler, n=n, poll_s=times, commands_per_poll=Answers.commands / args.repeat))
-            log(f"poll {scheduler} n={n}: {statistics.median(times) * 1e3:.1f} ms, "
-                f"{Answers.commands / args.repeat:g} command(s)")
+            log(
+                f"poll {scheduler} n={n}: {statistics.median(times) * 1e3:.1f} ms, "
+                f"{Answers.commands / args.repeat:g} command(s)"
+            )
     emit(rows)
 
 
@@ -792,8 +894,14 @@ def main(argv=None):
     pl.add_argument("--n", type=int, nargs="+", default=[100, 1000, 5000])
     pl.add_argument("--repeat", type=int, default=5)
     args = p.parse_args(argv)
-    {"workers": cmd_workers, "queue": cmd_queue, "rtt": cmd_rtt, "startup": cmd_startup,
-     "overhead": cmd_overhead, "poll": cmd_poll}[args.cmd](args)
+    {
+        "workers": cmd_workers,
+        "queue": cmd_queue,
+        "rtt": cmd_rtt,
+        "startup": cmd_startup,
+        "overhead": cmd_overhead,
+        "poll": cmd_poll,
+    }[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-CONTENDERS = [("floor", "floor (bare sbatch --array + worker)", "#9e9e9e"),
-              ("jqref-local", "jqref local", "#1f77b4"),
-              ("jqref-noarray", "jqref local, one sbatch per job", "#9467bd"),
-              ("jqref-nocheck", "jqref local without version check (experiment)", "#aec7e8"),
-              ("jqref-ssh", "jqref SSH (via bastion)", "#17becf"),
-              ("djq", "dask-jobqueue", "#ff7f0e")]
+CONTENDERS = [
+    ("floor", "floor (bare sbatch --array + worker)", "#9e9e9e"),
+    ("jqref-local", "jqref local", "#1f77b4"),
+    ("jqref-noarray", "jqref local, one sbatch per job", "#9467bd"),
+    ("jqref-nocheck", "jqref local without version check (experiment)", "#aec7e8"),
+    ("jqref-ssh", "jqref SSH (via bastion)", "#17becf"),
+    ("djq", "dask-jobqueue", "#ff7f0e"),
+]
 
 
 def main(src, png):
@@ -40,16 +42,28 @@ def main(src, png):
                 continue
             x = j + (i - (len(contenders) - 1) / 2) * width
             med = statistics.median(values)
-            ax.bar(x, med, width * 0.9, color=color, label=label if j == 0 else None,
-                   yerr=[[med - min(values)], [max(values) - med]], capsize=3, ecolor="#333333")
+            ax.bar(
+                x,
+                med,
+                width * 0.9,
+                color=color,
+                label=label if j == 0 else None,
+                yerr=[[med - min(values)], [max(values) - med]],
+                capsize=3,
+                ecolor="#333333",
+            )
             ax.scatter([x] * len(values), values, s=6, color="black", zorder=3)
-    ax.set_xticks(range(len(ns)),
-                  [f"N={n} worker{'s' if n > 1 else ''}\n({jobs[n]} job{'s' if jobs[n] > 1 else ''})" for n in ns])
+    ax.set_xticks(
+        range(len(ns)), [f"N={n} worker{'s' if n > 1 else ''}\n({jobs[n]} job{'s' if jobs[n] > 1 else ''})" for n in ns]
+    )
     ax.set_ylabel("seconds from scale(jobs=…) to N workers connected")
     mach = data["machine"]
     nodes = "2 nodes advertising 32 CPUs each (SCALE=1)" if data["config"].get("scale") else "2 compute nodes x 2 CPUs"
-    ax.set_title(f"SLURM testbed ({nodes}), {data['config']['rounds']} rounds\n"
-                 f"{mach['date']}, {mach['cpu']}: bars = median, whiskers = min/max", fontsize=9)
+    ax.set_title(
+        f"SLURM testbed ({nodes}), {data['config']['rounds']} rounds\n"
+        f"{mach['date']}, {mach['cpu']}: bars = median, whiskers = min/max",
+        fontsize=9,
+    )
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

@@ -154,9 +154,11 @@ print("  B, healthy, idle:", outcome(lambda: b.recv(64)), "(expected: SSLWantRea
 """
 
 ALL_ROLES = ("scheduler", "nanny", "worker", "client")
-TROUBLE = re.compile(r"SSL|[Bb]roken pipe|EPIPE|Bad file descriptor|EBADF|CommClosedError|StreamClosedError"
-                     r"|Stream is closed|[Cc]onnection .*(broken|closed|reset)|Remove worker|Traceback"
-                     r"|Reconnecting|Lost connection|REPRO-CLIENT-HUNG|STALE-OPENSSL-ERROR|LEFT-OPENSSL-ERROR")
+TROUBLE = re.compile(
+    r"SSL|[Bb]roken pipe|EPIPE|Bad file descriptor|EBADF|CommClosedError|StreamClosedError"
+    r"|Stream is closed|[Cc]onnection .*(broken|closed|reset)|Remove worker|Traceback"
+    r"|Reconnecting|Lost connection|REPRO-CLIENT-HUNG|STALE-OPENSSL-ERROR|LEFT-OPENSSL-ERROR"
+)
 
 
 def docker(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -176,9 +178,10 @@ def prepare(workdir: pathlib.Path, detect: bool) -> tuple[dict[str, pathlib.Path
     (workdir / "mechanism.py").write_text(MECHANISM)
     (workdir / "fix.py").write_text(ssl_error_queue.preload_source())
     configs = {}
-    for mode, config in (("off", {"distributed": {r: {"preload": [DETECTOR]} for r in ALL_ROLES}} if detect else {}),
-                         ("fix", {"distributed": {r: {"preload": [ssl_error_queue.preload_source()]}
-                                                  for r in ALL_ROLES}})):
+    for mode, config in (
+        ("off", {"distributed": {r: {"preload": [DETECTOR]} for r in ALL_ROLES}} if detect else {}),
+        ("fix", {"distributed": {r: {"preload": [ssl_error_queue.preload_source()]} for r in ALL_ROLES}}),
+    ):
         folder = workdir / f"config-{mode}"
         folder.mkdir()
         (folder / "repro.yaml").write_text(yaml.safe_dump(config))
@@ -189,17 +192,55 @@ def prepare(workdir: pathlib.Path, detect: bool) -> tuple[dict[str, pathlib.Path
     return configs, [DETECTOR, ssl_error_queue.preload_source()]
 
 
-def run_trial(args, workdir: pathlib.Path, config: pathlib.Path, network: str, trial: str,
-              preloads: list[str], nanny: bool = True) -> dict:
+def run_trial(
+    args, workdir: pathlib.Path, config: pathlib.Path, network: str, trial: str, preloads: list[str], nanny: bool = True
+) -> dict:
     scheduler, workers = f"{PREFIX}-{trial}-s", f"{PREFIX}-{trial}-w"
-    common = ["run", "-d", "--network", network, "-v", f"{workdir}:/repro:ro", "-v", f"{workdir / 'tls'}:/tls:ro",
-              "-v", f"{config}:/dask-config:ro", "-e", "DASK_CONFIG=/dask-config", "--memory", "1g"]
+    common = [
+        "run",
+        "-d",
+        "--network",
+        network,
+        "-v",
+        f"{workdir}:/repro:ro",
+        "-v",
+        f"{workdir / 'tls'}:/tls:ro",
+        "-v",
+        f"{config}:/dask-config:ro",
+        "-e",
+        "DASK_CONFIG=/dask-config",
+        "--memory",
+        "1g",
+    ]
     started = time.monotonic()
     try:
-        docker(*common, "--name", scheduler, "--hostname", scheduler, args.image,
-               "dask", "scheduler", "--protocol", "tls", "--port", "8786", "--no-dashboard", *TLS_FLAGS)
-        worker = ["dask", "worker", f"tls://{scheduler}:8786", "--nthreads", "1", "--memory-limit", "400MiB",
-                  "--no-dashboard", *TLS_FLAGS]
+        docker(
+            *common,
+            "--name",
+            scheduler,
+            "--hostname",
+            scheduler,
+            args.image,
+            "dask",
+            "scheduler",
+            "--protocol",
+            "tls",
+            "--port",
+            "8786",
+            "--no-dashboard",
+            *TLS_FLAGS,
+        )
+        worker = [
+            "dask",
+            "worker",
+            f"tls://{scheduler}:8786",
+            "--nthreads",
+            "1",
+            "--memory-limit",
+            "400MiB",
+            "--no-dashboard",
+            *TLS_FLAGS,
+        ]
         if nanny:
             command = [*worker, "--nanny", "--nworkers", "2"]
         else:  # --no-nanny takes one worker per command
@@ -207,8 +248,18 @@ def run_trial(args, workdir: pathlib.Path, config: pathlib.Path, network: str, t
             command = ["sh", "-c", f"{line} & {line} & wait"]
         docker(*common, "--name", workers, "--hostname", workers, args.image, *command)
         try:
-            client = docker("exec", "-e", "DASK_CONFIG=/dask-config", scheduler, "python3", "/repro/client.py",
-                            str(args.tasks), str(args.settle), check=False, timeout=args.client_timeout)
+            client = docker(
+                "exec",
+                "-e",
+                "DASK_CONFIG=/dask-config",
+                scheduler,
+                "python3",
+                "/repro/client.py",
+                str(args.tasks),
+                str(args.settle),
+                check=False,
+                timeout=args.client_timeout,
+            )
             client_rc, logs = client.returncode, {"client": client.stdout + client.stderr}
         except subprocess.TimeoutExpired as hung:  # a client that lost the scheduler may wait for ever
             output = (hung.stdout or b"") + (hung.stderr or b"")
@@ -223,30 +274,56 @@ def run_trial(args, workdir: pathlib.Path, config: pathlib.Path, network: str, t
             text = text.replace(preload, "<preload>")
         logs[name] = text
     registrations = len(re.findall(r"Register worker", logs["scheduler"]))
-    trouble = [f"{name}: {line.strip()}" for name, text in logs.items()
-               for line in text.splitlines() if TROUBLE.search(line)]
+    trouble = [
+        f"{name}: {line.strip()}" for name, text in logs.items() for line in text.splitlines() if TROUBLE.search(line)
+    ]
     finished = "REPRO-WORKERS 2" in logs["client"]
     stale = sum("STALE-OPENSSL-ERROR" in line for line in trouble)
     diagnostics = sum("-OPENSSL-ERROR" in line for line in trouble)
     dropped = client_rc != 0 or not finished or registrations != 2 or len(trouble) > diagnostics
-    return {"trial": trial, "dropped": dropped, "client_rc": client_rc, "registrations": registrations,
-            "stale_error_reports": stale, "trouble": trouble[:40], "seconds": round(time.monotonic() - started, 1),
-            "logs": logs}
+    return {
+        "trial": trial,
+        "dropped": dropped,
+        "client_rc": client_rc,
+        "registrations": registrations,
+        "stale_error_reports": stale,
+        "trouble": trouble[:40],
+        "seconds": round(time.monotonic() - started, 1),
+        "logs": logs,
+    }
 
 
 def show_mechanism(args, workdir: pathlib.Path) -> None:
     for label, extra in (("without the fix", []), ("with the fix", ["/repro/fix.py"])):
-        out = docker("run", "--rm", "-v", f"{workdir}:/repro:ro", "-v", f"{workdir / 'tls'}:/tls:ro", args.image,
-                     "python3", "/repro/mechanism.py", *extra, check=False)
+        out = docker(
+            "run",
+            "--rm",
+            "-v",
+            f"{workdir}:/repro:ro",
+            "-v",
+            f"{workdir / 'tls'}:/tls:ro",
+            args.image,
+            "python3",
+            "/repro/mechanism.py",
+            *extra,
+            check=False,
+        )
         print(f"two TLS connections on one thread, {label}:\n{out.stdout}{out.stderr}", end="", flush=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=10,
-                        help="rounds; each runs every mode once (0: only the one-process mechanism check)")
-    parser.add_argument("--modes", default="off,fix",
-                        help="comma-separated, from: off, fix, off-nonanny, fix-nonanny (--no-nanny workers)")
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=10,
+        help="rounds; each runs every mode once (0: only the one-process mechanism check)",
+    )
+    parser.add_argument(
+        "--modes",
+        default="off,fix",
+        help="comma-separated, from: off, fix, off-nonanny, fix-nonanny (--no-nanny workers)",
+    )
     parser.add_argument("--tasks", type=int, default=300)
     parser.add_argument("--settle", type=float, default=3.0, help="seconds the client stays after its tasks")
     parser.add_argument("--detect", action="store_true", help="log stale OpenSSL errors in mode off")
@@ -265,13 +342,23 @@ def main() -> int:
         docker("network", "create", network)
         for round_ in range(args.trials):
             for mode in modes if round_ % 2 == 0 else reversed(modes):
-                result = run_trial(args, workdir, configs[mode.removesuffix("-nonanny")], network,
-                                   f"{mode}{round_}", preloads, nanny=not mode.endswith("-nonanny"))
+                result = run_trial(
+                    args,
+                    workdir,
+                    configs[mode.removesuffix("-nonanny")],
+                    network,
+                    f"{mode}{round_}",
+                    preloads,
+                    nanny=not mode.endswith("-nonanny"),
+                )
                 results[mode].append(result)
                 first = next((t for t in result["trouble"] if "-OPENSSL-ERROR" not in t), "")
-                print(f"round {round_ + 1:3d} {mode:3s}: {'DROPPED' if result['dropped'] else 'ok':7s} "
-                      f"{result['seconds']:5.1f}s registrations={result['registrations']} "
-                      f"stale-error reports={result['stale_error_reports']} {first[:150]}", flush=True)
+                print(
+                    f"round {round_ + 1:3d} {mode:3s}: {'DROPPED' if result['dropped'] else 'ok':7s} "
+                    f"{result['seconds']:5.1f}s registrations={result['registrations']} "
+                    f"stale-error reports={result['stale_error_reports']} {first[:150]}",
+                    flush=True,
+                )
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
     finally:
@@ -282,8 +369,10 @@ def main() -> int:
     print()
     for mode in modes:
         done = results[mode]
-        print(f"{mode}: {sum(r['dropped'] for r in done)} of {len(done)} trials dropped connections; "
-              f"{sum(r['stale_error_reports'] > 0 for r in done)} saw a stale OpenSSL error before a TLS call")
+        print(
+            f"{mode}: {sum(r['dropped'] for r in done)} of {len(done)} trials dropped connections; "
+            f"{sum(r['stale_error_reports'] > 0 for r in done)} saw a stale OpenSSL error before a TLS call"
+        )
     return 0
 
 

@@ -62,8 +62,10 @@ def main():
     args = parser.parse_args()
     if args.attach:
         with CLUSTERS[args.batch].attach(args.attach) as cluster, Client(cluster) as client:
-            print(f"attached to {len(cluster.workers)} job(s); the published result:",
-                  client.get_dataset("total").result())
+            print(
+                f"attached to {len(cluster.workers)} job(s); the published result:",
+                client.get_dataset("total").result(),
+            )
         return
     if not (args.login and args.python):
         parser.error("give LOGIN and --python")

@@ -47,8 +47,10 @@ def read_records() -> Records:
 
 
 def unreadable(path, reason) -> str:
-    return (f"its record {path} cannot be read ({reason}): the jobs it names, if any, must be cancelled by hand, "
-            "then the file deleted")
+    return (
+        f"its record {path} cannot be read ({reason}): the jobs it names, if any, must be cancelled by hand, "
+        "then the file deleted"
+    )
 
 
 def version_text() -> str:
@@ -89,17 +91,24 @@ def process_state(record: JobRecord) -> str:
     if record.host != socket.gethostname():
         return f"{owner}: another host, so whether it runs cannot be told from here"
     if record.orphaned:
-        return f"{owner}: gone" + ("" if record.session is not None else " (its jobs are orphaned: jqref cleanup "
-                                                                            f"{record.id} cancels them)")
+        return f"{owner}: gone" + (
+            "" if record.session is not None else f" (its jobs are orphaned: jqref cleanup {record.id} cancels them)"
+        )
     return f"{owner}: runs"
 
 
 def where_commands_run(record: JobRecord) -> str:
     runner = record.runner
     if runner.get("kind") == "ssh":
-        details = [f"{name.replace('_', ' ')} {runner[key]}" for key, name in
-                   (("config_file", "ssh config"), ("identity_file", "identity"), ("known_hosts", "known_hosts"))
-                   if runner.get(key)]
+        details = [
+            f"{name.replace('_', ' ')} {runner[key]}"
+            for key, name in (
+                ("config_file", "ssh config"),
+                ("identity_file", "identity"),
+                ("known_hosts", "known_hosts"),
+            )
+            if runner.get(key)
+        ]
         details += ["through a login shell"] if runner.get("login_shell") else []
         return f"over SSH on {runner['destination']}" + (f" ({', '.join(details)})" if details else "")
     return f"on {record.host} itself (no SSH)"
@@ -140,8 +149,10 @@ def status_lines(record: JobRecord) -> list[str]:
     width = max((len(job) for job in record.jobs), default=0)
     lines += [f"    {job:<{width}}  {record.names.get(job, '(worker name not recorded)')}" for job in record.jobs]
     if record.credentials:
-        add("credentials", " ".join(sorted(record.credentials.values())) + " (the workers' TLS files, removed by "
-                           "cleanup)")
+        add(
+            "credentials",
+            " ".join(sorted(record.credentials.values())) + " (the workers' TLS files, removed by cleanup)",
+        )
     return lines
 
 
@@ -173,10 +184,14 @@ def list_records(_args) -> int:
         if record.session is not None:
             age = (time.time() - record.session["started"]) / 60
             cluster = record.session["cluster_class"].rpartition(".")[2]
-            status = (f"detached session, started {age:.0f} min ago, "
-                      f"{'attachable' if record.orphaned else 'attached'}: {cluster}.attach({record.id!r})")
-        print(f"{record.id}  {record.job_class.rpartition('.')[2]}  pid {record.pid}@{record.host}: {status}; "
-              f"{len(record.jobs)} job(s): {' '.join(record.jobs) or '-'}")
+            status = (
+                f"detached session, started {age:.0f} min ago, "
+                f"{'attachable' if record.orphaned else 'attached'}: {cluster}.attach({record.id!r})"
+            )
+        print(
+            f"{record.id}  {record.job_class.rpartition('.')[2]}  pid {record.pid}@{record.host}: {status}; "
+            f"{len(record.jobs)} job(s): {' '.join(record.jobs) or '-'}"
+        )
     for path, reason in records.unreadable:
         print(f"{path.stem}  unreadable: {unreadable(path, reason)}")
     for path in records.abandoned_partials:
@@ -187,8 +202,7 @@ def list_records(_args) -> int:
 def planned_cleanup(record: JobRecord) -> str:
     """What cleaning up `record` would do, for --dry-run: the same steps as
     `JobRecord.cancel_jobs` and the removal of the record, none of them run."""
-    where = (f"over SSH on {record.runner['destination']}" if record.runner.get("kind") == "ssh"
-             else f"on {record.host}")
+    where = f"over SSH on {record.runner['destination']}" if record.runner.get("kind") == "ssh" else f"on {record.host}"
     steps = []
     if record.session is not None:
         steps.append(f"stop its detached scheduler (state in {session_directory(record)}) if it still runs")
@@ -219,8 +233,11 @@ def cleanup(args) -> int:
         if not (args.all or (record.orphaned and (record.session is None or record.id in args.ids))):
             if record.id in args.ids:
                 failed += 1
-                print(f"{record.id}: left alone: its process {record.pid}@{record.host} still runs, or runs on "
-                      "another host (--all cleans it up anyway)", file=sys.stderr)
+                print(
+                    f"{record.id}: left alone: its process {record.pid}@{record.host} still runs, or runs on "
+                    "another host (--all cleans it up anyway)",
+                    file=sys.stderr,
+                )
             elif args.dry_run and record.session is not None and record.orphaned:
                 print(f"{record.id}: left alone: a detached session one can attach to (name it to clean it up)")
             continue
@@ -281,26 +298,44 @@ process runs. --dry-run says what would be done and changes nothing."""
 
 def parser() -> argparse.ArgumentParser:
     command = argparse.ArgumentParser(
-        prog="jqref", description="See the Dask clusters jqref recorded on this machine, and cancel the batch jobs "
-                                  "that crashed clients left behind.",
+        prog="jqref",
+        description="See the Dask clusters jqref recorded on this machine, and cancel the batch jobs "
+        "that crashed clients left behind.",
         epilog="jqref COMMAND --help describes each command. Records live in $XDG_STATE_HOME/jqref "
-               f"(here: {records_dir()}).")
-    command.add_argument("--version", action=VersionAction,
-                         help="print jqref's version and the Python and distributed it runs with, then exit")
+        f"(here: {records_dir()}).",
+    )
+    command.add_argument(
+        "--version",
+        action=VersionAction,
+        help="print jqref's version and the Python and distributed it runs with, then exit",
+    )
     commands = command.add_subparsers(dest="command", required=True, metavar="COMMAND")
     formatter = argparse.RawDescriptionHelpFormatter
-    commands.add_parser("list", help="show recorded clusters and their jobs", description=LIST_DESCRIPTION,
-                        formatter_class=formatter).set_defaults(run=list_records)
-    show = commands.add_parser("status", help="show recorded clusters in detail: jobs, worker names, state",
-                               description=STATUS_DESCRIPTION, formatter_class=formatter)
+    commands.add_parser(
+        "list", help="show recorded clusters and their jobs", description=LIST_DESCRIPTION, formatter_class=formatter
+    ).set_defaults(run=list_records)
+    show = commands.add_parser(
+        "status",
+        help="show recorded clusters in detail: jobs, worker names, state",
+        description=STATUS_DESCRIPTION,
+        formatter_class=formatter,
+    )
     show.add_argument("ids", nargs="*", metavar="ID", help="records to show (default: all; jqref list shows the ids)")
     show.set_defaults(run=status)
-    clean = commands.add_parser("cleanup", help="cancel the jobs of clusters whose client is gone",
-                                description=CLEANUP_DESCRIPTION, formatter_class=formatter)
+    clean = commands.add_parser(
+        "cleanup",
+        help="cancel the jobs of clusters whose client is gone",
+        description=CLEANUP_DESCRIPTION,
+        formatter_class=formatter,
+    )
     clean.add_argument("ids", nargs="*", metavar="ID", help="records to clean up (default: every orphaned one)")
     clean.add_argument("--all", action="store_true", help="also clusters whose process still runs, or runs elsewhere")
-    clean.add_argument("-n", "--dry-run", action="store_true",
-                       help="say what would be cancelled, stopped and removed, and change nothing")
+    clean.add_argument(
+        "-n",
+        "--dry-run",
+        action="store_true",
+        help="say what would be cancelled, stopped and removed, and change nothing",
+    )
     clean.set_defaults(run=cleanup)
     return command
 
@@ -310,8 +345,9 @@ def main(argv=None) -> int:
     return args.run(args)
 
 
-@click.command(name="jqref", add_help_option=False,
-               context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.command(
+    name="jqref", add_help_option=False, context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def dask_cli(args) -> None:
     """jqref's commands as `dask jqref ...` (list, status, cleanup; --help for more). Being

@@ -65,8 +65,9 @@ class UnreadableSubmitAnswer(CommandError):
     """A submit command succeeded but printed no job id that can be read."""
 
 
-def chunks(ids: Sequence[str], max_ids: int = MAX_IDS_PER_COMMAND,
-           max_characters: int = MAX_ID_CHARACTERS_PER_COMMAND) -> list[list[str]]:
+def chunks(
+    ids: Sequence[str], max_ids: int = MAX_IDS_PER_COMMAND, max_characters: int = MAX_ID_CHARACTERS_PER_COMMAND
+) -> list[list[str]]:
     """`ids` in order, cut into runs that each fit one command line."""
     runs: list[list[str]] = []
     size = 0
@@ -149,8 +150,12 @@ class BatchQueue:
             try:
                 await asyncio.sleep(0)  # the other submissions of this moment join the round
                 self._submit_round = None
-                await asyncio.gather(*(self._submit_together(jobs, submit_round.outcomes)
-                                       for jobs in self._submissions(submit_round.jobs)))
+                await asyncio.gather(
+                    *(
+                        self._submit_together(jobs, submit_round.outcomes)
+                        for jobs in self._submissions(submit_round.jobs)
+                    )
+                )
                 self.save_record_or_warn()  # one write for the jobs of one scale()
             finally:
                 self._submit_round = None
@@ -175,7 +180,7 @@ class BatchQueue:
                 submissions += [[job] for job in group]
                 continue
             size = template.max_array_size or len(group)
-            submissions += [group[start:start + size] for start in range(0, len(group), size)]
+            submissions += [group[start : start + size] for start in range(0, len(group), size)]
         return submissions
 
     async def _submit_together(self, jobs: list[Job], outcomes: dict[Job, str | Exception]) -> None:
@@ -193,8 +198,14 @@ class BatchQueue:
         if len(jobs) == 1:
             logger.info("submitted %s as job %s", jobs[0].name, job_ids[0])
         else:
-            logger.info("submitted %d jobs (%s to %s) as array jobs %s to %s",
-                        len(jobs), jobs[0].name, jobs[-1].name, job_ids[0], job_ids[-1])
+            logger.info(
+                "submitted %d jobs (%s to %s) as array jobs %s to %s",
+                len(jobs),
+                jobs[0].name,
+                jobs[-1].name,
+                job_ids[0],
+                job_ids[-1],
+            )
 
     async def _submit_reconciled(self, jobs: list[Job]) -> list[str]:
         """The ids of `jobs` once submitted, and submitted only once even if
@@ -224,17 +235,22 @@ class BatchQueue:
             first_id = await self._find(script_job)
         except CommandError as e:
             self.unconfirmed.append((script_job, jobs))
-            raise CommandError(unknown.result, f"{unknown.what}, and whether its job reached the queue is "
-                               f"unknown: looking for it by its tag failed ({e}); the cluster looks again "
-                               "when it closes") from unknown
+            raise CommandError(
+                unknown.result,
+                f"{unknown.what}, and whether its job reached the queue is "
+                f"unknown: looking for it by its tag failed ({e}); the cluster looks again "
+                "when it closes",
+            ) from unknown
         if first_id is not None:
-            logger.warning("submission of %s %s but reached the queue as job %s",
-                           script_job.name, unknown.what, first_id)
+            logger.warning(
+                "submission of %s %s but reached the queue as job %s", script_job.name, unknown.what, first_id
+            )
             return first_id
         if not isinstance(unknown, ConnectionLost):
             raise unknown
-        logger.warning("submission of %s was interrupted before it reached the queue; submitting again",
-                       script_job.name)
+        logger.warning(
+            "submission of %s was interrupted before it reached the queue; submitting again", script_job.name
+        )
         return await self._submit_once(script_job)
 
     async def _submit_once(self, job: Job) -> str:
@@ -263,8 +279,9 @@ class BatchQueue:
                     return
             await asyncio.sleep(wait)
             wait = min(2 * wait, 2.0)
-        logger.warning("the interrupted submit command (pid %s) still runs after %g s; looking for its job anyway",
-                       pid, timeout)
+        logger.warning(
+            "the interrupted submit command (pid %s) still runs after %g s; looking for its job anyway", pid, timeout
+        )
 
     async def _find(self, job: Job, attempts: int = 3) -> str | None:
         """The id of the queued job carrying `job`'s tag, if any."""
@@ -399,8 +416,11 @@ class BatchQueue:
         try:
             self.save_record()
         except OSError as e:
-            logger.error("%s: if this process dies, its jobs (%s) must be cancelled by hand",
-                         e, ", ".join(sorted({**self.active, **self.cancelled})) or "none yet")
+            logger.error(
+                "%s: if this process dies, its jobs (%s) must be cancelled by hand",
+                e,
+                ", ".join(sorted({**self.active, **self.cancelled})) or "none yet",
+            )
 
     async def poll(self) -> None:
         """Ask the batch system about every job once; report the ones that ended."""
@@ -483,17 +503,24 @@ class BatchQueue:
         for task in self._hard_cancels:  # their jobs have left, or are reported below
             task.cancel()
         problems = [f"could not cancel job {job_id}: {error}" for job_id, error in self.cancel_errors.items()]
-        problems += [f"the submission of {job.name} may have reached the queue (tag {job.tag}) and could not be "
-                     "looked up" for job, _ in self.unconfirmed]
+        problems += [
+            f"the submission of {job.name} may have reached the queue (tag {job.tag}) and could not be looked up"
+            for job, _ in self.unconfirmed
+        ]
         if self.cancelled:
-            why = (f"the status command failed {len(poll_errors)} times in a row ({poll_errors[-1]})" if poll_errors
-                   else f"{timeout:g} s after cancelling")
+            why = (
+                f"the status command failed {len(poll_errors)} times in a row ({poll_errors[-1]})"
+                if poll_errors
+                else f"{timeout:g} s after cancelling"
+            )
             problems.append(f"not confirmed gone, {why}: {', '.join(sorted(self.cancelled))}")
         if problems:
             left = sorted({*self.cancel_errors, *self.cancelled})
             cleanup = f"`jqref cleanup {self.record.id}` cancels them" if self.record is not None else ""
-            raise JobCancelError(f"jobs may be left in the queue ({', '.join(left) or 'ids unknown'}): "
-                                 f"{'; '.join(problems)}" + (f". {cleanup}" if cleanup else ""))
+            raise JobCancelError(
+                f"jobs may be left in the queue ({', '.join(left) or 'ids unknown'}): "
+                f"{'; '.join(problems)}" + (f". {cleanup}" if cleanup else "")
+            )
 
     async def _find_unconfirmed(self) -> None:
         """Look once more for the submissions whose outcome was unknown: found

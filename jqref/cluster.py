@@ -65,8 +65,17 @@ def job_counts(job: Job, n=None, cores=None, memory=None) -> list[float]:
     return counts
 
 
-def adaptive_bounds(job: Job, minimum=None, maximum=None, minimum_jobs=None, maximum_jobs=None,
-                    minimum_cores=None, maximum_cores=None, minimum_memory=None, maximum_memory=None) -> dict:
+def adaptive_bounds(
+    job: Job,
+    minimum=None,
+    maximum=None,
+    minimum_jobs=None,
+    maximum_jobs=None,
+    minimum_cores=None,
+    maximum_cores=None,
+    minimum_memory=None,
+    maximum_memory=None,
+) -> dict:
     """Adaptive's `minimum`/`maximum` (it counts workers) from bounds in workers,
     jobs, cores or memory: the tightest of each, as whole jobs' worth of workers."""
     lows = job_counts(job, minimum, minimum_cores, minimum_memory)
@@ -117,8 +126,9 @@ class JobQueueCluster(SpecCluster):
         super().__init_subclass__(**kwargs)
         job_cls = cls.__dict__.get("job_cls")
         if job_cls is not None and "\nParameters\n" not in (cls.__doc__ or ""):
-            cls.__doc__ = cluster_docstring(cls.__doc__ or "", cls.__name__.removesuffix("Cluster"),
-                                            job_cls.config_name, job_cls.parameter_docs)
+            cls.__doc__ = cluster_docstring(
+                cls.__doc__ or "", cls.__name__.removesuffix("Cluster"), job_cls.config_name, job_cls.parameter_docs
+            )
 
     #: Jobs in a row that may end before any of their workers connected and
     #: still be replaced; past that the options are wrong, not the luck.
@@ -156,23 +166,37 @@ class JobQueueCluster(SpecCluster):
         if job_cls is not None:
             self.job_cls = job_cls
         if getattr(self, "job_cls", None) is None:
-            raise ValueError(f"Job type unknown: give JobQueueCluster a job_cls=, or declare the job_cls of "
-                             f"{type(self).__name__} (SLURMCluster's is SLURMJob)")
+            raise ValueError(
+                f"Job type unknown: give JobQueueCluster a job_cls=, or declare the job_cls of "
+                f"{type(self).__name__} (SLURMCluster's is SLURMJob)"
+            )
         if not getattr(self.job_cls, "config_name", None):
-            raise ValueError(f"config_name is missing on {self.job_cls.__name__}: a job class declares the dask "
-                             "config section its options come from, e.g. 'slurm'")
-        for keyword, value, example in (("host", host, "'your-host'"), ("dashboard_address", dashboard_address,
-                                                                         "':12345'")):
+            raise ValueError(
+                f"config_name is missing on {self.job_cls.__name__}: a job class declares the dask "
+                "config section its options come from, e.g. 'slurm'"
+            )
+        for keyword, value, example in (
+            ("host", host, "'your-host'"),
+            ("dashboard_address", dashboard_address, "':12345'"),
+        ):
             if value is not None:
-                raise ValueError(f"{keyword}={value!r}: pass {keyword!r} through 'scheduler_options', e.g. "
-                                 f"{type(self).__name__}(..., scheduler_options={{{keyword!r}: {example}}})")
+                raise ValueError(
+                    f"{keyword}={value!r}: pass {keyword!r} through 'scheduler_options', e.g. "
+                    f"{type(self).__name__}(..., scheduler_options={{{keyword!r}: {example}}})"
+                )
         check_keywords(n_workers=n_workers, name=name, scheduler_options=scheduler_options, asynchronous=asynchronous)
         #: What `attach` needs to make this cluster again in another process.
         reusable_options = {
-            **job_kwargs, "name": name,
-            "scheduler_options": scheduler_options, "interface": interface, "protocol": protocol,
-            "poll_interval": poll_interval, "max_jobs": max_jobs, "config_name": config_name,
-            "shared_temp_directory": shared_temp_directory, "idle_timeout": idle_timeout,
+            **job_kwargs,
+            "name": name,
+            "scheduler_options": scheduler_options,
+            "interface": interface,
+            "protocol": protocol,
+            "poll_interval": poll_interval,
+            "max_jobs": max_jobs,
+            "config_name": config_name,
+            "shared_temp_directory": shared_temp_directory,
+            "idle_timeout": idle_timeout,
         }
         placement = Options(self.job_cls.config_name, config_name)
         self.scheduler_on = placement.get("scheduler_on", scheduler_on)
@@ -181,31 +205,52 @@ class JobQueueCluster(SpecCluster):
         self.detach = bool(placement.get("detach", detach))
         self.idle_timeout = parse_timedelta(placement.get("idle_timeout", idle_timeout))
         if self.idle_timeout < MIN_IDLE_TIMEOUT:
-            raise ValueError(f"idle_timeout must be at least {MIN_IDLE_TIMEOUT} s (clients are in touch every 5 s), "
-                             f"got {idle_timeout!r}")
+            raise ValueError(
+                f"idle_timeout must be at least {MIN_IDLE_TIMEOUT} s (clients are in touch every 5 s), "
+                f"got {idle_timeout!r}"
+            )
         if self.detach and self.scheduler_on != "login":
-            raise ValueError("detach=True keeps the scheduler on the login node running without its SSH "
-                             "connection: it needs scheduler_on='login'")
+            raise ValueError(
+                "detach=True keeps the scheduler on the login node running without its SSH "
+                "connection: it needs scheduler_on='login'"
+            )
         if self.detach and security is False:
-            raise ValueError("a detached scheduler stays on the login node, where others can reach it, so it "
-                             "always uses TLS: security=False cannot go with detach=True")
+            raise ValueError(
+                "a detached scheduler stays on the login node, where others can reach it, so it "
+                "always uses TLS: security=False cannot go with detach=True"
+            )
         if security is True and not placement.get("shared_temp_directory", shared_temp_directory):
-            warnings.warn(f"security=True: the workers' TLS credentials go to ~/{DEFAULT_CREDENTIALS_DIRECTORY} where "
-                          "the batch commands run, which the jobs must be able to read: set shared_temp_directory "
-                          "to a directory they share if the home is not", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"security=True: the workers' TLS credentials go to ~/{DEFAULT_CREDENTIALS_DIRECTORY} where "
+                "the batch commands run, which the jobs must be able to read: set shared_temp_directory "
+                "to a directory they share if the home is not",
+                UserWarning,
+                stacklevel=2,
+            )
         security = cluster_security(security)
         # The workers' key and certificate go in private files where the
         # commands run, written when the cluster starts: job scripts name them.
-        self._credentials_directory = (placement.get("shared_temp_directory", shared_temp_directory)
-                                       or DEFAULT_CREDENTIALS_DIRECTORY)
+        self._credentials_directory = (
+            placement.get("shared_temp_directory", shared_temp_directory) or DEFAULT_CREDENTIALS_DIRECTORY
+        )
         self._credential_files = worker_credential_files(security) if security is not None else {}
         #: The files written, by `Security` field; an attached session's were written by the client that detached.
         self._credentials = dict(_attached[0].credentials) if _attached is not None else {}
-        worker_security = security and with_paths(security, self._credentials or {
-            field: posixpath.join(os.path.expanduser(self._credentials_directory), name)
-            for field, (name, _) in self._credential_files.items()})
-        job_kwargs.update(interface=interface, protocol=protocol, security=worker_security, config_name=config_name,
-                          shared_temp_directory=shared_temp_directory)
+        worker_security = security and with_paths(
+            security,
+            self._credentials
+            or {
+                field: posixpath.join(os.path.expanduser(self._credentials_directory), name)
+                for field, (name, _) in self._credential_files.items()
+            },
+        )
+        job_kwargs.update(
+            interface=interface,
+            protocol=protocol,
+            security=worker_security,
+            config_name=config_name,
+            shared_temp_directory=shared_temp_directory,
+        )
         # A job rendered from these options now, so that bad options fail here
         # and processes/cores/memory are known however they were given.
         try:
@@ -217,16 +262,21 @@ class JobQueueCluster(SpecCluster):
         # Every job reads the template's options, resolved once: they all match
         # it, and the worker group below, whatever the config says later. The
         # rest is what they were resolved from, for whoever reads the spec.
-        self._job_kwargs = {**{k: v for k, v in job_kwargs.items() if v is not None},
-                            "interface": self._template.interface,
-                            "shared_options": self._template.options, "security": worker_security}
+        self._job_kwargs = {
+            **{k: v for k, v in job_kwargs.items() if v is not None},
+            "interface": self._template.interface,
+            "shared_options": self._template.options,
+            "security": worker_security,
+        }
         if ssh is not None and runner is not None:
             raise ValueError("give ssh= (a destination) or runner=, not both")
         if ssh is not None:
             runner = SSHRunner(ssh)
             if self._template.python is None:
-                raise ValueError("over SSH, say which Python the compute nodes run: python='/path/to/python' "
-                                 "(an environment with the same Python and distributed versions as this one)")
+                raise ValueError(
+                    "over SSH, say which Python the compute nodes run: python='/path/to/python' "
+                    "(an environment with the same Python and distributed versions as this one)"
+                )
         self._owns_runner = runner is None or ssh is not None or _attached is not None
         self.runner = runner or LocalRunner()
         if self.scheduler_on == "login" and not isinstance(self.runner, SSHRunner):
@@ -240,14 +290,18 @@ class JobQueueCluster(SpecCluster):
             self.batch.record, running = _attached
             self.batch.record.claim()
         else:
-            self.batch.record, running = JobRecord(
-                job_class=f"{self.job_cls.__module__}.{self.job_cls.__qualname__}",
-                cancel_command=self._template.cancel_argv([]),
-                runner=describe_runner(self.runner),
-            ), None
+            self.batch.record, running = (
+                JobRecord(
+                    job_class=f"{self.job_cls.__module__}.{self.job_cls.__qualname__}",
+                    cancel_command=self._template.cancel_argv([]),
+                    runner=describe_runner(self.runner),
+                ),
+                None,
+            )
             if self.detach:
-                self.batch.record.session = session.detached_session(type(self), self.batch.record.id, reusable_options,
-                                                             security)
+                self.batch.record.session = session.detached_session(
+                    type(self), self.batch.record.id, reusable_options, security
+                )
 
         # Given, they replace the config's scheduler-options, as in dask-jobqueue.
         options = dict(scheduler_options if scheduler_options is not None else opt("scheduler_options"))
@@ -291,13 +345,32 @@ class JobQueueCluster(SpecCluster):
         # The roles' guard goes first: the scheduler listens before it runs its preloads.
         roles = has_roles(security)
         if self.scheduler_on == "login":
-            remote = with_preloads(options, roles_guard(as_text=True) if roles else [],
-                                   scheduler_preloads(security is not None), here=False)
-            detached = {"directory": self.batch.record.session["directory"], "idle_timeout": self.idle_timeout,
-                        "cancel_command": self._template.cancel_argv([])} if self.detach else None
-            scheduler = {"cls": LoginNodeScheduler, "options": {
-                "runner": self.runner, "python": self._template.python_words, "options": remote,
-                "security": security, "session": detached, "running": running}}
+            remote = with_preloads(
+                options,
+                roles_guard(as_text=True) if roles else [],
+                scheduler_preloads(security is not None),
+                here=False,
+            )
+            detached = (
+                {
+                    "directory": self.batch.record.session["directory"],
+                    "idle_timeout": self.idle_timeout,
+                    "cancel_command": self._template.cancel_argv([]),
+                }
+                if self.detach
+                else None
+            )
+            scheduler = {
+                "cls": LoginNodeScheduler,
+                "options": {
+                    "runner": self.runner,
+                    "python": self._template.python_words,
+                    "options": remote,
+                    "security": security,
+                    "session": detached,
+                    "running": running,
+                },
+            }
         else:
             if roles:
                 options = with_preloads(options, roles_guard(as_text=False), [], here=True)
@@ -305,8 +378,10 @@ class JobQueueCluster(SpecCluster):
         super().__init__(
             scheduler=scheduler,
             security=security,
-            workers={**{self._new_worker_name(i): worker for i in range(initial_jobs)},
-                     **{name: worker for name in self._adopted.values()}},
+            workers={
+                **{self._new_worker_name(i): worker for i in range(initial_jobs)},
+                **{name: worker for name in self._adopted.values()},
+            },
             worker=worker,
             loop=loop,
             silence_logs=silence_logs,
@@ -381,10 +456,19 @@ class JobQueueCluster(SpecCluster):
         workers, and it retires whole jobs."""
         if self.max_jobs is not None:
             maximum_jobs = min(maximum_jobs if maximum_jobs is not None else math.inf, self.max_jobs)
-        kwargs.update(adaptive_bounds(
-            self._template, minimum, maximum, minimum_jobs, maximum_jobs,
-            minimum_cores, maximum_cores, minimum_memory, maximum_memory,
-        ))
+        kwargs.update(
+            adaptive_bounds(
+                self._template,
+                minimum,
+                maximum,
+                minimum_jobs,
+                maximum_jobs,
+                minimum_cores,
+                maximum_cores,
+                minimum_memory,
+                maximum_memory,
+            )
+        )
         if self.processes > 1:
             kwargs.setdefault("worker_key", functools.partial(job_of_worker, self.processes))
         return super().adapt(**kwargs)
@@ -404,7 +488,12 @@ class JobQueueCluster(SpecCluster):
             logger.error(
                 "job %s (%s) ended (%s) before its workers connected to %s, the %d. in a row: not replacing "
                 "it and stopping adapt. Check the job's output and the cluster's options, then scale again.%s",
-                job.job_id, job.name, detail, job.scheduler, self._failed_starts, self._unreachable_hint(),
+                job.job_id,
+                job.name,
+                detail,
+                job.scheduler,
+                self._failed_starts,
+                self._unreachable_hint(),
             )
             if getattr(self, "_adaptive", None) is not None:
                 self._adaptive.stop(reason="jobs keep failing to start")
@@ -416,8 +505,10 @@ class JobQueueCluster(SpecCluster):
         """The usual cause when the scheduler runs here and jobs run elsewhere."""
         if self.scheduler_on == "login" or not isinstance(self.runner, SSHRunner):
             return ""
-        return (" Compute nodes often cannot open connections to a client outside the cluster (NAT, "
-                "firewalls): scheduler_on='login' runs the scheduler on the login node instead.")
+        return (
+            " Compute nodes often cannot open connections to a client outside the cluster (NAT, "
+            "firewalls): scheduler_on='login' runs the scheduler on the login node instead."
+        )
 
     def _update_worker_status(self, op, msg):
         if op == "add":
@@ -464,8 +555,10 @@ class JobQueueCluster(SpecCluster):
             result = await self.runner.run(["mkdir", "-p", "--", str(directory)])
             if not result.ok:
                 where = getattr(self.runner, "destination", "this machine")
-                raise ValueError(f"log_directory={directory!r} cannot be made on {where}: {CommandError(result)}; "
-                                 "give a directory you can write to")
+                raise ValueError(
+                    f"log_directory={directory!r} cannot be made on {where}: {CommandError(result)}; "
+                    "give a directory you can write to"
+                )
 
     async def _write_credentials(self) -> None:
         """The workers' key and certificate, written where the jobs read them,
@@ -480,9 +573,11 @@ class JobQueueCluster(SpecCluster):
             paths = await self.runner.write_private_files(self._credentials_directory, texts, private_directory=ours)
         except OSError as e:
             where = getattr(self.runner, "destination", "this machine")
-            raise ValueError(f"shared_temp_directory={self._credentials_directory!r}: the workers' TLS credentials "
-                             f"cannot be written there on {where} ({e}); give a directory the jobs can read and "
-                             "you can write to") from e
+            raise ValueError(
+                f"shared_temp_directory={self._credentials_directory!r}: the workers' TLS credentials "
+                f"cannot be written there on {where} ({e}); give a directory the jobs can read and "
+                "you can write to"
+            ) from e
         self._credentials = {field: paths[name] for field, (name, _) in self._credential_files.items()}
         self.batch.record.credentials = self._credentials
         self.batch.save_record()
@@ -529,8 +624,10 @@ class JobQueueCluster(SpecCluster):
         session recorded (e.g. ``runner=``)."""
         record = session_record(session_id)
         if record.host == socket.gethostname() and not record.orphaned and record.pid != os.getpid():
-            raise RuntimeError(f"session {session_id} is still controlled by process {record.pid}: close it there "
-                               "(or end that process) before attaching")
+            raise RuntimeError(
+                f"session {session_id} is still controlled by process {record.pid}: close it there "
+                "(or end that process) before attaching"
+            )
         cluster_cls = record.cluster_class()
         if not issubclass(cluster_cls, cls):
             raise TypeError(f"session {session_id} is a {cluster_cls.__name__}, not a {cls.__name__}")
@@ -539,8 +636,14 @@ class JobQueueCluster(SpecCluster):
             running = session.read_state(runner, record.session)
         except LookupError as e:
             raise LookupError(f"{e}; `jqref cleanup {session_id}` forgets the session") from None
-        return cluster_cls(runner=runner, security=Security(**record.session["security"]), scheduler_on="login",
-                           detach=True, _attached=(record, running), **{**record.session["options"], **options})
+        return cluster_cls(
+            runner=runner,
+            security=Security(**record.session["security"]),
+            scheduler_on="login",
+            detach=True,
+            _attached=(record, running),
+            **{**record.session["options"], **options},
+        )
 
     async def _close(self):
         for task in (self._watch, self._heartbeat):
@@ -574,9 +677,15 @@ def _cancel_jobs_at_exit():
     Detached clusters stay, for `attach`: their scheduler ends them when idle."""
     for cluster in list(JobQueueCluster._live):
         if cluster.detach and cluster.status == Status.running:
-            logger.warning("leaving detached cluster %s running on %s: attach with %s.attach(%r); it closes "
-                           "itself after %g s without a client", cluster.batch.record.id, cluster.runner.destination,
-                           type(cluster).__name__, cluster.batch.record.id, cluster.idle_timeout)
+            logger.warning(
+                "leaving detached cluster %s running on %s: attach with %s.attach(%r); it closes "
+                "itself after %g s without a client",
+                cluster.batch.record.id,
+                cluster.runner.destination,
+                type(cluster).__name__,
+                cluster.batch.record.id,
+                cluster.idle_timeout,
+            )
             BatchQueue._instances.discard(cluster.batch)
         elif cluster.status not in (Status.closed, Status.failed) and not cluster.asynchronous:
             with suppress(Exception):

@@ -56,11 +56,13 @@ def untested_distributed(installed: str | None = None, checked: str = DISTRIBUTE
     installed = installed_distributed() if installed is None else installed
     if release(installed) <= release(checked):
         return None
-    return (f"distributed {installed} is installed, but jqref {_jqref_version()} was checked against distributed "
-            f"{checked} only: for clusters made with detach=True it replaces the private method "
-            f"distributed.Client._reconnect, relying on what it does in {checked}. If a client of a detached "
-            f"cluster loses its futures when its connection drops, install distributed=={checked}, or a jqref "
-            "release checked against the newer distributed.")
+    return (
+        f"distributed {installed} is installed, but jqref {_jqref_version()} was checked against distributed "
+        f"{checked} only: for clusters made with detach=True it replaces the private method "
+        f"distributed.Client._reconnect, relying on what it does in {checked}. If a client of a detached "
+        f"cluster loses its futures when its connection drops, install distributed=={checked}, or a jqref "
+        "release checked against the newer distributed."
+    )
 
 
 _warned = False

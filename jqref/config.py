@@ -105,8 +105,12 @@ def _closest(name: str, known: set[str]) -> str:
 
 
 def _empty(value: Any) -> bool:
-    return value is None or value is _ABSENT or value is _NONE or (
-        isinstance(value, (list, tuple, dict, str)) and not value)
+    return (
+        value is None
+        or value is _ABSENT
+        or value is _NONE
+        or (isinstance(value, (list, tuple, dict, str)) and not value)
+    )
 
 
 class Options:
@@ -117,9 +121,16 @@ class Options:
     current name where jqref's differs).
     """
 
-    def __init__(self, defaults_section: str, config_name: str | None = None,
-                 kwargs: Mapping[str, Any] | None = None, *, renamed: Mapping[str, str] | None = None,
-                 aliases: Mapping[str, str] | None = None, owner: str = "jqref"):
+    def __init__(
+        self,
+        defaults_section: str,
+        config_name: str | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        renamed: Mapping[str, str] | None = None,
+        aliases: Mapping[str, str] | None = None,
+        owner: str = "jqref",
+    ):
         if defaults_section not in DEFAULTS:
             raise ValueError(f"unknown jqref configuration section {defaults_section!r}")
         self.defaults = DEFAULTS[defaults_section]
@@ -134,8 +145,10 @@ class Options:
         for name, value in (kwargs or {}).items():
             key = config_key(name)
             if key not in self.known:
-                raise UnknownOptionError(f"{owner} got an unexpected keyword argument {name!r}"
-                                         f"{_closest(name, {keyword(k) for k in self.known})}")
+                raise UnknownOptionError(
+                    f"{owner} got an unexpected keyword argument {name!r}"
+                    f"{_closest(name, {keyword(k) for k in self.known})}"
+                )
             # Given, so checked now, whether or not it is read.
             checked = self._checked(key, value)
             self.kwargs[key] = _NONE if checked is None and value is not None else checked
@@ -148,18 +161,23 @@ class Options:
     def _check_config(self, namespace: str) -> None:
         section = dask.config.get(f"{namespace}.{self.section}", default=None) or {}
         if not isinstance(section, Mapping):
-            raise ValueError(f"the dask config {namespace}.{self.section} must be a mapping of options, "
-                             f"got {section!r}")
+            raise ValueError(
+                f"the dask config {namespace}.{self.section} must be a mapping of options, got {section!r}"
+            )
         for key, value in section.items():
             if value is not None and config_key(str(key)) not in self.known:
-                warnings.warn(f"unknown key {key!r} in the dask config section {namespace}.{self.section} is "
-                              f"ignored{_closest(config_key(str(key)), self.known)}", UnknownConfigKeyWarning,
-                              stacklevel=4)
+                warnings.warn(
+                    f"unknown key {key!r} in the dask config section {namespace}.{self.section} is "
+                    f"ignored{_closest(config_key(str(key)), self.known)}",
+                    UnknownConfigKeyWarning,
+                    stacklevel=4,
+                )
 
     def _old_names(self, key: str) -> list[tuple[str, bool]]:
         """Other names of `key`, and whether each one is deprecated."""
-        return ([(old, True) for old, new in self.renamed.items() if new == key]
-                + [(other, False) for other, new in self.aliases.items() if new == key])
+        return [(old, True) for old, new in self.renamed.items() if new == key] + [
+            (other, False) for other, new in self.aliases.items() if new == key
+        ]
 
     def _read(self, source: Mapping[str, Any] | str, key: str) -> Any:
         """The value `source` sets for `key`: None if set to null, `_ABSENT` if not set."""
@@ -186,8 +204,9 @@ class Options:
         option whose default is null, as dask-jobqueue reads it (`queue: ''`: none)."""
         current = self.renamed.get(key) or self.aliases.get(key) or key
         kind = self.checks[current]
-        if value is None or (isinstance(value, str) and not value and getattr(kind, "text", False)
-                             and self.defaults.get(current) is None):
+        if value is None or (
+            isinstance(value, str) and not value and getattr(kind, "text", False) and self.defaults.get(current) is None
+        ):
             return None
         where = f" (dask config {source}.{self.section}.{key})" if isinstance(source, str) else ""
         return check(keyword(key), value, kind, where)
@@ -221,4 +240,3 @@ class Options:
             if found is not None and found is not _ABSENT:
                 return found if source is self.kwargs else self._checked(found_key, found, source)
         return self.defaults[key]
-

@@ -106,10 +106,20 @@ loop : IOLoop
 def cluster_docstring(summary: str, scheduler: str, config_name: str, scheduler_parameters: str = "") -> str:
     """`summary` followed by every parameter; `scheduler_parameters` are the
     job class's own, under a heading naming `scheduler`."""
-    config = (f"Each job option can also be set for {scheduler} jobs in the dask config, section "
-              f"``jobqueue.{config_name}`` (or ``jqref.{config_name}``, which wins), with dashes for underscores.")
-    parts = [textwrap.dedent(summary).strip(), "", *textwrap.wrap(config, 78), "", "Parameters", "----------",
-             JOB_PARAMETERS.strip(), CLUSTER_PARAMETERS.strip()]
+    config = (
+        f"Each job option can also be set for {scheduler} jobs in the dask config, section "
+        f"``jobqueue.{config_name}`` (or ``jqref.{config_name}``, which wins), with dashes for underscores."
+    )
+    parts = [
+        textwrap.dedent(summary).strip(),
+        "",
+        *textwrap.wrap(config, 78),
+        "",
+        "Parameters",
+        "----------",
+        JOB_PARAMETERS.strip(),
+        CLUSTER_PARAMETERS.strip(),
+    ]
     if scheduler_parameters.strip():
         heading = f"Options of {scheduler} jobs"
         parts += ["", heading, "-" * len(heading), textwrap.dedent(scheduler_parameters).strip()]

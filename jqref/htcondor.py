@@ -65,8 +65,9 @@ def _unexpanded(value: str) -> str:
     if "\n" in value or "\r" in value:
         raise ValueError(f"HTCondor submit values must be single lines, got {value!r}")
     if _DOLLARS_BEFORE_PARENTHESIS.search(value):
-        raise ValueError(f"HTCondor cannot take two or more $ before a parenthesis ($$(...) is its own "
-                         f"substitution), got {value!r}")
+        raise ValueError(
+            f"HTCondor cannot take two or more $ before a parenthesis ($$(...) is its own substitution), got {value!r}"
+        )
     return _LONE_DOLLAR.sub("$(DOLLAR)", value)
 
 
@@ -121,8 +122,9 @@ class HTCondorJob(Job):
     job_id_regexp = r"(?P<job_id>\d+\.\d+)"
     # An array is one description queued N times; each job's ProcId is its index.
     array_index_variable = "JQREF_ARRAY_INDEX"
-    tls_unavailable = ("the workers' key would travel in the job's arguments, which condor_q -long shows to every "
-                       "user of the pool")
+    tls_unavailable = (
+        "the workers' key would travel in the job's arguments, which condor_q -long shows to every user of the pool"
+    )
     parameter_docs = """
     disk : str
         Disk per job, e.g. ``"4 GiB"``: ``MY.DaskWorkerDisk`` and ``RequestDisk``.
@@ -222,8 +224,7 @@ class HTCondorJob(Job):
         job_extra_directives; numbers are ints, as dask-jobqueue's are."""
         generated = self.generated_header()
         keys = {key.lower() for key in generated}
-        header = {key: value for key, value in generated.items()
-                  if not self._skipped(key, f"{key} = {value}", keys)}
+        header = {key: value for key, value in generated.items() if not self._skipped(key, f"{key} = {value}", keys)}
         extras = self.job_extra_directives or {}
         if not isinstance(extras, dict):
             raise TypeError(f"HTCondor job_extra_directives must be a dict of submit commands, got {extras!r}")

@@ -82,11 +82,11 @@ def _worker_versions_check(python: list[str]) -> str:
     otherwise surfaces as crashed workers on the first task."""
     want = list(_client_versions())
     code = (
-        'import sys, importlib.metadata as m; '
+        "import sys, importlib.metadata as m; "
         'have = ["%d.%d" % sys.version_info[:2], m.version("distributed")]; '
-        'want = sys.argv[1:]; '
+        "want = sys.argv[1:]; "
         'have == want or sys.exit("jqref: this worker environment has Python %s and '
-        'distributed %s but the client has Python %s and distributed %s; '
+        "distributed %s but the client has Python %s and distributed %s; "
         'use the same environment on both sides" % tuple(have + want))'
     )
     return " ".join([*python, shlex.join(["-c", code, *want])]) + " || exit 3"
@@ -109,12 +109,15 @@ def supervised(command: str, signal: str, action: str) -> list[str]:
 def job_id_from_output(regexp: str, stdout: str, command: str) -> str:
     match = re.search(regexp, stdout)
     if match is None:
-        raise ValueError(f"Could not parse job id from the output of {command}, {stdout!r}, "
-                         f"with job_id_regexp {regexp!r}")
+        raise ValueError(
+            f"Could not parse job id from the output of {command}, {stdout!r}, with job_id_regexp {regexp!r}"
+        )
     job_id = match.groupdict().get("job_id")
     if job_id is None:
-        raise ValueError(f"job_id_regexp {regexp!r} has no group named job_id: "
-                         "You need to use a 'job_id' named group, e.g. r'(?P<job_id>\\d+)'")
+        raise ValueError(
+            f"job_id_regexp {regexp!r} has no group named job_id: "
+            "You need to use a 'job_id' named group, e.g. r'(?P<job_id>\\d+)'"
+        )
     return job_id
 
 
@@ -184,12 +187,19 @@ class Job(ProcessInterface):
         `shared_options` instead: resolved once for all of them."""
         super().__init__(scheduler=scheduler, name=name)
         if not getattr(type(self), "config_name", None):
-            raise ValueError(f"config_name is missing on {type(self).__name__}: a job class declares the dask "
-                             "config section (and jqref.yaml defaults) its options come from, e.g. 'slurm'")
+            raise ValueError(
+                f"config_name is missing on {type(self).__name__}: a job class declares the dask "
+                "config section (and jqref.yaml defaults) its options come from, e.g. 'slurm'"
+            )
         # A cluster's jobs get the options their shared Options were resolved from as well.
-        self.options = shared_options or Options(self.config_name, config_name, options,
-                                                 renamed=self.renamed_options, aliases=self.option_aliases,
-                                                 owner=type(self).__name__)
+        self.options = shared_options or Options(
+            self.config_name,
+            config_name,
+            options,
+            renamed=self.renamed_options,
+            aliases=self.option_aliases,
+            owner=type(self).__name__,
+        )
         opt = self.option
         self.scheduler = scheduler
         self.name = name
@@ -223,8 +233,9 @@ class Job(ProcessInterface):
         self.walltime = opt("walltime")
         #: The compute nodes' interpreter as given (None: this one), and as shell words.
         self.python = opt("python")
-        self.python_words = (shell.command("python", [self.python]) if self.python is not None
-                             else [shell.literal(sys.executable)])
+        self.python_words = (
+            shell.command("python", [self.python]) if self.python is not None else [shell.literal(sys.executable)]
+        )
         if not self.python_words:
             raise ValueError("python must name an interpreter, got an empty string")
         self.worker_command = opt("worker_command")
@@ -248,13 +259,19 @@ class Job(ProcessInterface):
         self.max_array_size = opt("max_array_size")
         if security is not None and not worker_paths(security):
             if self.tls_unavailable:
-                raise ValueError(f"TLS (security=) with material in memory is not available on {self.config_name}: "
-                                 f"{self.tls_unavailable}; give the workers' certificate and key as files the jobs "
-                                 "can read (or, from this machine, set shared_temp_directory)")
+                raise ValueError(
+                    f"TLS (security=) with material in memory is not available on {self.config_name}: "
+                    f"{self.tls_unavailable}; give the workers' certificate and key as files the jobs "
+                    "can read (or, from this machine, set shared_temp_directory)"
+                )
             if shared_options is None:  # a job on its own: a cluster's jobs name files it wrote
-                warnings.warn("security: the workers' key goes inline in the job script, readable by whoever "
-                              "reads the script (administrators, spool directories, logs); give it as files only "
-                              "you can read, as JobQueueCluster does", InlineKeyWarning, stacklevel=2)
+                warnings.warn(
+                    "security: the workers' key goes inline in the job script, readable by whoever "
+                    "reads the script (administrators, spool directories, logs); give it as files only "
+                    "you can read, as JobQueueCluster does",
+                    InlineKeyWarning,
+                    stacklevel=2,
+                )
         self.security = security
         self.configure()
         if shared_options is None:  # a cluster's jobs share options its template job already rendered
@@ -360,8 +377,7 @@ class Job(ProcessInterface):
         for flag, value in (("--interface", self.interface), ("--protocol", self.protocol)):
             if value is not None:
                 args += [flag, str(value)]
-        name = (f'"${ELEMENT_NAME_VARIABLE}"' if self.element_names is not None
-                else shell.name("name", self.name))
+        name = f'"${ELEMENT_NAME_VARIABLE}"' if self.element_names is not None else shell.name("name", self.name)
         words += [shell.literal(self.scheduler or "SCHEDULER-ADDRESS"), "--name", name, *map(shell.literal, args)]
         if self.local_directory is not None:
             words += ["--local-directory", shell.path("local_directory", self.local_directory)]
@@ -387,7 +403,8 @@ class Job(ProcessInterface):
             directives.append((self.array_option, self.array_range))
         lines = self.skip_directives(
             f"{self.directive_prefix} {shlex.join(single_line('directive', str(t)) for t in tokens)}"
-            for tokens in directives)
+            for tokens in directives
+        )
         extras = self.job_extra_directives
         return lines + [f"{self.directive_prefix} {single_line('job_extra_directives', extra)}" for extra in extras]
 
@@ -423,15 +440,17 @@ class Job(ProcessInterface):
         must run after them; then the shell passes SIGTERM on and waits."""
         if not self.job_script_epilogue:
             return [f"exec {command}"]
-        return [*supervised(command, "TERM", "kill -TERM \"$worker\""), *self.job_script_epilogue, 'exit "$status"']
+        return [*supervised(command, "TERM", 'kill -TERM "$worker"'), *self.job_script_epilogue, 'exit "$status"']
 
     def element_name_selection(self) -> list[str]:
         """In an array's script, the line that gives each element its worker
         name by its index (one line: HTCondor's body must be one)."""
         if self.element_names is None:
             return []
-        cases = [f"{self.array_first_index + i}) {ELEMENT_NAME_VARIABLE}={shell.name('name', name)} ;;"
-                 for i, name in enumerate(self.element_names)]
+        cases = [
+            f"{self.array_first_index + i}) {ELEMENT_NAME_VARIABLE}={shell.name('name', name)} ;;"
+            for i, name in enumerate(self.element_names)
+        ]
         index = f'"${self.array_index_variable}"'
         unknown = f"echo 'jqref: no worker name for array element '{index} >&2; exit 3"
         return [f"case {index} in {' '.join(cases)} *) {unknown} ;; esac"]
@@ -460,6 +479,7 @@ class Job(ProcessInterface):
     async def start(self):
         if self.batch is None:  # a job on its own, as dask-jobqueue's can be: submitted from here
             from .batch import BatchQueue  # which needs this module first
+
             self.batch = BatchQueue(type(self), LocalRunner())
         self.job_id = await self.batch.submit(self)
         await super().start()
@@ -502,4 +522,3 @@ def memory_rounded_up(nbytes: int, units: Sequence[tuple[str, int]], at_least: i
 def memory_in_units(nbytes: int, unit: str) -> int:
     """Whole `unit`s (e.g. 'MiB') covering `nbytes`, rounded up so a job never asks for less."""
     return math.ceil(nbytes / parse_bytes(f"1 {unit}"))
-

@@ -155,7 +155,7 @@ def _blob_type(blob: bytes) -> str | None:
     if len(blob) < 4:
         return None
     size = int.from_bytes(blob[:4], "big")
-    name = blob[4:4 + size]
+    name = blob[4 : 4 + size]
     if len(name) != size:
         return None
     try:
@@ -169,8 +169,9 @@ def _valid_hash(field: str) -> bool:
     if len(parts) != 4 or parts[:2] != ["", "1"]:
         return False
     try:
-        return len(base64.b64decode(parts[3], validate=True)) == hashlib.sha1().digest_size \
-            and bool(base64.b64decode(parts[2], validate=True))
+        return len(base64.b64decode(parts[3], validate=True)) == hashlib.sha1().digest_size and bool(
+            base64.b64decode(parts[2], validate=True)
+        )
     except binascii.Error:
         return False
 
@@ -339,33 +340,44 @@ def _scan(host: str, port: int, key: paramiko.PKey) -> str:
 
 
 def _unknown_message(name: str, host: str, port: int, key: paramiko.PKey, files: Sequence[str]) -> str:
-    return (f"host key for {name} not found in known_hosts ({', '.join(files) or 'no files'}): the server offers "
-            f"{key.get_name()} {key.fingerprint}. If its administrators confirm that fingerprint, add it with "
-            f"`{_scan(host, port, key)} >> {files[0] if files else '~/.ssh/known_hosts'}` (or connect once with "
-            f"trust_unknown_hosts=True); if the site signs its host keys, add its CA as "
-            f"`@cert-authority <host patterns> <CA public key>`.")
+    return (
+        f"host key for {name} not found in known_hosts ({', '.join(files) or 'no files'}): the server offers "
+        f"{key.get_name()} {key.fingerprint}. If its administrators confirm that fingerprint, add it with "
+        f"`{_scan(host, port, key)} >> {files[0] if files else '~/.ssh/known_hosts'}` (or connect once with "
+        f"trust_unknown_hosts=True); if the site signs its host keys, add its CA as "
+        f"`@cert-authority <host patterns> <CA public key>`."
+    )
 
 
 def _changed_message(name: str, host: str, port: int, key: paramiko.PKey, entry: Entry) -> str:
-    return (f"host key for {name} has changed: the server offers {key.get_name()} {key.fingerprint}, but "
-            f"{entry.where} lists {entry.key_type} {_fingerprint(entry.key)} for it. Someone may be intercepting "
-            f"the connection, or the host was given a new key. Only if its administrators confirm the new key: "
-            f"`ssh-keygen -f {entry.path} -R {name}` removes the old one, then "
-            f"`{_scan(host, port, key)} >> {entry.path}` adds it.")
+    return (
+        f"host key for {name} has changed: the server offers {key.get_name()} {key.fingerprint}, but "
+        f"{entry.where} lists {entry.key_type} {_fingerprint(entry.key)} for it. Someone may be intercepting "
+        f"the connection, or the host was given a new key. Only if its administrators confirm the new key: "
+        f"`ssh-keygen -f {entry.path} -R {name}` removes the old one, then "
+        f"`{_scan(host, port, key)} >> {entry.path}` adds it."
+    )
 
 
 def _revoked_message(name: str, key: paramiko.PKey, entry: Entry, is_ca: bool) -> str:
-    what = (f"the CA that signed the host certificate of {name} ({entry.key_type} {_fingerprint(entry.key)})"
-            if is_ca else f"the host key of {name} ({key.get_name()} {key.fingerprint})")
+    what = (
+        f"the CA that signed the host certificate of {name} ({entry.key_type} {_fingerprint(entry.key)})"
+        if is_ca
+        else f"the host key of {name} ({key.get_name()} {key.fingerprint})"
+    )
     needs = "a certificate from a CA that is not revoked" if is_ca else "a new key"
-    return (f"{what} is revoked at {entry.where} (@revoked): refusing to connect. The host needs {needs} from "
-            f"its administrators; do not delete the @revoked line to get in.")
+    return (
+        f"{what} is revoked at {entry.where} (@revoked): refusing to connect. The host needs {needs} from "
+        f"its administrators; do not delete the @revoked line to get in."
+    )
 
 
 def _invalid_certificate_message(name: str, host: str, problem: str, authority: Entry) -> str:
-    return (f"host certificate of {name} refused: {problem} (its CA is listed at {authority.where}). Its "
-            f"administrators need to issue a valid one (`ssh-keygen -s <CA key> -h -n {host} <host key>.pub`); "
-            f"OpenSSH refuses this certificate too.")
+    return (
+        f"host certificate of {name} refused: {problem} (its CA is listed at {authority.where}). Its "
+        f"administrators need to issue a valid one (`ssh-keygen -s <CA key> -h -n {host} <host key>.pub`); "
+        f"OpenSSH refuses this certificate too."
+    )
 
 
 # ---- writing ----------------------------------------------------------------
@@ -417,9 +429,17 @@ class KnownHostsPolicy(paramiko.MissingHostKeyPolicy):
     (`UnknownHostKey`), or with `trust_unknown` recorded in ``files[0]``
     (hashed if `hash_names`, as under ``HashKnownHosts yes``)."""
 
-    def __init__(self, host: str, port: int, files: Sequence[str], *, trust_unknown: bool = False,
-                 hash_names: bool = False, global_files: Sequence[str] = GLOBAL_FILES,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        files: Sequence[str],
+        *,
+        trust_unknown: bool = False,
+        hash_names: bool = False,
+        global_files: Sequence[str] = GLOBAL_FILES,
+        clock: Callable[[], float] = time.time,
+    ):
         if trust_unknown and not files:
             raise ValueError("trusting unknown hosts needs a known_hosts file to record them in")
         self.host, self.port = host, port
@@ -432,7 +452,8 @@ class KnownHostsPolicy(paramiko.MissingHostKeyPolicy):
     def transport(self, sock, **kwargs) -> paramiko.Transport:
         transport = _Transport(sock, **kwargs)
         transport.first_host_key_algorithms = preferred_algorithms(
-            read(self.read_files), self.host, self.port, transport.preferred_keys)
+            read(self.read_files), self.host, self.port, transport.preferred_keys
+        )
         return transport
 
     def check(self, key: paramiko.PKey) -> Entry | None:
@@ -444,8 +465,9 @@ class KnownHostsPolicy(paramiko.MissingHostKeyPolicy):
         if not self.trust_unknown:
             raise UnknownHostKey(_unknown_message(name, self.host, self.port, key, self.files))
         append(self.files[0], name, key, hashed=self.hash_names)
-        logger.warning("trusting new host key %s %s for %s: recorded in %s",
-                       key.get_name(), key.fingerprint, name, self.files[0])
+        logger.warning(
+            "trusting new host key %s %s for %s: recorded in %s", key.get_name(), key.fingerprint, name, self.files[0]
+        )
         return None
 
     def missing_host_key(self, client, hostname, key):

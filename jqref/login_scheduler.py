@@ -36,8 +36,16 @@ class LoginNodeScheduler(ProcessInterface):
     the login node), `external_address` where this process does (a local
     forwarded port)."""
 
-    def __init__(self, runner, python: list[str], options: dict, security: Security | None = None,
-                 start_timeout: float = 120, session: dict | None = None, running: dict | None = None):
+    def __init__(
+        self,
+        runner,
+        python: list[str],
+        options: dict,
+        security: Security | None = None,
+        start_timeout: float = 120,
+        session: dict | None = None,
+        running: dict | None = None,
+    ):
         """`session` ({"directory", "idle_timeout", "cancel_command"}) detaches
         the scheduler; `running` is the state of a detached one to attach to
         instead of starting one."""
@@ -70,8 +78,11 @@ class LoginNodeScheduler(ProcessInterface):
         await super().start()
 
     async def _start_remote(self) -> dict:
-        spec = {"options": self.options, "session": self.session,
-                "security": role_options(self.security, "scheduler") if self.security else None}
+        spec = {
+            "options": self.options,
+            "session": self.session,
+            "security": role_options(self.security, "scheduler") if self.security else None,
+        }
         # Through sh, so that `python` expands as it does in job scripts ($HOME/...): its
         # words are rendered by the policy in `shell`; the source is an argument, never shell text.
         command = ["sh", "-c", f'exec {" ".join(self.python)} -c "$1"', "jqref-scheduler", MAIN_SOURCE]
@@ -80,9 +91,11 @@ class LoginNodeScheduler(ProcessInterface):
             return json.loads(await asyncio.to_thread(self.process.read_line, self.start_timeout))
         except (CommandError, ValueError) as e:
             self.process.close()
-            raise RuntimeError(f"the Dask scheduler on the login node ({self.runner.destination}) did not start: {e}\n"
-                               f"It runs {' '.join(self.python)} there, which needs the workers' environment "
-                               "(the same Python and distributed as this one).") from None
+            raise RuntimeError(
+                f"the Dask scheduler on the login node ({self.runner.destination}) did not start: {e}\n"
+                f"It runs {' '.join(self.python)} there, which needs the workers' environment "
+                "(the same Python and distributed as this one)."
+            ) from None
 
     def _forward(self, host: str, port: int):
         forward = self.runner.forward(host, port)
@@ -101,8 +114,12 @@ class LoginNodeScheduler(ProcessInterface):
                 try:
                     await self.runner.run(["kill", str(self.pid)])
                 except (CommandError, ConnectionError) as e:
-                    logger.warning("could not stop the scheduler on the login node (pid %s): %s; it exits on its "
-                                   "own once its SSH channel is gone", self.pid, e)
+                    logger.warning(
+                        "could not stop the scheduler on the login node (pid %s): %s; it exits on its "
+                        "own once its SSH channel is gone",
+                        self.pid,
+                        e,
+                    )
             self.process.close()
         await super().close()
 
@@ -115,5 +132,9 @@ class LoginNodeScheduler(ProcessInterface):
                     return
                 await asyncio.sleep(0.5)
         except (CommandError, ConnectionError) as e:
-            logger.warning("could not check that the detached scheduler on the login node (pid %s) ended: %s; "
-                           "it closes on its own after its idle timeout", self.pid, e)
+            logger.warning(
+                "could not check that the detached scheduler on the login node (pid %s) ended: %s; "
+                "it closes on its own after its idle timeout",
+                self.pid,
+                e,
+            )

@@ -157,8 +157,11 @@ class Session(SchedulerPlugin):
         object's heartbeat, no client's (a Client sends one every 5 s). An
         open stream alone does not count: the stream of a laptop that went to
         sleep stays open here until sshd notices, hours later."""
-        clients = [state.last_seen for state in self.scheduler.clients.values()
-                   if state.client_key in self.scheduler.client_comms]
+        clients = [
+            state.last_seen
+            for state in self.scheduler.clients.values()
+            if state.client_key in self.scheduler.client_comms
+        ]
         return time.time() - max([self.last_contact, *clients]) > self.idle_timeout
 
     async def expire(self):
@@ -187,14 +190,19 @@ async def serve(spec, announce=sys.stdout):
         options["host"] = get_ip()
     async with Scheduler(security=security, **options) as scheduler:
         dashboard = scheduler.services.get("dashboard")
-        started = {"address": scheduler.address, "dashboard_port": dashboard.port if dashboard else None,
-                   "pid": os.getpid(), "process_start": own_process_start()}
+        started = {
+            "address": scheduler.address,
+            "dashboard_port": dashboard.port if dashboard else None,
+            "pid": os.getpid(),
+            "process_start": own_process_start(),
+        }
         if security is not None:  # what an attaching client checks (jqref.session.certificate_fingerprint)
             started["certificate"] = hashlib.sha256(spec["security"]["tls_scheduler_cert"].strip().encode()).hexdigest()
         if session:
             signal_name = signalled()  # before the state exists: a signal from then on ends the scheduler cleanly
-            detached = Session(scheduler, session["directory"], session["idle_timeout"], session["cancel_command"],
-                               started)
+            detached = Session(
+                scheduler, session["directory"], session["idle_timeout"], session["cancel_command"], started
+            )
             ended = [detached.expire(), detached.end_on(signal_name)]
         else:
             ended = [stdin_closed()]

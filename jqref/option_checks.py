@@ -128,8 +128,7 @@ class ByteSize:
     """A size dask reads (`parse_bytes`), from 1 MiB to 1 PiB."""
 
     text: ClassVar[bool] = True
-    accepts = ("a size from 1 MiB to 1 PiB such as '4 GiB' or '500 MB' "
-               "(a number alone counts bytes: give a unit)")
+    accepts = "a size from 1 MiB to 1 PiB such as '4 GiB' or '500 MB' (a number alone counts bytes: give a unit)"
 
     def __call__(self, value):
         if isinstance(value, bool) or not isinstance(value, (str, numbers.Real)):
@@ -182,8 +181,13 @@ class Walltime:
 
     @property
     def accepts(self) -> str:
-        forms = ("[D-]HH:MM:SS, MM:SS or D-HH[:MM]" if self.days
-                 else "[[HH:]MM:]SS[.fraction]" if self.fractions else "[[HH:]MM:]SS")
+        forms = (
+            "[D-]HH:MM:SS, MM:SS or D-HH[:MM]"
+            if self.days
+            else "[[HH:]MM:]SS[.fraction]"
+            if self.fractions
+            else "[[HH:]MM:]SS"
+        )
         return f"a time limit such as '01:30:00' ({forms}) or a whole number of {self.number}, more than 0"
 
     def __call__(self, value):
@@ -274,9 +278,12 @@ class Strings:
         if self.dicts and isinstance(value, collections.abc.Mapping):
             unused = {key: item for key, item in value.items() if item not in (None, "", True)}
             if unused:
-                warnings.warn(f"a dict of directives is read as dask-jobqueue reads it, its keys one directive "
-                              f"each; its values are not used: {_shown(unused)}; give a list of lines instead",
-                              IgnoredValuesWarning, stacklevel=2)
+                warnings.warn(
+                    f"a dict of directives is read as dask-jobqueue reads it, its keys one directive "
+                    f"each; its values are not used: {_shown(unused)}; give a list of lines instead",
+                    IgnoredValuesWarning,
+                    stacklevel=2,
+                )
             value = list(value)
         if not isinstance(value, (list, tuple, *((set, frozenset) if self.sets else ()))):
             raise Refused(_a(value))
@@ -307,8 +314,9 @@ class Mapping:
         for key, item in value.items():
             if not isinstance(key, str) or not re.fullmatch(self.keys, key):
                 raise Refused(f"the key {_shown(key)}")
-            if self.values is not None and (not isinstance(item, self.values)
-                                            or (isinstance(item, bool) and bool not in self.values)):
+            if self.values is not None and (
+                not isinstance(item, self.values) or (isinstance(item, bool) and bool not in self.values)
+            ):
                 raise Refused(f"the value of {key!r} is {_a(item)}")
             if isinstance(item, str) and _CONTROL.search(item):
                 raise Refused(f"the value of {key!r} has a line break or control character")
@@ -427,11 +435,12 @@ OPTIONS: dict[str, Any] = {
     "local-directory": PATH,
     "shared-temp-directory": PATH,
     # Run as `python -m <worker_command>`: the first word must be a module's name.
-    "worker-command": Text("a Python module's name such as 'distributed.cli.dask_worker', then any arguments",
-                           r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(\s.*)?"),
+    "worker-command": Text(
+        "a Python module's name such as 'distributed.cli.dask_worker', then any arguments",
+        r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(\s.*)?",
+    ),
     "log-directory": PATH,
-    "shebang": Text("a line starting with #! and naming an interpreter, such as '#!/usr/bin/env bash'",
-                    r"#!\s*\S.*"),
+    "shebang": Text("a line starting with #! and naming an interpreter, such as '#!/usr/bin/env bash'", r"#!\s*\S.*"),
     "queue": NAME,
     "account": NAME,
     "walltime": Walltime(),
@@ -443,8 +452,11 @@ OPTIONS: dict[str, Any] = {
     "submit-command-extra": STRINGS,
     "cancel-command-extra": STRINGS,
     "cancel-grace-period": Duration(minimum=0),
-    "scheduler-options": Mapping("a dict of the Dask scheduler's keyword arguments", r"[A-Za-z_]\w*",
-                                 fields=(("port", WholeNumber("a port number (0: any free one)", 0, 65535)),)),
+    "scheduler-options": Mapping(
+        "a dict of the Dask scheduler's keyword arguments",
+        r"[A-Za-z_]\w*",
+        fields=(("port", WholeNumber("a port number (0: any free one)", 0, 65535)),),
+    ),
     "scheduler-on": Choice(("client", "login")),
     "detach": FLAG,
     "idle-timeout": Duration(),
@@ -462,8 +474,11 @@ SCHEDULER_OPTIONS: dict[str, dict[str, Any]] = {
         "job-cpu": WholeNumber("a whole number of CPUs"),
         # Slurm's own words, passed as written: MB, or a K/M/G/T suffix (it reads
         # the letter only: 16GB and 16GiB are 16G); 0 is all of a node's.
-        "job-mem": Text("a Slurm --mem value such as '4000' (MB), '16G' or 0 (all of a node's), whole numbers",
-                        r"[0-9]+([KMGTkmgt](i?B)?)?", numbers=True),
+        "job-mem": Text(
+            "a Slurm --mem value such as '4000' (MB), '16G' or 0 (all of a node's), whole numbers",
+            r"[0-9]+([KMGTkmgt](i?B)?)?",
+            numbers=True,
+        ),
     },
     "sge": {
         "pe": Text("a parallel environment name such as 'smp', one word", r"\S+"),
@@ -472,10 +487,12 @@ SCHEDULER_OPTIONS: dict[str, dict[str, Any]] = {
     },
     "htcondor": {
         "disk": SIZE,
-        "environment": Mapping("a dict of environment variables, names to strings or numbers",
-                               r"[A-Za-z_][A-Za-z0-9_]*", (str, int, float)),
-        "job-extra-directives": Mapping("a dict of submit commands such as {'+ProjectName': '\"x\"'}",
-                                        r"[^\s=]+", (str, int, float, bool)),
+        "environment": Mapping(
+            "a dict of environment variables, names to strings or numbers", r"[A-Za-z_][A-Za-z0-9_]*", (str, int, float)
+        ),
+        "job-extra-directives": Mapping(
+            "a dict of submit commands such as {'+ProjectName': '\"x\"'}", r"[^\s=]+", (str, int, float, bool)
+        ),
     },
     "pbs": {
         "walltime": Walltime(fractions=True),

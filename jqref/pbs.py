@@ -87,7 +87,7 @@ def parse_qstat_full(text: str) -> dict[str, dict[str, str]]:
     indent = last = None
     for line in text.splitlines():
         if line.startswith("Job Id:"):
-            attributes = jobs.setdefault(line[len("Job Id:"):].strip(), {})
+            attributes = jobs.setdefault(line[len("Job Id:") :].strip(), {})
             indent = last = None
             continue
         body = line.lstrip(" \t")
@@ -147,20 +147,26 @@ class PBSJob(Job):
         self.account = self.account or os.environ.get("PBS_ACCOUNT")
         self.resource_type = self.option("resource_type")
         if self.resource_type not in ("select", "nodes"):
-            raise ValueError(f"resource_type must be 'select' (PBS Pro/OpenPBS) or 'nodes' (Torque), "
-                             f"got {self.resource_type!r}")
+            raise ValueError(
+                f"resource_type must be 'select' (PBS Pro/OpenPBS) or 'nodes' (Torque), got {self.resource_type!r}"
+            )
         self.resource_spec = self.option("resource_spec")
         longest = _MAX_JOB_NAME - _NAME_SUFFIX_DIGITS - 1
         if not _JOB_NAME.fullmatch(self.job_name) or len(self.job_name) > longest:
-            raise ValueError(f"PBS job names are 1 to {longest} letters, digits and . _ + - "
-                             f"(PBS refuses anything else; jqref adds a suffix): {self.job_name!r}")
+            raise ValueError(
+                f"PBS job names are 1 to {longest} letters, digits and . _ + - "
+                f"(PBS refuses anything else; jqref adds a suffix): {self.job_name!r}"
+            )
         self.tag = f"{self.job_name}-{self.tag[-_NAME_SUFFIX_DIGITS:]}"
         if self.queue is not None and not _DESTINATION.fullmatch(str(self.queue)):
-            raise ValueError(f"queue must be a PBS destination, queue[@server], "
-                             f"of letters, digits and . _ -: {self.queue!r}")
+            raise ValueError(
+                f"queue must be a PBS destination, queue[@server], of letters, digits and . _ -: {self.queue!r}"
+            )
         if self.log_directory and ":" in str(self.log_directory):
-            raise ValueError(f"PBS reads a ':' in an output path as host:path; "
-                             f"log_directory cannot contain one: {self.log_directory!r}")
+            raise ValueError(
+                f"PBS reads a ':' in an output path as host:path; "
+                f"log_directory cannot contain one: {self.log_directory!r}"
+            )
         if self.walltime is not None and not _WALLTIME.fullmatch(str(self.walltime)):
             raise ValueError(f"walltime must be [[hours:]minutes:]seconds, e.g. '01:30:00': {self.walltime!r}")
         for tokens in self.directives():
@@ -218,8 +224,14 @@ class PBSJob(Job):
     def parse_found(cls, result, tag):
         if not result.ok and not cls._silent_no_jobs(result):
             raise CommandError(result)
-        return next((job_id for job_id, attributes in parse_qstat_full(result.stdout).items()
-                     if attributes.get("Job_Name", "").strip() == tag), None)
+        return next(
+            (
+                job_id
+                for job_id, attributes in parse_qstat_full(result.stdout).items()
+                if attributes.get("Job_Name", "").strip() == tag
+            ),
+            None,
+        )
 
     @classmethod
     def _silent_no_jobs(cls, result) -> bool:

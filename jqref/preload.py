@@ -30,8 +30,10 @@ def preload_text(module) -> str:
     source = importlib.resources.files(__package__).joinpath(name).read_bytes()
     packed = base64.b64encode(zlib.compress(source, 9)).decode()
     # One expression; distributed takes it for source because it has spaces.
-    return (f"exec(compile(__import__('zlib').decompress(__import__('base64').b64decode({packed!r})), "
-            f"{'jqref/' + name!r}, 'exec'))")
+    return (
+        f"exec(compile(__import__('zlib').decompress(__import__('base64').b64decode({packed!r})), "
+        f"{'jqref/' + name!r}, 'exec'))"
+    )
 
 
 def worker_preload_args(nanny: bool, tls: bool) -> list[str]:
@@ -58,6 +60,7 @@ def with_preloads(options: dict, first: list[str], last: list[str], *, here: boo
     """A scheduler's `options` with `first` preloaded before the ones given
     and `last` after them; per-preload argv lists follow. A scheduler `here`
     would have read this process's dask config for the ones not given."""
+
     def given(key: str, config_key: str):
         return options[key] if key in options else dask.config.get(config_key) if here else None
 

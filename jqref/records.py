@@ -54,9 +54,12 @@ def make_private_directory(directory: pathlib.Path) -> None:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     status = directory.stat()
     if status.st_uid != os.getuid():
-        raise PermissionError(errno.EPERM, f"{directory} belongs to user id {status.st_uid}, not to you "
-                              f"({os.getuid()}), so it cannot be made private; set XDG_STATE_HOME to a directory "
-                              "of your own")
+        raise PermissionError(
+            errno.EPERM,
+            f"{directory} belongs to user id {status.st_uid}, not to you "
+            f"({os.getuid()}), so it cannot be made private; set XDG_STATE_HOME to a directory "
+            "of your own",
+        )
     if status.st_mode & 0o077:
         directory.chmod(0o700)
 
@@ -125,8 +128,10 @@ class JobRecord:
             partial = None
         except OSError as e:
             by_hand = f": {shlex.join([*self.cancel_command, *self.jobs])}" if self.jobs else ""
-            raise RecordError(f"jobs of this cluster could not be recorded at {self.path}: {describe_error(e)}; "
-                              f"if this process dies they must be cancelled by hand{by_hand}") from e
+            raise RecordError(
+                f"jobs of this cluster could not be recorded at {self.path}: {describe_error(e)}; "
+                f"if this process dies they must be cancelled by hand{by_hand}"
+            ) from e
         finally:
             if partial is not None:
                 with contextlib.suppress(OSError):
@@ -171,8 +176,9 @@ class JobRecord:
             job_cls = getattr(importlib.import_module(module), name)
             result = runner.run_blocking([*self.cancel_command, *self.jobs])
             if not (result.ok or job_cls.already_gone(result)):
-                outcome.errors.append(f"{' '.join(result.argv)} failed (exit {result.returncode}): "
-                                      f"{result.stderr.strip()}")
+                outcome.errors.append(
+                    f"{' '.join(result.argv)} failed (exit {result.returncode}): {result.stderr.strip()}"
+                )
         if self.credentials:  # the workers' key, of no use to anyone once the jobs are gone
             removed = runner.run_blocking(["rm", "-f", "--", *self.credentials.values()])
             if not removed.ok:
@@ -183,6 +189,7 @@ class JobRecord:
 @dataclass
 class CancelOutcome:
     """What `JobRecord.cancel_jobs` could not do (`errors`), and what it found on the way (`notes`)."""
+
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -192,6 +199,7 @@ class Records:
     """What the records directory holds: the records; the files that are not
     readable records, each with why (their jobs may be running, unknown to
     `jqref cleanup`); and partial records a process died while writing."""
+
     found: list[JobRecord] = field(default_factory=list)
     unreadable: list[tuple[pathlib.Path, str]] = field(default_factory=list)
     abandoned_partials: list[pathlib.Path] = field(default_factory=list)
@@ -211,8 +219,10 @@ def session_record(session: str) -> JobRecord:
     if unreadable is not None:
         raise LookupError(f"the record of session {session!r}, {unreadable[0]}, cannot be read: {unreadable[1]}")
     sessions = [r.id for r in records.found if r.session is not None]
-    raise LookupError(f"no detached session {session!r} in {records_dir()}; "
-                      f"sessions there: {', '.join(sessions) or 'none'} (jqref list shows them)")
+    raise LookupError(
+        f"no detached session {session!r} in {records_dir()}; "
+        f"sessions there: {', '.join(sessions) or 'none'} (jqref list shows them)"
+    )
 
 
 def load_records() -> Records:

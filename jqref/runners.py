@@ -46,10 +46,8 @@ class CommandError(RuntimeError):
         self.result = result
         #: What went wrong, in words that follow the command line.
         self.what = what
-        output = (result.stderr.strip() or result.stdout.strip() or "(no output)")
-        super().__init__(
-            f"{shlex.join(result.argv)} {what} (exit {result.returncode}): {output}"
-        )
+        output = result.stderr.strip() or result.stdout.strip() or "(no output)"
+        super().__init__(f"{shlex.join(result.argv)} {what} (exit {result.returncode}): {output}")
 
 
 class CommandTimeout(CommandError):
@@ -83,9 +81,7 @@ class Runner(Protocol):
         self, argv: Sequence[str], *, stdin: str | None = None, timeout: float | None = None
     ) -> CommandResult: ...
 
-    def run_blocking(
-        self, argv: Sequence[str], *, timeout: float | None = None
-    ) -> CommandResult:
+    def run_blocking(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
         """For interpreter exit, when no event loop is left to run `run`."""
         ...
 
@@ -93,8 +89,9 @@ class Runner(Protocol):
         """A private file holding `text` where the commands run, removed afterwards."""
         ...
 
-    async def write_private_files(self, directory: str, files: Mapping[str, str], *,
-                                  private_directory: bool) -> dict[str, str]:
+    async def write_private_files(
+        self, directory: str, files: Mapping[str, str], *, private_directory: bool
+    ) -> dict[str, str]:
         """Write `files` (name to text) into `directory` where the commands run,
         each readable by the user alone (0600); the directory is made if
         missing, and made the user's alone (0700) if `private_directory`. A
@@ -147,9 +144,7 @@ class LocalRunner:
         except OSError as e:
             return CommandResult(argv, 127, "", f"cannot run {argv[0]}: {e.strerror}")
         try:
-            out, err = await asyncio.wait_for(
-                proc.communicate(stdin.encode() if stdin is not None else None), timeout
-            )
+            out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else None), timeout)
         except TimeoutError:
             _kill_group(proc.pid)
             with contextlib.suppress(asyncio.TimeoutError):
@@ -161,8 +156,14 @@ class LocalRunner:
         argv = _checked_argv(argv)
         timeout = timeout or self.timeout
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
         except OSError as e:
             return CommandResult(argv, 127, "", f"cannot run {argv[0]}: {e.strerror}")
         try:

@@ -38,8 +38,10 @@ def detached_session(cluster_cls: type, record_id: str, options: dict, security)
     try:
         json.dumps(options)
     except TypeError as e:
-        raise TypeError(f"detach=True records the cluster's options to attach to it later, and they must be plain "
-                        f"data (strings, numbers, lists, dicts): {e}") from None
+        raise TypeError(
+            f"detach=True records the cluster's options to attach to it later, and they must be plain "
+            f"data (strings, numbers, lists, dicts): {e}"
+        ) from None
     return {
         "cluster_class": f"{cluster_cls.__module__}.{cluster_cls.__qualname__}",
         "directory": f".jqref/sessions/{record_id}",
@@ -63,12 +65,16 @@ def read_state(runner, session: dict) -> dict:
     where = getattr(runner, "destination", "this machine")
     result = runner.run_blocking(["cat", state_path(session["directory"])])
     if not result.ok:
-        raise LookupError(f"the detached scheduler is gone from {where} ({result.stderr.strip()}): "
-                          "it was closed, or closed itself after its idle timeout")
+        raise LookupError(
+            f"the detached scheduler is gone from {where} ({result.stderr.strip()}): "
+            "it was closed, or closed itself after its idle timeout"
+        )
     state = json.loads(result.stdout)
     if state.get("certificate") != certificate_fingerprint(session["security"]["tls_scheduler_cert"]):
-        raise PermissionError(f"the scheduler in {session['directory']} on {where} does not have "
-                              "this session's certificate: it is not the one this session started")
+        raise PermissionError(
+            f"the scheduler in {session['directory']} on {where} does not have "
+            "this session's certificate: it is not the one this session started"
+        )
     return state
 
 
@@ -90,8 +96,10 @@ def stop_scheduler(runner, session: dict) -> str:
             now = "no longer runs" if started is None else "is another process's now"
             removed = runner.run_blocking(["rm", "-rf", "--", session["directory"]])
             left = "removed" if removed.ok else f"could not be removed: {removed.stderr.strip()}"
-            return (f"its detached scheduler was gone, so nothing was stopped: pid {pid} on {where} {now}; "
-                    f"the state it left in {session['directory']} {left}")
+            return (
+                f"its detached scheduler was gone, so nothing was stopped: pid {pid} on {where} {now}; "
+                f"the state it left in {session['directory']} {left}"
+            )
     stop = runner.run_blocking(["kill", str(pid)])
     if not stop.ok:
         raise RuntimeError(f"could not stop the detached scheduler (pid {pid} on {where}): {stop.stderr.strip()}")
@@ -121,12 +129,17 @@ async def keep_alive(cluster: JobQueueCluster) -> None:
     while True:
         try:
             await cluster.scheduler_comm.jqref_heartbeat(
-                jobs={job_id: job.name for job_id, job in cluster.batch.active.items()})
+                jobs={job_id: job.name for job_id, job in cluster.batch.active.items()}
+            )
         except OSError:  # the connection is down: the next heartbeat counts, unless the scheduler is gone
             if await ended(cluster.runner, session):
-                logger.error("the detached scheduler of %s on %s has ended (closed elsewhere, or after %g s "
-                             "without a client): closing the cluster", cluster.batch.record.id,
-                             cluster.runner.destination, cluster.idle_timeout)
+                logger.error(
+                    "the detached scheduler of %s on %s has ended (closed elsewhere, or after %g s "
+                    "without a client): closing the cluster",
+                    cluster.batch.record.id,
+                    cluster.runner.destination,
+                    cluster.idle_timeout,
+                )
                 await cluster.scheduler.close()  # its forwards; and the cluster does not wait for it to answer
                 cluster.shutdown_scheduler = False
                 closing = asyncio.ensure_future(cluster._close())

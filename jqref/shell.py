@@ -70,7 +70,7 @@ def path(what: str, value: object) -> str:
     text = single_line(what, str(value))
     tilde = _TILDE.match(text)
     prefix = tilde.group(0) if tilde else ""
-    return _render(prefix, _references(text[len(prefix):]))
+    return _render(prefix, _references(text[len(prefix) :]))
 
 
 def name(what: str, value: object) -> str:
@@ -92,7 +92,7 @@ def _references(text: str) -> list[Part]:
     parts: list[Part] = []
     position = 0
     for match in _REFERENCE.finditer(text):
-        parts += [text[position:match.start()], Reference(match.group(1) or match.group(2))]
+        parts += [text[position : match.start()], Reference(match.group(1) or match.group(2))]
         position = match.end()
     parts.append(text[position:])
     return [part for part in parts if part != ""]
@@ -123,7 +123,7 @@ def _split(what: str, text: str) -> list[tuple[str, list[Part]]]:
             end = text.find("'", i + 1)
             if end < 0:
                 raise ValueError(f"{what}: unbalanced single quote in {text!r}")
-            add(text[i + 1:end])
+            add(text[i + 1 : end])
             i = end + 1
         elif char == '"':
             i = _double_quoted(what, text, i + 1, add)

@@ -16,8 +16,17 @@ SLURM_MEMORY_UNITS = (("G", 2**30), ("M", 2**20), ("K", 2**10))
 
 _PENDING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING"}
 _ENDED = {
-    "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
-    "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "SPECIAL_EXIT", "TIMEOUT",
+    "BOOT_FAIL",
+    "CANCELLED",
+    "COMPLETED",
+    "DEADLINE",
+    "FAILED",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "REVOKED",
+    "SPECIAL_EXIT",
+    "TIMEOUT",
 }
 
 
@@ -46,8 +55,9 @@ class SLURMJob(Job):
         # The user's words to Slurm, passed as they are (0 too: all of a node's
         # memory); else memory as dask-jobqueue writes it.
         job_mem = self.option("job_mem")
-        self.job_mem = (memory_rounded_up(self.memory_bytes, SLURM_MEMORY_UNITS) if job_mem in (None, "")
-                        else str(job_mem))
+        self.job_mem = (
+            memory_rounded_up(self.memory_bytes, SLURM_MEMORY_UNITS) if job_mem in (None, "") else str(job_mem)
+        )
 
     def directives(self):
         # Spelled as dask-jobqueue spells them, so its users find the lines they know.

@@ -102,8 +102,12 @@ class SSHRunner:
         timeout: float = DEFAULT_TIMEOUT,
     ):
         self._description = {
-            "kind": "ssh", "destination": destination, "config_file": config_file, "known_hosts": known_hosts,
-            "identity_file": identity_file, "login_shell": login_shell,
+            "kind": "ssh",
+            "destination": destination,
+            "config_file": config_file,
+            "known_hosts": known_hosts,
+            "identity_file": identity_file,
+            "login_shell": login_shell,
         }
         config = paramiko.SSHConfig()
         if config_file and os.path.exists(os.path.expanduser(config_file)):
@@ -113,8 +117,13 @@ class SSHRunner:
         self.hops = hops_to(destination, config, extra_known)
         if identity_file:
             target = self.hops[-1]
-            self.hops[-1] = Hop(target.hostname, target.port, target.user,
-                                (os.path.expanduser(identity_file), *target.identity_files), target.known_hosts)
+            self.hops[-1] = Hop(
+                target.hostname,
+                target.port,
+                target.user,
+                (os.path.expanduser(identity_file), *target.identity_files),
+                target.known_hosts,
+            )
         self.trust_unknown_hosts = trust_unknown_hosts
         # HashKnownHosts as the destination's ssh config says, for every hop.
         hash_known_hosts = config.lookup(_split_destination(destination)[1]).get("hashknownhosts", "no")
@@ -143,8 +152,13 @@ class SSHRunner:
         """A client that loads no host keys itself: paramiko then asks the
         policy about every key, and the policy reads known_hosts as OpenSSH does."""
         client = paramiko.SSHClient()
-        policy = KnownHostsPolicy(hop.hostname, hop.port, hop.known_hosts, trust_unknown=self.trust_unknown_hosts,
-                                  hash_names=self.hash_known_hosts)
+        policy = KnownHostsPolicy(
+            hop.hostname,
+            hop.port,
+            hop.known_hosts,
+            trust_unknown=self.trust_unknown_hosts,
+            hash_names=self.hash_known_hosts,
+        )
         client.set_missing_host_key_policy(policy)
         return client, policy
 
@@ -157,9 +171,15 @@ class SSHRunner:
                 client, policy = self._client_for(hop)
                 clients.append(client)
                 client.connect(
-                    hop.hostname, hop.port, username=hop.user, key_filename=list(hop.identity_files) or None,
-                    sock=sock, timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
-                    auth_timeout=self.connect_timeout, transport_factory=policy.transport,
+                    hop.hostname,
+                    hop.port,
+                    username=hop.user,
+                    key_filename=list(hop.identity_files) or None,
+                    sock=sock,
+                    timeout=self.connect_timeout,
+                    banner_timeout=self.connect_timeout,
+                    auth_timeout=self.connect_timeout,
+                    transport_factory=policy.transport,
                 )
                 if i + 1 < len(self.hops):
                     nxt = self.hops[i + 1]
@@ -242,8 +262,10 @@ class SSHRunner:
                 if not transport.is_active():
                     self._drop()
                 if not backoff.wait():
-                    raise ConnectionLost(argv, f"the SSH channel could not be opened within {timeout:g} s, "
-                                               f"so the command was not sent: {e}") from e
+                    raise ConnectionLost(
+                        argv,
+                        f"the SSH channel could not be opened within {timeout:g} s, so the command was not sent: {e}",
+                    ) from e
 
     def _exec(self, argv: tuple[str, ...], stdin: str | None, timeout: float) -> CommandResult:
         """Run `argv` on a channel of its own. A channel that sshd closes before
@@ -260,8 +282,9 @@ class SSHRunner:
                 raise
             except _NotStarted as e:
                 if not backoff.wait():
-                    raise ConnectionLost(argv, f"sshd closed every channel for it within {timeout:g} s, "
-                                               f"so the command was not run: {e}") from None
+                    raise ConnectionLost(
+                        argv, f"sshd closed every channel for it within {timeout:g} s, so the command was not run: {e}"
+                    ) from None
 
     def _exec_once(self, argv: tuple[str, ...], stdin: str | None, deadline: float, timeout: float) -> CommandResult:
         marker = f"jqref-{uuid.uuid4().hex}"
@@ -291,8 +314,9 @@ class SSHRunner:
                         self._drop()
                     raise ConnectionLost(argv, f"the SSH channel failed: {e}", _remote_pid(out, marker)) from e
         head, found, body = out.decode(errors="replace").partition(f"{marker} ")
-        return CommandResult(argv, channel.recv_exit_status(), body.partition("\n")[2] if found else head,
-                             err.decode(errors="replace"))
+        return CommandResult(
+            argv, channel.recv_exit_status(), body.partition("\n")[2] if found else head, err.decode(errors="replace")
+        )
 
     def _end_remote_session(self, pid: int) -> None:
         """End a timed-out command on the login node, with everything it
@@ -313,8 +337,16 @@ class SSHRunner:
         self._drop()
         raise ConnectionLost(argv, "the SSH connection closed before the command finished")
 
-    def _collect(self, channel: paramiko.Channel, argv, marker: str, deadline: float, timeout: float,
-                 out: bytearray, err: bytearray) -> None:
+    def _collect(
+        self,
+        channel: paramiko.Channel,
+        argv,
+        marker: str,
+        deadline: float,
+        timeout: float,
+        out: bytearray,
+        err: bytearray,
+    ) -> None:
         """Read stdout and stderr together into `out` and `err` until the command
         exits, or give up at the deadline: waiting for an exit status alone can
         hang for ever."""

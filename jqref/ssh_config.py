@@ -54,8 +54,9 @@ def _split_destination(destination: str, what: str = "ssh", where: str = "") -> 
     return check(what, destination, SSHDestination(), where)
 
 
-def resolve(destination: str, config: paramiko.SSHConfig, known_hosts: tuple[str, ...] = (),
-            what: str = "ssh", where: str = "") -> Hop:
+def resolve(
+    destination: str, config: paramiko.SSHConfig, known_hosts: tuple[str, ...] = (), what: str = "ssh", where: str = ""
+) -> Hop:
     """What `ssh destination` would connect to, from the ssh config; `what`
     and `where` name the destination in errors (``ssh``, or a ProxyJump)."""
     user, alias, port = _split_destination(destination, what, where)
@@ -72,14 +73,21 @@ def resolve(destination: str, config: paramiko.SSHConfig, known_hosts: tuple[str
     )
 
 
-def hops_to(destination: str, config: paramiko.SSHConfig, known_hosts: tuple[str, ...] = (), depth: int = 0,
-            what: str = "ssh", where: str = "") -> list[Hop]:
+def hops_to(
+    destination: str,
+    config: paramiko.SSHConfig,
+    known_hosts: tuple[str, ...] = (),
+    depth: int = 0,
+    what: str = "ssh",
+    where: str = "",
+) -> list[Hop]:
     """Every server on the way to `destination`, jump hosts first."""
     if depth > 8:
         raise ValueError(f"ProxyJump chain to {destination!r} is too long (a loop?)")
     target = resolve(destination, config, known_hosts, what, where)
     hops: list[Hop] = []
     for jump in target.jumps:
-        hops += hops_to(jump, config, known_hosts, depth + 1, "ProxyJump",
-                        f" (ssh config, on the way to {destination})")
+        hops += hops_to(
+            jump, config, known_hosts, depth + 1, "ProxyJump", f" (ssh config, on the way to {destination})"
+        )
     return [*hops, target]

@@ -52,8 +52,9 @@ class RemoteProcess:
                         self._lines.put(line)
                     started = started or line.startswith(f"{marker} ")  # "<marker> <pid>"
                 got_data = True
-            if not got_data and (self.channel.closed or self.channel.exit_status_ready()
-                                 or not self.channel.get_transport().is_active()):
+            if not got_data and (
+                self.channel.closed or self.channel.exit_status_ready() or not self.channel.get_transport().is_active()
+            ):
                 break
         self._lines.put(None)
 

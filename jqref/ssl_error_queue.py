@@ -100,12 +100,12 @@ def find_err_clear_error():
         if len(loaded) == 1:
             function = _symbol(ctypes.CDLL(loaded[0]), "ERR_clear_error")
     if function is None:
-        logger.debug("no ERR_clear_error reachable from %s (OpenSSL linked statically?)",
-                     module_file or "the interpreter")
+        logger.debug(
+            "no ERR_clear_error reachable from %s (OpenSSL linked statically?)", module_file or "the interpreter"
+        )
         return None
     function.argtypes, function.restype = (), None
-    logger.debug("ERR_clear_error from %s",
-                 file_containing(ctypes.cast(function, ctypes.c_void_p).value) or "?")
+    logger.debug("ERR_clear_error from %s", file_containing(ctypes.cast(function, ctypes.c_void_p).value) or "?")
     return function
 
 
@@ -120,8 +120,7 @@ def _clearing(method, clear):
 
 
 def is_applied() -> bool:
-    return all(getattr(getattr(cls, name), _MARK, False)
-               for cls, names in WRAPPED_METHODS.items() for name in names)
+    return all(getattr(getattr(cls, name), _MARK, False) for cls, names in WRAPPED_METHODS.items() for name in names)
 
 
 def apply() -> bool:

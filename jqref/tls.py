@@ -38,9 +38,12 @@ def cluster_security(security: Security | bool | None) -> Security | None:
     owner, and its port is open to every user of the machine it runs on.
     Declining it with `security=False` is warned about."""
     if security is False:
-        warnings.warn("security=False: the Dask scheduler runs without TLS, so anyone who can reach its port (every "
-                      "user of the machine it runs on, at least) can run code as you through it",
-                      InsecureSchedulerWarning, stacklevel=3)
+        warnings.warn(
+            "security=False: the Dask scheduler runs without TLS, so anyone who can reach its port (every "
+            "user of the machine it runs on, at least) can run code as you through it",
+            InsecureSchedulerWarning,
+            stacklevel=3,
+        )
         return None
     if security is None or security is True:
         return cluster_credentials()
@@ -74,20 +77,32 @@ def role_options(security: Security, role: str) -> dict:
 def security_contents(security: Security) -> dict:
     """Keyword arguments for `Security` that make the same one in another process: all its material as PEM contents."""
     roles = ("client", "scheduler", "worker")
-    return {"require_encryption": security.require_encryption, "tls_ca_file": _pem(security.tls_ca_file),
-            **{f"tls_{role}_{part}": _pem(getattr(security, f"tls_{role}_{part}"))
-               for role in roles for part in ("cert", "key")}}
+    return {
+        "require_encryption": security.require_encryption,
+        "tls_ca_file": _pem(security.tls_ca_file),
+        **{
+            f"tls_{role}_{part}": _pem(getattr(security, f"tls_{role}_{part}"))
+            for role in roles
+            for part in ("cert", "key")
+        },
+    }
 
 
 def worker_environment(security: Security) -> dict[str, str]:
     """Environment that makes a worker started by the `dask worker` command
     use TLS: dask config passed the way dask passes it to subprocesses."""
     worker = role_options(security, "worker")
-    config = {"distributed": {"comm": {
-        "require-encryption": worker["require_encryption"],
-        "tls": {"ca-file": worker["tls_ca_file"],
-                "worker": {"cert": worker["tls_worker_cert"], "key": worker["tls_worker_key"]}},
-    }}}
+    config = {
+        "distributed": {
+            "comm": {
+                "require-encryption": worker["require_encryption"],
+                "tls": {
+                    "ca-file": worker["tls_ca_file"],
+                    "worker": {"cert": worker["tls_worker_cert"], "key": worker["tls_worker_key"]},
+                },
+            }
+        }
+    }
     return {"DASK_INTERNAL_INHERIT_CONFIG": dask.config.serialize(config)}
 
 
@@ -113,9 +128,14 @@ def worker_credential_files(security: Security) -> dict[str, tuple[str, str]]:
     """The workers' material given as contents, to go in files: for each
     `Security` field, a file name of its own (dask-jobqueue's, made unique)
     and the text."""
-    return {field: (f".dask-jobqueue.worker.{field.removeprefix('tls_').removeprefix('worker_')}."
-                     f"{secrets.token_hex(6)}", value)
-            for field in WORKER_TLS_OPTIONS if (value := getattr(security, field)) is not None and "\n" in value}
+    return {
+        field: (
+            f".dask-jobqueue.worker.{field.removeprefix('tls_').removeprefix('worker_')}.{secrets.token_hex(6)}",
+            value,
+        )
+        for field in WORKER_TLS_OPTIONS
+        if (value := getattr(security, field)) is not None and "\n" in value
+    }
 
 
 def with_paths(security: Security, paths: dict[str, str]) -> Security:

@@ -60,28 +60,50 @@ UNRESTRICTED = frozenset({ROLE_NAMES["client"], ROLE_NAMES["scheduler"]})
 # What a worker and a nanny send the scheduler, in distributed 2026.8.0 (read
 # from its source; tests/unit/test_tls_roles.py checks each is still a handler):
 #: Requests, each on a connection of its own (``Server.handlers``).
-WORKER_OPS = frozenset({
-    # worker.py: Worker._register_with_scheduler, heartbeat, the who_has of
-    # gather_dep, close_gracefully, set_resources
-    "register-worker", "heartbeat_worker", "who_has", "retire_workers", "set_resources",
-    # nanny.py: Nanny.start_unsafe, close, _log_event
-    "register_nanny", "unregister", "log_event",
-    # shuffle/_worker_plugin.py and shuffle/_core.py: P2P shuffles
-    "shuffle_get", "shuffle_get_or_create", "shuffle_barrier", "shuffle_restrict_task",
-})
+WORKER_OPS = frozenset(
+    {
+        # worker.py: Worker._register_with_scheduler, heartbeat, the who_has of
+        # gather_dep, close_gracefully, set_resources
+        "register-worker",
+        "heartbeat_worker",
+        "who_has",
+        "retire_workers",
+        "set_resources",
+        # nanny.py: Nanny.start_unsafe, close, _log_event
+        "register_nanny",
+        "unregister",
+        "log_event",
+        # shuffle/_worker_plugin.py and shuffle/_core.py: P2P shuffles
+        "shuffle_get",
+        "shuffle_get_or_create",
+        "shuffle_barrier",
+        "shuffle_restrict_task",
+    }
+)
 #: Messages on the stream a worker opens with "register-worker"
 #: (``Server.stream_handlers``): worker.py's batched_send calls and the
 #: ``SendMessageToScheduler`` instructions of worker_state_machine.py.
-WORKER_STREAM_OPS = frozenset({
-    "keep-alive", "log-event", "worker-status-change",
-    "task-finished", "task-erred", "release-worker-data", "reschedule", "long-running", "add-keys",
-    "request-refresh-who-has", "steal-response",
-})
+WORKER_STREAM_OPS = frozenset(
+    {
+        "keep-alive",
+        "log-event",
+        "worker-status-change",
+        "task-finished",
+        "task-erred",
+        "release-worker-data",
+        "reschedule",
+        "long-running",
+        "add-keys",
+        "request-refresh-who-has",
+        "steal-response",
+    }
+)
 _ALLOWED_OPS = {ROLE_NAMES["worker"]: WORKER_OPS}
 _ALLOWED_STREAM_OPS = {ROLE_NAMES["worker"]: WORKER_STREAM_OPS}
 
 
 # ---- the certificates (where the cluster object runs) -----------------------
+
 
 def cluster_credentials(**kwargs) -> Security:
     """A `Security` with a certificate per role, signed by a CA made for this
@@ -100,37 +122,63 @@ def cluster_credentials(**kwargs) -> Security:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
     def key_usage(**usages):
-        names = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-                 "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
+        names = (
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
+        )
         return x509.KeyUsage(**{usage: usages.get(usage, False) for usage in names})
 
     def certificate(subject, key, *extensions):
         # Key identifiers: what OpenSSL's strict verification (Python's default, which distributed turns
         # off) asks of a certificate, so that any TLS client can verify these. (noqa F821: ca_key is bound
         # below before any call, and deleted after the last one so that the key is not kept.)
-        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(not_before).not_valid_after(not_after)
-                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),  # noqa: F821
-                                  critical=False))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),  # noqa: F821
+                critical=False,
+            )
+        )
         for extension, critical in extensions:
             builder = builder.add_extension(extension, critical=critical)
         return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()  # noqa: F821
 
     ca_key, ca_name = ec.generate_private_key(ec.SECP256R1()), name("jqref cluster CA")
-    ca = certificate(ca_name, ca_key, (x509.BasicConstraints(ca=True, path_length=0), True),
-                     (key_usage(key_cert_sign=True, crl_sign=True), True))
+    ca = certificate(
+        ca_name,
+        ca_key,
+        (x509.BasicConstraints(ca=True, path_length=0), True),
+        (key_usage(key_cert_sign=True, crl_sign=True), True),
+    )
     material = {}
     for role, common_name in ROLE_NAMES.items():
         key = ec.generate_private_key(ec.SECP256R1())
         # A client only connects; schedulers and workers also listen.
         purposes = [ExtendedKeyUsageOID.CLIENT_AUTH] + ([] if role == "client" else [ExtendedKeyUsageOID.SERVER_AUTH])
         material[f"tls_{role}_cert"] = certificate(
-            name(common_name), key, (x509.BasicConstraints(ca=False, path_length=None), True),
-            (key_usage(digital_signature=True), True), (x509.ExtendedKeyUsage(purposes), False))
+            name(common_name),
+            key,
+            (x509.BasicConstraints(ca=False, path_length=None), True),
+            (key_usage(digital_signature=True), True),
+            (x509.ExtendedKeyUsage(purposes), False),
+        )
         material[f"tls_{role}_key"] = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
     del ca_key
     return Security(require_encryption=True, tls_ca_file=ca, **material, **kwargs)
 
@@ -161,6 +209,7 @@ def has_roles(security: Security | None) -> bool:
 
 
 # ---- the peer's role (where the scheduler runs) -----------------------------
+
 
 def certificate_role(peercert: dict | None) -> str | None:
     """The role a certificate names (as ``SSLSocket.getpeercert()`` gives it), if any."""
@@ -220,8 +269,10 @@ class _ProcessHooks:
                 return await read(self, *args, **kwargs)
             if not hooks.refuses_pickles:
                 self.abort()
-                raise CommClosedError(f"the scheduler cannot check what {peer} sends (see the error logged "
-                                      "when it started) and refuses it")
+                raise CommClosedError(
+                    f"the scheduler cannot check what {peer} sends (see the error logged "
+                    "when it started) and refuses it"
+                )
             token = hooks.reading.set(peer)
             try:
                 return await read(self, *args, **kwargs)
@@ -248,8 +299,10 @@ class _PickleGate:
     def loads(self, *args, **kwargs):
         peer = self._hooks.reading.get()
         if peer is not None:
-            raise PickleRefused(f"the scheduler refuses a pickled object from {peer}: workers send none, and "
-                                "the scheduler would run the code it names")
+            raise PickleRefused(
+                f"the scheduler refuses a pickled object from {peer}: workers send none, and "
+                "the scheduler would run the code it names"
+            )
         return self._module.loads(*args, **kwargs)
 
 
@@ -285,13 +338,17 @@ def _process_hooks() -> _ProcessHooks:
     setattr(TLS, _HOOKS, hooks)
     hooks.refuses_pickles = _refuses_pickles(hooks)
     if not hooks.refuses_pickles:
-        logger.error("jqref.tls_roles: this distributed (%s) unpickles a message other than through "
-                     "distributed.protocol.core.pickle, so a scheduler cannot refuse pickles from workers: "
-                     "every connection from a worker-certified peer is refused", distributed.__version__)
+        logger.error(
+            "jqref.tls_roles: this distributed (%s) unpickles a message other than through "
+            "distributed.protocol.core.pickle, so a scheduler cannot refuse pickles from workers: "
+            "every connection from a worker-certified peer is refused",
+            distributed.__version__,
+        )
     return hooks
 
 
 # ---- one scheduler's handlers ------------------------------------------------
+
 
 def _takes_comm(handler) -> bool:
     """As distributed's ``_expects_comm``: a first parameter named ``comm``."""
@@ -316,9 +373,11 @@ def _signature_with_comm(handler) -> inspect.Signature:
 
 def _refuse(comm, op: str, role: str | None):
     """Tell the peer why, then drop its connection."""
-    why = (f"the scheduler refuses {op!r} from {comm.peer_address}: it presented {_describe(role)}, "
-           "which may send only what workers and nannies send. A client needs the cluster's client "
-           "certificate (the cluster object's security)")
+    why = (
+        f"the scheduler refuses {op!r} from {comm.peer_address}: it presented {_describe(role)}, "
+        "which may send only what workers and nannies send. A client needs the cluster's client "
+        "certificate (the cluster object's security)"
+    )
     if op == "register-client":
         # What a task calling get_client() or worker_client() meets: its worker holds the workers' certificate.
         why += "; a task cannot start a client (get_client, worker_client), its worker has only the workers' one"
@@ -400,8 +459,10 @@ class _RoleStreamHandlers(dict):
     def __getitem__(self, op):
         role = self._hooks.stream_role.get()
         if role is not None and op not in _ALLOWED_STREAM_OPS.get(role, ()):
-            why = (f"the scheduler refuses stream message {op!r} from a peer with {_describe(role)}, "
-                   "which may send only what workers send")
+            why = (
+                f"the scheduler refuses stream message {op!r} from a peer with {_describe(role)}, "
+                "which may send only what workers send"
+            )
             logger.warning("%s; stream closed", why)
             raise CommClosedError(why)
         return super().__getitem__(op)
@@ -410,16 +471,19 @@ class _RoleStreamHandlers(dict):
 def guard_scheduler(scheduler) -> None:
     """Serve `scheduler`'s peers according to their certificates' roles."""
     hooks = _process_hooks()
-    contexts = [listener.server_args.get("ssl_options") for listener in scheduler.listeners
-                if hasattr(listener, "server_args")]
+    contexts = [
+        listener.server_args.get("ssl_options") for listener in scheduler.listeners if hasattr(listener, "server_args")
+    ]
     contexts.append(scheduler.connection_args.get("ssl_context"))
     for context in contexts:
         if context is not None:
             hooks.contexts.add(context)
     for listener in scheduler.listeners:
         if not listener.contact_address.startswith("tls://"):
-            logger.warning("jqref.tls_roles: the scheduler listens at %s, not tls://: every request there is "
-                           "refused", listener.contact_address)
+            logger.warning(
+                "jqref.tls_roles: the scheduler listens at %s, not tls://: every request there is refused",
+                listener.contact_address,
+            )
     scheduler.handlers = _RoleHandlers(scheduler.handlers, hooks)
     scheduler.stream_handlers = _RoleStreamHandlers(scheduler.stream_handlers, hooks)
 
@@ -435,15 +499,16 @@ def dask_setup(server) -> None:
         logger.warning("jqref.tls_roles guards a scheduler, not a %s: nothing done", type(server).__name__)
         return
     setups = [getattr(preload.module, "dask_setup", None) for preload in server.preloads]
-    if dask_setup in setups and any(setups[:setups.index(dask_setup)]):
-        logger.warning("jqref.tls_roles runs after another preload's dask_setup, during which the scheduler may "
-                       "have read connections unchecked: make jqref.tls_roles the first preload")
+    if dask_setup in setups and any(setups[: setups.index(dask_setup)]):
+        logger.warning(
+            "jqref.tls_roles runs after another preload's dask_setup, during which the scheduler may "
+            "have read connections unchecked: make jqref.tls_roles the first preload"
+        )
     try:
         guard_scheduler(server)
     except Exception:
         # distributed would log this and run on, unguarded: serve nobody instead.
-        logger.critical("jqref.tls_roles could not guard the scheduler, which now refuses every request",
-                        exc_info=True)
+        logger.critical("jqref.tls_roles could not guard the scheduler, which now refuses every request", exc_info=True)
         server.handlers.clear()
         server.stream_handlers.clear()
         raise

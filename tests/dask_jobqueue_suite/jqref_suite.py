@@ -69,8 +69,13 @@ def load_differences(path: pathlib.Path = DIFFERENCES_FILE) -> dict[str, dict]:
 
 
 def pytest_addoption(parser):
-    parser.addoption("-E", action="store", metavar="NAME", default=None,
-                     help="run the tests of the live environment NAME (slurm, sge, pbs, htcondor)")
+    parser.addoption(
+        "-E",
+        action="store",
+        metavar="NAME",
+        default=None,
+        help="run the tests of the live environment NAME (slurm, sge, pbs, htcondor)",
+    )
 
 
 def pytest_configure(config):
@@ -115,8 +120,10 @@ def pytest_runtest_setup(item):
     env = item.config.getoption("-E")
     wanted = _environments(item)
     if wanted and env not in wanted:
-        pytest.skip(f"needs a live batch system, one of {wanted!r}: run with -E <name> in its testbed "
-                    "(see the README, dask-jobqueue's own tests)")
+        pytest.skip(
+            f"needs a live batch system, one of {wanted!r}: run with -E <name> in its testbed "
+            "(see the README, dask-jobqueue's own tests)"
+        )
     for mark in item.iter_markers(name="xfail_env"):
         if env in mark.args[0]:
             item.add_marker(pytest.mark.xfail(reason=mark.args[0][env]))
@@ -131,9 +138,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         (dropped if any(name in item.nodeid for name in UNSUPPORTED) else keep).append(item)
         if item.name.startswith("test_security[") and not config.stash[_certificate_key]:
-            item.add_marker(pytest.mark.skip(reason="test_security reads key.pem and ca.pem beside the tests, which "
-                                             "dask-jobqueue's wheel does not ship, and its installed tests folder "
-                                             "cannot be written to here to put a pair there"))
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="test_security reads key.pem and ca.pem beside the tests, which "
+                    "dask-jobqueue's wheel does not ship, and its installed tests folder "
+                    "cannot be written to here to put a pair there"
+                )
+            )
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
@@ -152,8 +163,9 @@ def pytest_runtest_makereport(item, call):
         return report
     if report.passed:
         report.outcome = "failed"
-        report.longrepr = (f"{_suite_id(item)} passes, but {DIFFERENCES_FILE.name} lists it as a difference: "
-                           "remove its entry")
+        report.longrepr = (
+            f"{_suite_id(item)} passes, but {DIFFERENCES_FILE.name} lists it as a difference: remove its entry"
+        )
     elif call.excinfo is not None and re.search(entry["fails_at"], str(call.excinfo.value)):
         report.outcome = "skipped"
         report.wasxfail = f"{entry['kind']}: {entry['reason']}"

@@ -49,13 +49,24 @@ LOGS = "/home/dask/jqref-logs"
 
 
 def pytest_addoption(parser):
-    parser.addoption("--scheduler", default=os.environ.get("JQREF_SCHEDULER"), choices=sorted(TESTBEDS),
-                     help="batch system of the testbed this suite runs against")
-    parser.addoption("--mode", default=None, choices=["local", "ssh", "both"],
-                     help="local: the client on the login node; ssh: here, submitting over SSH; "
-                          "both (the default here; on the login node only local exists)")
-    parser.addoption("--isolated", action="store_true",
-                     help="the testbed whose compute nodes cannot reach this machine; SSH mode, scheduler on login")
+    parser.addoption(
+        "--scheduler",
+        default=os.environ.get("JQREF_SCHEDULER"),
+        choices=sorted(TESTBEDS),
+        help="batch system of the testbed this suite runs against",
+    )
+    parser.addoption(
+        "--mode",
+        default=None,
+        choices=["local", "ssh", "both"],
+        help="local: the client on the login node; ssh: here, submitting over SSH; "
+        "both (the default here; on the login node only local exists)",
+    )
+    parser.addoption(
+        "--isolated",
+        action="store_true",
+        help="the testbed whose compute nodes cannot reach this machine; SSH mode, scheduler on login",
+    )
     parser.addoption("--keep-testbed", action="store_true", help="leave up a testbed this run brought up")
 
 
@@ -95,8 +106,10 @@ def mode_options(mode: str) -> dict:
 def pytest_collection_modifyitems(config, items):
     scheduler, mode = config.getoption("--scheduler"), config.option.mode
     if scheduler is None:
-        skip = pytest.mark.skip(reason="needs a testbed: pass --scheduler (e.g. pytest tests/integration "
-                                       "--scheduler slurm), or run make test-<scheduler>")
+        skip = pytest.mark.skip(
+            reason="needs a testbed: pass --scheduler (e.g. pytest tests/integration "
+            "--scheduler slurm), or run make test-<scheduler>"
+        )
         for item in items:
             item.add_marker(skip)
         return
@@ -154,8 +167,13 @@ def docker_compose_file(scheduler_name, isolated):
 def testbed_script(action: str, scheduler: str, isolated: bool, project: str | None = None) -> str:
     """`scripts/testbed.sh action scheduler` for this testbed; its output."""
     env = {**os.environ, "ISOLATED": "1" if isolated else "0", **({"TESTBED_PROJECT": project} if project else {})}
-    return subprocess.run([str(ROOT / "scripts" / "testbed.sh"), action, scheduler], env=env, check=True,
-                          stdout=subprocess.PIPE, text=True).stdout
+    return subprocess.run(
+        [str(ROOT / "scripts" / "testbed.sh"), action, scheduler],
+        env=env,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    ).stdout
 
 
 @pytest.fixture(scope="session")
@@ -197,6 +215,7 @@ def docker_cleanup(reused, request):
 def testbed_up(scheduler_name, docker_compose_project_name, isolated, containers, docker_services, docker_cleanup):
     """The testbed running jobs and reachable over SSH; its addresses in the
     environment, where the suite and the clients it starts in other processes read them."""
+
     def ready() -> tuple[int, str, str]:
         return containers.exec("login", "bash", f"/src/docker/{scheduler_name}/ready.sh", check=False)
 
@@ -204,8 +223,10 @@ def testbed_up(scheduler_name, docker_compose_project_name, isolated, containers
         docker_services.wait_until_responsive(check=lambda: ready()[0] == 0, timeout=READY_TIMEOUT, pause=2)
     except Exception:
         _, out, err = ready()
-        raise RuntimeError(f"the {scheduler_name} testbed was not ready after {READY_TIMEOUT:g} s; ready.sh says: "
-                           f"{(out + err).strip()[-2000:]} (daemon logs: make logs-{scheduler_name})") from None
+        raise RuntimeError(
+            f"the {scheduler_name} testbed was not ready after {READY_TIMEOUT:g} s; ready.sh says: "
+            f"{(out + err).strip()[-2000:]} (daemon logs: make logs-{scheduler_name})"
+        ) from None
     testbed_script("access", scheduler_name, isolated, docker_compose_project_name)
     config = ROOT / "build" / "ssh" / f"{docker_compose_project_name}.config"
     bastion = f"Host {docker_compose_project_name}-via-bastion" in config.read_text()
@@ -265,8 +286,17 @@ def cluster_options(testbed, job_name, mode):
     """The suite's defaults for clusters."""
     options = mode_options(mode)
     options["scheduler_options"] = {"dashboard_address": ":0", **options.get("scheduler_options", {})}
-    return dict(cores=1, memory="512MiB", queue=testbed.queue, job_name=job_name, death_timeout=30,
-                poll_interval="1s", log_directory=LOGS, **testbed.cluster_defaults, **options)
+    return dict(
+        cores=1,
+        memory="512MiB",
+        queue=testbed.queue,
+        job_name=job_name,
+        death_timeout=30,
+        poll_interval="1s",
+        log_directory=LOGS,
+        **testbed.cluster_defaults,
+        **options,
+    )
 
 
 @pytest.fixture
@@ -314,9 +344,20 @@ def client_process(scheduler: str, mode: str, options: dict, jobs: int, workers:
     record's id, and SIGKILLs it at the end (nothing gets to cancel anything)."""
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.client_to_kill", scheduler, mode, json.dumps(options),
-         str(jobs), str(workers), *(["publish"] if publish else [])],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": repo},
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.client_to_kill",
+            scheduler,
+            mode,
+            json.dumps(options),
+            str(jobs),
+            str(workers),
+            *(["publish"] if publish else []),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": repo},
     )
     try:
         started = json.loads(proc.stdout.readline())
@@ -326,8 +367,9 @@ def client_process(scheduler: str, mode: str, options: dict, jobs: int, workers:
         proc.wait()
 
 
-def start_and_kill_client(scheduler: str, mode: str, options: dict, jobs: int, workers: int,
-                          publish: bool = False) -> tuple[set[str], str]:
+def start_and_kill_client(
+    scheduler: str, mode: str, options: dict, jobs: int, workers: int, publish: bool = False
+) -> tuple[set[str], str]:
     """`client_process`, killed at once: its job ids and its record's id."""
     with client_process(scheduler, mode, options, jobs, workers, publish) as (_, job_ids, record):
         return job_ids, record
@@ -345,5 +387,7 @@ def needs_docker(mode: str, fault: str) -> None:
     """Skip in local mode: the suite runs as an unprivileged user inside the
     login container there, with no docker and no root (no sudo) to cause `fault`."""
     if mode != "ssh":
-        pytest.skip(f"{fault} needs docker on the host (root on the nodes): SSH mode only; "
-                    "local mode runs as the unprivileged user dask in the login container")
+        pytest.skip(
+            f"{fault} needs docker on the host (root on the nodes): SSH mode only; "
+            "local mode runs as the unprivileged user dask in the login container"
+        )

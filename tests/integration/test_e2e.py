@@ -71,6 +71,7 @@ def test_adapt_follows_the_load_without_oscillating(make_cluster, client_for, te
 
     def slow_square(x):
         import time
+
         time.sleep(0.5)
         return x * x
 
@@ -78,8 +79,10 @@ def test_adapt_follows_the_load_without_oscillating(make_cluster, client_for, te
     wait_for(lambda: worker_count(client) >= 1, "adapt to start workers for pending work")
     assert sum(client.gather(futures)) == sum(x * x for x in range(40))
     del futures  # results held in worker memory would keep the workers alive
-    wait_for(lambda: not testbed.active_jobs(job_name) and worker_count(client) == 0,
-             "adapt to retire idle jobs down to the minimum")
+    wait_for(
+        lambda: not testbed.active_jobs(job_name) and worker_count(client) == 0,
+        "adapt to retire idle jobs down to the minimum",
+    )
     submitted = cluster.batch.submitted
     assert 1 <= submitted <= 3, f"adapt submitted {submitted} jobs for a maximum of 2: it oscillates"
 
@@ -100,13 +103,15 @@ def commands_run(cluster) -> list[list[str]]:
     async def recording(argv, **kwargs):
         seen.append(list(argv))
         return await run(argv, **kwargs)
+
     cluster.batch.runner.run = recording
     return seen
 
 
 @pytest.mark.placement_independent
 def test_jobs_started_together_are_one_array_whose_elements_live_and_leave_on_their_own(
-        make_cluster, client_for, testbed, job_name):
+    make_cluster, client_for, testbed, job_name
+):
     cluster = make_cluster()
     client = client_for(cluster)
     job_cls = cluster.job_cls
@@ -127,21 +132,28 @@ def test_jobs_started_together_are_one_array_whose_elements_live_and_leave_on_th
         reported = client.run(lambda: __import__("os").environ[variable])
         names = client.scheduler_info(n_workers=-1)["workers"]
         assert {names[a]["name"]: int(index) for a, index in reported.items()} == {
-            names[a]["name"]: index_of[names[a]["name"]] for a in reported}
+            names[a]["name"]: index_of[names[a]["name"]] for a in reported
+        }
 
     # One element cancelled from outside is replaced by exactly one job.
     running = next(job for job in jobs if job.state is JobState.RUNNING)
     testbed.cancel(running.job_id)
-    wait_for(lambda: len(ids := testbed.active_jobs(job_name)) == 12 and running.job_id not in ids,
-             "one replacement for the cancelled element")
+    wait_for(
+        lambda: len(ids := testbed.active_jobs(job_name)) == 12 and running.job_id not in ids,
+        "one replacement for the cancelled element",
+    )
     assert len(cluster.worker_spec) == 12 and len(cluster.batch.active) == 12
 
     del commands[:]
     cluster.close()
     assert testbed.active_jobs(job_name) == set()
     signal = list(job_cls.signal_command or ())
-    cancels = [c for c in commands if c[:len(job_cls.cancel_command)] == list(job_cls.cancel_command)
-               and not (signal and c[:len(signal)] == signal)]
+    cancels = [
+        c
+        for c in commands
+        if c[: len(job_cls.cancel_command)] == list(job_cls.cancel_command)
+        and not (signal and c[: len(signal)] == signal)
+    ]
     assert len(cancels) == 1, cancels  # one command for all 12 ids, which fit one
 
 
@@ -171,6 +183,7 @@ def test_dask_jobqueue_style_values_expand_in_the_job(make_cluster, client_for, 
 
     def directory_and_variable(dask_worker, name=variable):
         import os
+
         return dask_worker.local_directory, os.environ.get(name, "")
 
     ((directory, value),) = client.run(directory_and_variable).values()
@@ -199,17 +212,26 @@ def test_another_user_gets_nothing_and_the_workers_key_cannot_act_as_a_client(
     needs_docker(mode, "acting as another user of the login node")
     cluster = make_cluster()
     script = cluster.job_script()
-    ca, cert, key = (re.search(rf"{flag}\s+'*([^\s';\"]+)", script)[1]
-                     for flag in ("--tls-ca-file", "--tls-cert", "--tls-key"))
+    ca, cert, key = (
+        re.search(rf"{flag}\s+'*([^\s';\"]+)", script)[1] for flag in ("--tls-ca-file", "--tls-cert", "--tls-key")
+    )
     assert runner.run_blocking(["test", "-r", key]).ok, "the workers' key is not where the job script says"
-    as_a_worker = runner.run_blocking([cluster_options["python"], "-c", CONNECT_AS_A_WORKER, cluster.scheduler.address,
-                                       ca, cert, key], timeout=120)
+    as_a_worker = runner.run_blocking(
+        [cluster_options["python"], "-c", CONNECT_AS_A_WORKER, cluster.scheduler.address, ca, cert, key], timeout=120
+    )
     assert as_a_worker.stdout.strip() == "client with a worker's credentials refused", as_a_worker
     nodes = node_containers()
     status, out, _ = nodes.exec("login", "cat", key, user="nobody", check=False)
     assert status != 0 and "PRIVATE KEY" not in out, "another user read the workers' key"
-    _, out, err = nodes.exec("login", cluster_options["python"], "-c", CONNECT_WITHOUT_THE_CERTIFICATE,
-                             cluster.scheduler.address, user="nobody", check=False)
+    _, out, err = nodes.exec(
+        "login",
+        cluster_options["python"],
+        "-c",
+        CONNECT_WITHOUT_THE_CERTIFICATE,
+        cluster.scheduler.address,
+        user="nobody",
+        check=False,
+    )
     assert out.splitlines() == REFUSED, out + err
     cluster.close()
     assert not runner.run_blocking(["test", "-e", key]).ok, "close() left the workers' key behind"

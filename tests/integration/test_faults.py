@@ -62,15 +62,19 @@ def test_walltime_with_worker_lifetime_retires_and_replaces_without_losing_work(
     # against their tasks as a death: more than its default of 3 must not
     # fail the computation.
     scheduler_options = {**cluster_options.get("scheduler_options", {}), "allowed_failures": 20}
-    cluster = make_cluster(walltime="00:02:00", worker_extra_args=["--lifetime", "20s", "--lifetime-stagger", "4s"],
-                           scheduler_options=scheduler_options)
+    cluster = make_cluster(
+        walltime="00:02:00",
+        worker_extra_args=["--lifetime", "20s", "--lifetime-stagger", "4s"],
+        scheduler_options=scheduler_options,
+    )
     client = client_for(cluster)
     cluster.scale(jobs=2)
     futures = client.map(slow_square_fn(), range(120), pure=False)
     assert sum(client.gather(futures)) == sum(x * x for x in range(120))
     wait_for(lambda: cluster.batch.submitted > 2, "a retired job to be replaced")
-    wait_for(lambda: len(testbed.active_jobs(job_name)) == 2 and worker_count(client) == 2,
-             "the cluster back at 2 jobs")
+    wait_for(
+        lambda: len(testbed.active_jobs(job_name)) == 2 and worker_count(client) == 2, "the cluster back at 2 jobs"
+    )
 
 
 @pytest.mark.placement_independent
@@ -156,8 +160,9 @@ def test_cancel_lets_the_worker_close_and_its_tasks_go_to_the_others(make_cluste
     (address,) = [a for a, w in client.scheduler_info(n_workers=-1)["workers"].items() if w["name"] == job.name]
     cluster.sync(cluster.batch.cancel, job)
     assert sum(client.gather(futures)) == sum(x * x for x in range(40))
-    wait_for(lambda: job.job_id not in testbed.active_jobs(job_name), "the cancelled job to leave the queue",
-             timeout=120)
+    wait_for(
+        lambda: job.job_id not in testbed.active_jobs(job_name), "the cancelled job to leave the queue", timeout=120
+    )
     closing = [event for _, event in client.get_events(address) if event.get("action") == "closing-worker"]
     assert [event["reason"] for event in closing] == ["signal-15"], client.get_events(address)
     log = testbed.job_log(LOGS, job_name, job.job_id)
@@ -202,8 +207,9 @@ def test_cancel_ends_the_processes_the_job_script_started(testbed, job_name):
         first = wait_for(read, f"job {job_id}'s child to beat")
         wait_for(lambda: read() not in ("", first), f"job {job_id}'s child to beat again", timeout=60)
         testbed.cancel(job_id)
-        wait_for(lambda: not testbed.active_jobs(job_name), f"the cancelled job {job_id} to leave the queue",
-                 timeout=120)
+        wait_for(
+            lambda: not testbed.active_jobs(job_name), f"the cancelled job {job_id} to leave the queue", timeout=120
+        )
         last = {"beat": read(), "since": time.monotonic()}
 
         def quiet() -> bool:
@@ -215,8 +221,10 @@ def test_cancel_ends_the_processes_the_job_script_started(testbed, job_name):
         deadline = time.monotonic() + 120
         while not quiet():
             if time.monotonic() > deadline:
-                pytest.fail(f"job {job_id} was cancelled and left the queue, but the child its script started "
-                            f"still runs: its beat (host, pid, time) still advances after 120 s: {last['beat']}")
+                pytest.fail(
+                    f"job {job_id} was cancelled and left the queue, but the child its script started "
+                    f"still runs: its beat (host, pid, time) still advances after 120 s: {last['beat']}"
+                )
             time.sleep(0.5)
     finally:
         testbed.run("touch", f"{beat}.stop")  # a child that outlived its job stops now

@@ -26,12 +26,25 @@ def inner_arguments(config) -> list[str]:
 
 @pytest.mark.timeout(3600)  # the whole local suite; each of its tests has its own timeout there
 def test_the_suite_in_local_mode_on_the_login_node(request, testbed_up, scheduler_name, capsys):
-    command = ["python", "-m", "pytest", "/src/tests/integration", "--scheduler", scheduler_name, "--mode", "local",
-               *inner_arguments(request.config)]
+    command = [
+        "python",
+        "-m",
+        "pytest",
+        "/src/tests/integration",
+        "--scheduler",
+        scheduler_name,
+        "--mode",
+        "local",
+        *inner_arguments(request.config),
+    ]
     login = testbed_up.get("login")
     exec_id = login.client.api.exec_create(
-        login.id, command, user="dask", workdir="/home/dask",  # jobs start in the submit directory, as users' do
-        environment={"PYTHONPATH": "/src", "JQREF_ON_LOGIN_NODE": "1"})["Id"]
+        login.id,
+        command,
+        user="dask",
+        workdir="/home/dask",  # jobs start in the submit directory, as users' do
+        environment={"PYTHONPATH": "/src", "JQREF_ON_LOGIN_NODE": "1"},
+    )["Id"]
     with capsys.disabled():
         print(f"\n---- {' '.join(command)} (on the login node, as dask)")
         for chunk in login.client.api.exec_start(exec_id, stream=True):

@@ -66,19 +66,20 @@ def test_tls_between_client_scheduler_and_workers_by_default(make_cluster, clien
 #: client over plain TCP, and a TLS client that presents no certificate.
 def test_on_the_login_node_clients_without_the_cluster_certificate_are_refused(make_cluster, runner, cluster_options):
     cluster = make_cluster()
-    attempt = runner.run_blocking([cluster_options["python"], "-c", CONNECT_WITHOUT_THE_CERTIFICATE,
-                                   cluster.scheduler.address], timeout=120).check()
+    attempt = runner.run_blocking(
+        [cluster_options["python"], "-c", CONNECT_WITHOUT_THE_CERTIFICATE, cluster.scheduler.address], timeout=120
+    ).check()
     assert attempt.stdout.splitlines() == REFUSED, attempt.stdout + attempt.stderr
 
 
-
-
-def test_killed_client_takes_the_remote_scheduler_and_then_the_jobs_with_it(testbed, job_name, cluster_options,
-                                                                            mode, runner):
+def test_killed_client_takes_the_remote_scheduler_and_then_the_jobs_with_it(
+    testbed, job_name, cluster_options, mode, runner
+):
     job_ids, _ = start_and_kill_client(testbed.name, mode, {**cluster_options, "death_timeout": 15}, jobs=2, workers=2)
     assert len(job_ids) == 2
-    wait_for(lambda: not scheduler_processes(runner), "the remote scheduler to exit with its SSH connection",
-             timeout=60)
+    wait_for(
+        lambda: not scheduler_processes(runner), "the remote scheduler to exit with its SSH connection", timeout=60
+    )
     wait_for(lambda: not testbed.active_jobs(job_name), "the jobs to end after death-timeout", timeout=15 + 90)
 
 
@@ -86,12 +87,19 @@ def test_killed_client_takes_the_remote_scheduler_and_then_the_jobs_with_it(test
 def test_scheduler_here_fails_with_a_diagnosis_when_compute_nodes_cannot_reach_it(
     make_cluster, testbed, job_name, caplog
 ):
-    cluster = make_cluster(scheduler_on="client", death_timeout=10,
-                           scheduler_options={"host": os.environ["JQREF_SCHEDULER_HOST"]})
+    cluster = make_cluster(
+        scheduler_on="client", death_timeout=10, scheduler_options={"host": os.environ["JQREF_SCHEDULER_HOST"]}
+    )
     caplog.set_level(logging.WARNING, logger="jqref.cluster")
     cluster.scale(jobs=1)
-    wait_for(lambda: cluster.batch.submitted == cluster.max_failed_starts and not testbed.active_jobs(job_name)
-             and "the 3. in a row" in caplog.text, "jqref to give up replacing jobs whose workers never connected")
+    wait_for(
+        lambda: (
+            cluster.batch.submitted == cluster.max_failed_starts
+            and not testbed.active_jobs(job_name)
+            and "the 3. in a row" in caplog.text
+        ),
+        "jqref to give up replacing jobs whose workers never connected",
+    )
     assert "scheduler_on='login'" in caplog.text and cluster.scheduler.address in caplog.text
     assert not cluster.worker_spec
 
@@ -112,6 +120,7 @@ def test_a_detached_cluster_carries_on_over_a_cut_connection(make_cluster, clien
 
     def square_slowly(x):
         import time
+
         time.sleep(0.5)
         return x * x
 
@@ -126,24 +135,27 @@ def test_a_detached_cluster_carries_on_over_a_cut_connection(make_cluster, clien
     assert cluster.batch.submitted == 2 and set(cluster.batch.active) == testbed.active_jobs(job_name)
 
 
-def test_a_detached_session_outlives_its_client_and_is_attached_to_again(testbed, job_name, cluster_options, mode,
-                                                                         runner):
-    job_ids, record = start_and_kill_client(testbed.name, mode, {**cluster_options, "detach": True}, jobs=2,
-                                            workers=2, publish=True)
+def test_a_detached_session_outlives_its_client_and_is_attached_to_again(
+    testbed, job_name, cluster_options, mode, runner
+):
+    job_ids, record = start_and_kill_client(
+        testbed.name, mode, {**cluster_options, "detach": True}, jobs=2, workers=2, publish=True
+    )
     assert len(scheduler_processes(runner)) == 1 and testbed.active_jobs(job_name) == job_ids
-    listing = subprocess.run([sys.executable, "-m", "jqref", "list"], capture_output=True, text=True,
-                             check=True).stdout
+    listing = subprocess.run([sys.executable, "-m", "jqref", "list"], capture_output=True, text=True, check=True).stdout
     assert f"attachable: {testbed.cluster_cls.__name__}.attach('{record}')" in listing, listing
 
     # Only the owner gets in: another user on the login node reads none of the
     # session's state and cannot connect to the scheduler.
     address = session_state(runner, record)["address"]
     nodes = node_containers()
-    status, _, _ = nodes.exec("login", "cat", f"/home/dask/.jqref/sessions/{record}/state.json", user="nobody",
-                              check=False)
+    status, _, _ = nodes.exec(
+        "login", "cat", f"/home/dask/.jqref/sessions/{record}/state.json", user="nobody", check=False
+    )
     assert status != 0, "another user read the session's state"
-    _, out, err = nodes.exec("login", cluster_options["python"], "-c", CONNECT_WITHOUT_THE_CERTIFICATE, address,
-                             user="nobody", check=False)
+    _, out, err = nodes.exec(
+        "login", cluster_options["python"], "-c", CONNECT_WITHOUT_THE_CERTIFICATE, address, user="nobody", check=False
+    )
     assert out.splitlines() == REFUSED, out + err
 
     cluster = testbed.cluster_cls.attach(record)
@@ -168,9 +180,13 @@ def test_a_detached_scheduler_left_alone_cancels_its_jobs_and_ends(testbed, job_
     with client_process(testbed.name, mode, options, jobs=2, workers=2) as (client, job_ids, record):
         client.send_signal(signal.SIGSTOP)
         assert len(scheduler_processes(runner)) == 1 and testbed.active_jobs(job_name) == job_ids
-        wait_for(lambda: not testbed.active_jobs(job_name) and not scheduler_processes(runner),
-                 "the scheduler to cancel its jobs and end after 20 s alone", timeout=20 + 90)
+        wait_for(
+            lambda: not testbed.active_jobs(job_name) and not scheduler_processes(runner),
+            "the scheduler to cancel its jobs and end after 20 s alone",
+            timeout=20 + 90,
+        )
         assert not runner.run_blocking(["test", "-e", f".jqref/sessions/{record}"]).ok, "the session's state is left"
         client.send_signal(signal.SIGCONT)  # the laptop wakes up: its cluster finds the scheduler gone and closes
-        wait_for(lambda: not (records_dir() / f"{record}.json").exists(), "the woken client's cluster to close",
-                 timeout=120)
+        wait_for(
+            lambda: not (records_dir() / f"{record}.json").exists(), "the woken client's cluster to close", timeout=120
+        )

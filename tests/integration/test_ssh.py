@@ -17,7 +17,7 @@ from .conftest import node_containers, scheduler_on, wait_for, worker_count
 
 pytestmark = pytest.mark.integration
 
-HOSTILE = ["two words", "it's \"quoted\"", "$(touch /tmp/pwned)", "`id`", "a;b|c&&d", "${HOME}*", "\\n"]
+HOSTILE = ["two words", 'it\'s "quoted"', "$(touch /tmp/pwned)", "`id`", "a;b|c&&d", "${HOME}*", "\\n"]
 
 
 @pytest.fixture(autouse=True)
@@ -32,10 +32,13 @@ def ssh_files(tmp_path):
     config = tmp_path / "config"
     known = tmp_path / "known_hosts"
     text = pathlib.Path(os.environ["JQREF_SSH_CONFIG"]).read_text()
-    config.write_text("\n".join(
-        f"  UserKnownHostsFile {known}" if line.strip().startswith("UserKnownHostsFile") else line
-        for line in text.splitlines()
-    ) + "\n")
+    config.write_text(
+        "\n".join(
+            f"  UserKnownHostsFile {known}" if line.strip().startswith("UserKnownHostsFile") else line
+            for line in text.splitlines()
+        )
+        + "\n"
+    )
     real_known = next(line.split()[1] for line in text.splitlines() if line.strip().startswith("UserKnownHostsFile"))
     return config, known, real_known
 
@@ -110,8 +113,10 @@ def test_connection_killed_during_scale_ends_with_exactly_the_requested_jobs(
         client = client_for(cluster)
         cluster.scale(jobs=4)
         nodes = node_containers()
-        wait_for(lambda: nodes.exec("login", "pgrep", "-u", "dask", "-x", "sleep", check=False)[1],
-                 "the submissions to be under way")
+        wait_for(
+            lambda: nodes.exec("login", "pgrep", "-u", "dask", "-x", "sleep", check=False)[1],
+            "the submissions to be under way",
+        )
         for service in [s for s in ("login", "bastion") if nodes.running(s)]:
             nodes.exec(service, "pkill", "-KILL", "-u", "dask", "-x", "sshd-session", check=False)
         wait_for(lambda: worker_count(client) == 4, "4 workers after the connection came back")
@@ -171,16 +176,18 @@ def test_new_host_is_appended_hashed_and_the_file_is_otherwise_untouched(ssh_fil
         f.write("Host *\n  HashKnownHosts yes\n")
     # What paramiko cannot read, or could not write back: comments, a CA line,
     # a key type it does not know, a line without a final newline.
-    before = (b"# site keys, managed by hand\n"
-              b"@cert-authority *.other.example " + host_ca().encode() + b"\n"
-              b"old.example sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t  # a key\n"
-              b"other.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBzd")
+    before = (
+        b"# site keys, managed by hand\n"
+        b"@cert-authority *.other.example " + host_ca().encode() + b"\n"
+        b"old.example sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t  # a key\n"
+        b"other.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBzd"
+    )
     known.write_bytes(before)
     runner = SSHRunner(destination(), config_file=str(config), trust_unknown_hosts=True)
     assert runner.run_blocking(["echo", "ok"]).stdout == "ok\n"
     after = known.read_bytes()
     assert after.startswith(before + b"\n")
-    added = after[len(before) + 1:].decode().splitlines()
+    added = after[len(before) + 1 :].decode().splitlines()
     assert len(added) == len(hop_names(config))  # one line per hop, its name hashed
     assert all(line.startswith("|1|") and line.split()[1] == "ssh-ed25519" for line in added)
     assert SSHRunner(destination(), config_file=str(config)).run_blocking(["true"]).ok  # hashed lines read back

@@ -78,8 +78,7 @@ def option(words: list[str], short: str, long: str) -> str | None:
 
 def sbatch(args: list[str], fault: str) -> str:
     script = pathlib.Path(args[-1]).read_text() if args and not args[-1].startswith("-") else sys.stdin.read()
-    words = args + [word for line in script.splitlines() if line.startswith("#SBATCH")
-                    for word in line.split()[1:]]
+    words = args + [word for line in script.splitlines() if line.startswith("#SBATCH") for word in line.split()[1:]]
     array = option(words, "-a", "--array")
     with queue() as q:
         job_id = str(q["next"])
@@ -90,8 +89,12 @@ def sbatch(args: list[str], fault: str) -> str:
         else:
             elements = [job_id]
         for element in elements:
-            q["jobs"][element] = {"array": job_id, "name": option(words, "-J", "--job-name"),
-                                  "comment": option(words, "", "--comment"), "state": "PENDING"}
+            q["jobs"][element] = {
+                "array": job_id,
+                "name": option(words, "-J", "--job-name"),
+                "comment": option(words, "", "--comment"),
+                "state": "PENDING",
+            }
     if fault == "queue-then-hang":
         signal.pause()  # hangs until killed, as the command it stands for would
     if fault == "queue-then-garbage":

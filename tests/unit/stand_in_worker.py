@@ -39,8 +39,9 @@ def install(directory) -> str:
 
 def run_until_started(script, log, timeout: float = 20) -> subprocess.Popen:
     """Run job script `script` with bash, in a session of its own, until its worker has started."""
-    shell = subprocess.Popen(["bash", str(script)], env={"PATH": "/usr/bin:/bin", "SIGNAL_LOG": str(log)},
-                             start_new_session=True)
+    shell = subprocess.Popen(
+        ["bash", str(script)], env={"PATH": "/usr/bin:/bin", "SIGNAL_LOG": str(log)}, start_new_session=True
+    )
     deadline = time.monotonic() + timeout
     while not (log.exists() and "started" in log.read_text()):
         assert time.monotonic() < deadline and shell.poll() is None, "the worker never started"

@@ -28,8 +28,14 @@ ARRAY_JOBS = {"slurm": SLURMJob, "sge": SGEJob, "htcondor": HTCondorJob}
 
 def cluster_jobs(job_cls, count, batch=None, names=None, **options):
     """Jobs as a cluster makes them: one resolved set of options shared by all."""
-    shared = Options(job_cls.config_name, None, {"cores": 1, "memory": "1GiB", **options},
-                     renamed=job_cls.renamed_options, aliases=job_cls.option_aliases, owner=job_cls.__name__)
+    shared = Options(
+        job_cls.config_name,
+        None,
+        {"cores": 1, "memory": "1GiB", **options},
+        renamed=job_cls.renamed_options,
+        aliases=job_cls.option_aliases,
+        owner=job_cls.__name__,
+    )
     names = names or [f"w-{i}" for i in range(count)]
     return [job_cls(SCHEDULER, name, batch=batch, shared_options=shared) for name in names]
 
@@ -37,6 +43,7 @@ def cluster_jobs(job_cls, count, batch=None, names=None, **options):
 def submit_together(batch, jobs):
     async def start_all():
         return await asyncio.gather(*(batch.submit(job) for job in jobs), return_exceptions=True)
+
     return asyncio.run(start_all())
 
 
@@ -96,11 +103,14 @@ def test_an_interrupted_array_submission_that_reached_the_queue_is_adopted_whole
     assert [call[0] for call in runner.calls] == ["sbatch", "squeue"]
 
 
-@pytest.mark.parametrize("job_cls, stdout, ids", [
-    (SLURMJob, "17\n", ["17_0", "17_1"]),
-    (SGEJob, "17.1-2:1\n", ["17.1", "17.2"]),
-    (HTCondorJob, "15.0 - 15.1\n", ["15.0", "15.1"]),
-])
+@pytest.mark.parametrize(
+    "job_cls, stdout, ids",
+    [
+        (SLURMJob, "17\n", ["17_0", "17_1"]),
+        (SGEJob, "17.1-2:1\n", ["17.1", "17.2"]),
+        (HTCondorJob, "15.0 - 15.1\n", ["15.0", "15.1"]),
+    ],
+)
 def test_element_ids_as_each_batch_system_names_them(job_cls, stdout, ids):
     batch = BatchQueue(job_cls, ScriptedRunner((0, stdout, "")))
     assert submit_together(batch, cluster_jobs(job_cls, 2, batch)) == ids
@@ -150,6 +160,7 @@ def test_slurm_takes_an_already_done_signal_as_delivered():
     async def scenario():
         await batch.poll()
         await batch.cancel(job)
+
     asyncio.run(scenario())
     assert runner.calls[2][:3] == ["scancel", "--batch", "--signal=TERM"] and len(runner.calls) == 3
     assert "5" in batch.cancelled and batch.cancel_commands == 0

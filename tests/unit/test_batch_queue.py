@@ -61,8 +61,9 @@ def test_failed_submit_raises_with_stderr():
 
 def test_poll_reports_ended_and_vanished_jobs_once():
     ended = []
-    runner = ScriptedRunner((0, "1\n", ""), (0, "2\n", ""), (0, "3\n", ""), (0, "1 RUNNING\n2 CANCELLED\n", ""),
-                            (0, "", ""))
+    runner = ScriptedRunner(
+        (0, "1\n", ""), (0, "2\n", ""), (0, "3\n", ""), (0, "1 RUNNING\n2 CANCELLED\n", ""), (0, "", "")
+    )
     batch = BatchQueue(SLURMJob, runner, on_ended=lambda j, detail: ended.append((j.job_id, detail)))
     jobs = [job(batch, f"w-{i}") for i in range(3)]
 
@@ -94,8 +95,9 @@ def test_failed_poll_changes_nothing():
 
 
 def test_cancel_all_confirms_through_the_queue():
-    runner = ScriptedRunner((0, "1\n", ""), (0, "1 PENDING\n", ""), (0, "", ""), (0, "1 COMPLETING\n", ""),
-                            (0, "1 CANCELLED\n", ""))
+    runner = ScriptedRunner(
+        (0, "1\n", ""), (0, "1 PENDING\n", ""), (0, "", ""), (0, "1 COMPLETING\n", ""), (0, "1 CANCELLED\n", "")
+    )
     batch = BatchQueue(SLURMJob, runner)
     j = job(batch)
 
@@ -157,8 +159,12 @@ def test_the_lookup_waits_for_a_submit_command_that_outlived_its_connection():
     runner = DroppingRunner()
     batch = BatchQueue(SLURMJob, runner)
     j = job(batch)
-    runner.results = [77, (0, "  PID TTY TIME CMD\n   77 ?  00:00:00 sbatch\n", ""), (1, "", ""),
-                      (0, f"42 {j.tag}\n", "")]
+    runner.results = [
+        77,
+        (0, "  PID TTY TIME CMD\n   77 ?  00:00:00 sbatch\n", ""),
+        (1, "", ""),
+        (0, f"42 {j.tag}\n", ""),
+    ]
     assert run(batch.submit(j)) == "42"
     assert runner.calls[1:3] == [["ps", "-p", "77"], ["ps", "-p", "77"]] and runner.calls[3][0] == "squeue"
     assert batch.submitted == 1
@@ -190,6 +196,7 @@ def submitted_jobs(batch, runner, n):
     async def submit_all():
         for j in jobs:
             j.job_id = await batch.submit(j)
+
     run(submit_all())
     return jobs
 
@@ -208,8 +215,12 @@ def test_jobs_closed_together_are_cancelled_with_one_command():
 
 
 def test_a_failed_cancel_of_several_jobs_is_retried_one_by_one_to_know_which_failed():
-    runner = ScriptedRunner((0, "1 PENDING\n2 PENDING\n", ""), (1, "", "scancel: error: Kill job error on job id 2"),
-                            (0, "", ""), (1, "", "scancel: error: Access/permission denied"))
+    runner = ScriptedRunner(
+        (0, "1 PENDING\n2 PENDING\n", ""),
+        (1, "", "scancel: error: Kill job error on job id 2"),
+        (0, "", ""),
+        (1, "", "scancel: error: Access/permission denied"),
+    )
     batch = BatchQueue(SLURMJob, runner)
     jobs = submitted_jobs(batch, runner, 2)
 
@@ -229,6 +240,7 @@ def test_a_poll_of_many_jobs_is_chunked_only_when_its_command_line_would_be_too_
     assert batch._status_chunks(few) == [few]
     assert len(batch._status_chunks(many)) == 6
     from jqref.sge import SGEJob
+
     assert BatchQueue(SGEJob, ScriptedRunner())._status_chunks(many) == [many]  # qstat -xml names no ids
 
 
@@ -245,8 +257,10 @@ def test_running_jobs_are_signalled_first_and_not_cancelled_when_they_leave_with
     batch = BatchQueue(SLURMJob, runner)
     jobs = running_jobs(batch, runner, 2, grace="30s")
     run(batch.cancel_all(timeout=10, interval=0.01))
-    assert runner.calls[2:] == [["scancel", "--batch", "--signal=TERM", "1", "2"],
-                                ["squeue", "--noheader", "--array", "--states=all", "--format=%i %T", "--jobs=1,2"]]
+    assert runner.calls[2:] == [
+        ["scancel", "--batch", "--signal=TERM", "1", "2"],
+        ["squeue", "--noheader", "--array", "--states=all", "--format=%i %T", "--jobs=1,2"],
+    ]
     assert batch.cancelled == {} and [j.state for j in jobs] == [JobState.ENDED] * 2
 
 
@@ -289,8 +303,10 @@ def test_a_job_that_started_since_the_last_poll_is_signalled_not_killed():
         batch._hard_cancels.pop().cancel()
 
     run(scenario())
-    assert runner.calls[1:] == [["squeue", "--noheader", "--array", "--states=all", "--format=%i %T", "--jobs=1"],
-                                ["scancel", "--batch", "--signal=TERM", "1"]]
+    assert runner.calls[1:] == [
+        ["squeue", "--noheader", "--array", "--states=all", "--format=%i %T", "--jobs=1"],
+        ["scancel", "--batch", "--signal=TERM", "1"],
+    ]
 
 
 def test_without_a_signal_command_on_the_site_jobs_are_cancelled_at_once_from_then_on():
@@ -313,8 +329,12 @@ def test_without_a_signal_command_on_the_site_jobs_are_cancelled_at_once_from_th
 
 
 def sge_listing(state):
-    return (0, "<?xml version='1.0'?><job_info><queue_info><job_list state='running'><JB_job_number>9</JB_job_number>"
-               f"<state>{state}</state></job_list></queue_info></job_info>", "")
+    return (
+        0,
+        "<?xml version='1.0'?><job_info><queue_info><job_list state='running'><JB_job_number>9</JB_job_number>"
+        f"<state>{state}</state></job_list></queue_info></job_info>",
+        "",
+    )
 
 
 def test_a_job_in_transfer_is_cancelled_once_running_where_only_running_jobs_are_warned():

@@ -76,8 +76,14 @@ def test_the_no_check_job_is_jqrefs_script_without_the_version_check(measure, sh
     from jqref import SLURMJob
 
     s = measure.SHAPES[shape]
-    options = dict(cores=s["cores"], memory=s["memory"], processes=s["processes"], job_cpu=s["job_cpu"],
-                   python=measure.PYTHON, job_script_prologue=[measure.stamp_line("/stamps", measure.JQREF_JOB_ID)])
+    options = dict(
+        cores=s["cores"],
+        memory=s["memory"],
+        processes=s["processes"],
+        job_cpu=s["job_cpu"],
+        python=measure.PYTHON,
+        job_script_prologue=[measure.stamp_line("/stamps", measure.JQREF_JOB_ID)],
+    )
     real = SLURMJob(None, "w", **options)
     nocheck = measure.no_check_job()(None, "w", **options)
     check = measure.version_check_line()
@@ -91,8 +97,10 @@ def test_the_no_check_job_is_jqrefs_script_without_the_version_check(measure, sh
 def test_the_floor_script_is_a_valid_script_of_the_shape(measure):
     script = measure.floor_script(measure.SHAPES[8], "bfloor8", "/stamps/x", "tcp://10.0.0.1:8786", nanny=False)
     assert "#SBATCH --mem=1024M" in script and "#SBATCH --cpus-per-task=1" in script
-    assert (f"exec {measure.PYTHON} -m distributed.cli.dask_worker tcp://10.0.0.1:8786 --nthreads 1 "
-            f"--memory-limit {2**29} --nworkers 2 --no-nanny --death-timeout 30") in script
+    assert (
+        f"exec {measure.PYTHON} -m distributed.cli.dask_worker tcp://10.0.0.1:8786 --nthreads 1 "
+        f"--memory-limit {2**29} --nworkers 2 --no-nanny --death-timeout 30"
+    ) in script
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
 
 
@@ -117,8 +125,9 @@ def test_each_jqref_contender_is_made_with_the_benchmarks_options(measure, conte
     cluster = measure.make_cluster(contender, measure.SHAPES[8], "bjob", "/stamps/bjob", runner, None, 5.0)
     try:
         script = cluster.job_script()
-        assert "#SBATCH --cpus-per-task=1" in script and measure.stamp_line("/stamps/bjob", measure.JQREF_JOB_ID) \
-            in script
+        assert (
+            "#SBATCH --cpus-per-task=1" in script and measure.stamp_line("/stamps/bjob", measure.JQREF_JOB_ID) in script
+        )
         assert (measure.version_check_line() in script.splitlines()) == (contender != "jqref-nocheck")
     finally:
         cluster.close()
@@ -128,10 +137,26 @@ def test_each_jqref_contender_is_made_with_the_benchmarks_options(measure, conte
 
 #: Each measure.py run that needs no testbed: the figures are not looked at.
 SMOKE = {
-    **{f"workers {c}": ["workers", "--contender", c, "--n", "1", "--poll-interval", "0.5"]
-       for c in ("floor", "floor-nonanny", "jqref-local", "jqref-noarray", "jqref-nocheck", "djq")},
-    **{f"queue {c}": ["queue", "--contender", c, "--k", "2", "--repeat", "1", "--window", "0.5",
-                      "--poll-interval", "0.2"] for c in ("jqref-local", "jqref-noarray", "djq")},
+    **{
+        f"workers {c}": ["workers", "--contender", c, "--n", "1", "--poll-interval", "0.5"]
+        for c in ("floor", "floor-nonanny", "jqref-local", "jqref-noarray", "jqref-nocheck", "djq")
+    },
+    **{
+        f"queue {c}": [
+            "queue",
+            "--contender",
+            c,
+            "--k",
+            "2",
+            "--repeat",
+            "1",
+            "--window",
+            "0.5",
+            "--poll-interval",
+            "0.2",
+        ]
+        for c in ("jqref-local", "jqref-noarray", "djq")
+    },
     **{f"overhead {c}": ["overhead", "--contender", c, "--k", "3", "--repeat", "1"] for c in ("jqref-local", "djq")},
     "poll": ["poll", "--n", "10", "--repeat", "1"],
     "startup": ["startup", "--repeat", "1", "--python", sys.executable],
@@ -146,14 +171,28 @@ def smoke(tmp_path_factory):
     bin_dir = root / "bin"
     stand_in_slurm.install(bin_dir)
     (root / "stand-in").mkdir()
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "STAND_IN_DIR": str(root / "stand-in"),
-           "HOME": str(root / "home"), "XDG_STATE_HOME": str(root / "state"), "BENCH_DIR": str(root / "bench"),
-           "BENCH_DEADLINE": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "STAND_IN_DIR": str(root / "stand-in"),
+        "HOME": str(root / "home"),
+        "XDG_STATE_HOME": str(root / "state"),
+        "BENCH_DIR": str(root / "bench"),
+        "BENCH_DEADLINE": "1",
+    }
     (root / "home").mkdir()
     started = time.monotonic()
-    runs = {name: subprocess.Popen([sys.executable, str(BENCHMARKS / "measure.py"), *argv], env=env, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=root)
-            for name, argv in SMOKE.items()}
+    runs = {
+        name: subprocess.Popen(
+            [sys.executable, str(BENCHMARKS / "measure.py"), *argv],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=root,
+        )
+        for name, argv in SMOKE.items()
+    }
     done = {}
     for name, process in runs.items():
         stdout, stderr = process.communicate(timeout=max(10, 180 - (time.monotonic() - started)))
@@ -170,8 +209,9 @@ def test_each_measurement_runs_and_reports(smoke, bench, name):
     rows = reported if isinstance(reported, list) else [reported]
     assert rows and all(rows)
     if name.startswith(("workers", "queue")):
-        assert all(row.get("left_behind") == [] and "close_error" not in row and "error" not in row
-                   for row in rows), rows
+        assert all(row.get("left_behind") == [] and "close_error" not in row and "error" not in row for row in rows), (
+            rows
+        )
 
 
 def test_the_measurements_left_nothing_behind(smoke):
@@ -238,12 +278,12 @@ def test_a_completed_run_writes_its_results(bench, offline_run):
     assert plots == [(str(results / "slurm.json"), str(results / "slurm-time-to-workers.png"))]
 
 
-def test_a_run_that_crashes_leaves_the_results_and_keeps_what_it_measured(bench, offline_run, tmp_path,
-                                                                          monkeypatch):
+def test_a_run_that_crashes_leaves_the_results_and_keeps_what_it_measured(bench, offline_run, tmp_path, monkeypatch):
     _, results, plots = offline_run
 
     def crash():
         raise RuntimeError("no result in the output")
+
     monkeypatch.setattr(bench, "startup_components", crash)
     with pytest.raises(RuntimeError, match="no result in the output"):
         bench.main(["--up-runs", "0"])

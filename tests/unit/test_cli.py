@@ -50,15 +50,17 @@ def test_the_version_is_the_installed_metadata():
 
 def test_without_metadata_the_version_says_so():
     # A source tree on the path, not installed (as PYTHONPATH=/src in the testbeds).
-    script = ("import importlib.metadata as m\n"
-              "version = m.version\n"
-              "def without_jqref(name):\n"
-              "    if name == 'jqref':\n"
-              "        raise m.PackageNotFoundError(name)\n"
-              "    return version(name)\n"
-              "m.version = without_jqref\n"
-              "import jqref\n"
-              "print(jqref.__version__)\n")
+    script = (
+        "import importlib.metadata as m\n"
+        "version = m.version\n"
+        "def without_jqref(name):\n"
+        "    if name == 'jqref':\n"
+        "        raise m.PackageNotFoundError(name)\n"
+        "    return version(name)\n"
+        "m.version = without_jqref\n"
+        "import jqref\n"
+        "print(jqref.__version__)\n"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.stdout == "0+unknown\n", done.stderr
 
@@ -68,13 +70,17 @@ def test_version_names_jqref_python_and_distributed(capsys):
         main(["--version"])
     assert exit.value.code in (0, None)
     out = capsys.readouterr().out
-    assert out.startswith(f"jqref {jqref.__version__} (Python {sys.version.split()[0]}, "
-                          f"distributed {importlib.metadata.version('distributed')})")
+    assert out.startswith(
+        f"jqref {jqref.__version__} (Python {sys.version.split()[0]}, "
+        f"distributed {importlib.metadata.version('distributed')})"
+    )
 
 
 def test_the_installed_command_answers_version():
-    for argv in ([sys.executable, "-m", "jqref", "--version"], [str(pathlib.Path(sys.executable).parent / "jqref"),
-                                                               "--version"]):
+    for argv in (
+        [sys.executable, "-m", "jqref", "--version"],
+        [str(pathlib.Path(sys.executable).parent / "jqref"), "--version"],
+    ):
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith(f"jqref {jqref.__version__} "), done.stdout
@@ -100,16 +106,23 @@ def test_a_distributed_newer_than_the_one_checked_is_named_with_it(monkeypatch, 
     assert "\nwarning: distributed 2099.1.0 is installed" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("newer", "older"), [
-    ("2026.8.1", "2026.8.0"), ("2026.10.0", "2026.9.0"), ("2026.8.1.dev3+g12ab", "2026.8.0"),
-    ("2027.1.0", "2026.12.3"), ("2026.8.0", "not a version"),
-])
+@pytest.mark.parametrize(
+    ("newer", "older"),
+    [
+        ("2026.8.1", "2026.8.0"),
+        ("2026.10.0", "2026.9.0"),
+        ("2026.8.1.dev3+g12ab", "2026.8.0"),
+        ("2027.1.0", "2026.12.3"),
+        ("2026.8.0", "not a version"),
+    ],
+)
 def test_releases_compare_by_number(newer, older):
     assert compat_versions.release(newer) > compat_versions.release(older)
 
 
-@pytest.mark.parametrize(("a", "b"), [("2026.8", "2026.8.0"), ("2026.8.0+local", "2026.8.0"),
-                                      ("2026.8.0rc1", "2026.8.0")])
+@pytest.mark.parametrize(
+    ("a", "b"), [("2026.8", "2026.8.0"), ("2026.8.0+local", "2026.8.0"), ("2026.8.0rc1", "2026.8.0")]
+)
 def test_releases_that_are_the_same_release(a, b):
     assert compat_versions.release(a) == compat_versions.release(b)
 
@@ -169,12 +182,15 @@ def test_cleanup_dry_run_says_what_it_would_do_and_changes_nothing(tmp_path, sta
 
     def no_runner(description):
         raise AssertionError(f"a dry run made a runner: {description}")
+
     monkeypatch.setattr("jqref.records.runner_from", no_runner)
 
     assert main(["cleanup", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert (f"{orphan.id}: would cancel 2 job(s) on {socket.gethostname()}: touch {cancelled} 7 8; remove the "
-            f"workers' credentials on {socket.gethostname()}: {key}; remove its record {orphan.path}") in out
+    assert (
+        f"{orphan.id}: would cancel 2 job(s) on {socket.gethostname()}: touch {cancelled} 7 8; remove the "
+        f"workers' credentials on {socket.gethostname()}: {key}; remove its record {orphan.path}"
+    ) in out
     assert f"{session.id}: left alone: a detached session one can attach to" in out
     assert alive.id not in out
     assert f"would remove {partial}: a record whose writing never finished" in out
@@ -222,8 +238,14 @@ def test_what_the_dry_run_said_is_what_cleanup_does(tmp_path, monkeypatch, capsy
 
 
 def test_status_shows_jobs_worker_names_destination_age_and_process(state_dir, capsys):
-    ssh = {"kind": "ssh", "destination": "alice@login", "config_file": "~/.ssh/config", "known_hosts": None,
-           "identity_file": None, "login_shell": False}
+    ssh = {
+        "kind": "ssh",
+        "destination": "alice@login",
+        "config_file": "~/.ssh/config",
+        "known_hosts": None,
+        "identity_file": None,
+        "login_shell": False,
+    }
     orphan = record(["scancel"], pid=dead_pid(), runner=ssh)
     orphan.save({"7": "SLURMCluster-0", "8": "SLURMCluster-1"})
     alive = record(["qdel"], pid=os.getpid(), job_class="jqref.sge.SGEJob")
@@ -255,8 +277,11 @@ def test_status_shows_jobs_worker_names_destination_age_and_process(state_dir, c
 def test_status_of_a_detached_session_shows_its_state_directory_and_how_to_attach(capsys):
     ssh = {"kind": "ssh", "destination": "login", "config_file": None}
     session = record(["scancel"], pid=dead_pid(), runner=ssh)
-    session.session = {"cluster_class": "jqref.slurm.SLURMCluster", "directory": f".jqref/sessions/{session.id}",
-                       "started": 0}
+    session.session = {
+        "cluster_class": "jqref.slurm.SLURMCluster",
+        "directory": f".jqref/sessions/{session.id}",
+        "started": 0,
+    }
     session.credentials = {"tls_worker_key": f".jqref/sessions/{session.id}/worker.key"}
     session.save({"12": "SLURMCluster-3"})
     assert main(["status", session.id]) == 0

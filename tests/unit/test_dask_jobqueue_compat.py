@@ -66,8 +66,12 @@ class Site:
             printer.write_text(PRINTER)
             printer.chmod(printer.stat().st_mode | stat.S_IXUSR)
         self.env = {
-            "PATH": f"{self.bin}:/usr/bin:/bin", "HOME": str(self.home), "USER": "alice",
-            "TMPDIR": str(self.tmpdir), "ARGV_LOG": str(self.log), **JOB_VARIABLES[scheduler],
+            "PATH": f"{self.bin}:/usr/bin:/bin",
+            "HOME": str(self.home),
+            "USER": "alice",
+            "TMPDIR": str(self.tmpdir),
+            "ARGV_LOG": str(self.log),
+            **JOB_VARIABLES[scheduler],
         }
 
     def run(self, job):
@@ -94,7 +98,7 @@ def condor_arguments(value: str) -> list[str]:
     words, word, quoted, i = [], None, False, 0
     while i < len(body):
         char = body[i]
-        if char == "'" and quoted and body[i + 1:i + 2] == "'":
+        if char == "'" and quoted and body[i + 1 : i + 2] == "'":
             word += "'"
             i += 2
             continue
@@ -118,7 +122,7 @@ def condor_arguments(value: str) -> list[str]:
 def worker_argv(calls):
     """The worker's command line: what follows `-m <module>` in the last call."""
     argv = calls[-1]["argv"]
-    return argv[argv.index("-m") + 1:]
+    return argv[argv.index("-m") + 1 :]
 
 
 def parsed(calls):
@@ -175,8 +179,19 @@ def test_an_expanded_directory_is_one_word_even_with_spaces(scheduler, site):
 
 
 def test_worker_extra_args_items_are_words(scheduler, site):
-    params = parsed(run_worker(scheduler, site, worker_extra_args=[
-        "--resources ssdGB=200,GPU=2", "--lifetime", "55m", "--lifetime-stagger '4 m'", '--pid-file "$HOME/w.pid"']))
+    params = parsed(
+        run_worker(
+            scheduler,
+            site,
+            worker_extra_args=[
+                "--resources ssdGB=200,GPU=2",
+                "--lifetime",
+                "55m",
+                "--lifetime-stagger '4 m'",
+                '--pid-file "$HOME/w.pid"',
+            ],
+        )
+    )
     assert params["resources"] == "ssdGB=200,GPU=2"
     assert (params["lifetime"], params["lifetime_stagger"]) == ("55m", "4 m")
     assert params["pid_file"] == f"{site.home}/w.pid"
@@ -195,8 +210,18 @@ def test_python_behind_a_launcher(scheduler, site):
 
 
 def test_threads_memory_and_workers_per_job(scheduler, site):
-    params = parsed(run_worker(scheduler, site, cores=8, memory="16GB", processes=2, death_timeout="2 minutes",
-                               interface="ib0", nanny=False))
+    params = parsed(
+        run_worker(
+            scheduler,
+            site,
+            cores=8,
+            memory="16GB",
+            processes=2,
+            death_timeout="2 minutes",
+            interface="ib0",
+            nanny=False,
+        )
+    )
     assert (params["nthreads"], int(params["n_workers"]), params["interface"]) == (4, 2, "ib0")
     assert params["memory_limit"] == "7.45GiB"  # 8 GB, written as dask-jobqueue writes it
     assert (params["nanny"], float(params["death_timeout"])) == (False, 120)
@@ -220,10 +245,13 @@ def test_config_name_picks_another_section(scheduler, site):
     assert (params["nthreads"], params["resources"]) == (1, "GPU=1")  # 4 cores: 4 workers of 1 thread
 
 
-@pytest.mark.parametrize("old, new, value", [
-    ("extra", "worker_extra_args", ["--resources GPU=3"]),
-    ("env_extra", "job_script_prologue", ["export FROM_OLD_NAME=yes"]),
-])
+@pytest.mark.parametrize(
+    "old, new, value",
+    [
+        ("extra", "worker_extra_args", ["--resources GPU=3"]),
+        ("env_extra", "job_script_prologue", ["export FROM_OLD_NAME=yes"]),
+    ],
+)
 def test_deprecated_keywords_still_work_with_a_future_warning(scheduler, site, old, new, value):
     with pytest.warns(FutureWarning, match=f"{old} has been renamed to {new}"):
         calls = run_worker(scheduler, site, **{old: value})
@@ -231,12 +259,14 @@ def test_deprecated_keywords_still_work_with_a_future_warning(scheduler, site, o
 
 
 def test_deprecated_config_keys_still_work(scheduler, site):
-    with dask.config.set({f"jobqueue.{scheduler}.extra": ["--resources GPU=4"],
-                          f"jobqueue.{scheduler}.env-extra": ["export OLD=1"]}):
+    with dask.config.set(
+        {f"jobqueue.{scheduler}.extra": ["--resources GPU=4"], f"jobqueue.{scheduler}.env-extra": ["export OLD=1"]}
+    ):
         with pytest.warns(FutureWarning) as warned:
             calls = run_worker(scheduler, site)
     assert {f"jobqueue.{scheduler}.{key}" for key in ("extra", "env-extra")} <= {
-        str(w.message).split()[2] for w in warned}
+        str(w.message).split()[2] for w in warned
+    }
     assert parsed(calls)["resources"] == "GPU=4" and calls[-1]["env"]["OLD"] == "1"
 
 
@@ -257,12 +287,23 @@ HOSTILE = [
     "a > {marker}",
     "a\ntouch {marker}",
     "a\ntouch {marker}\n#",
-    "it's \"quoted\" $(touch {marker})",
+    'it\'s "quoted" $(touch {marker})',
     "* ? [a]",
 ]
 #: Every field whose value reaches the job script.
-FIELDS = ["job_name", "queue", "account", "log_directory", "local_directory", "python", "worker_extra_args",
-          "worker_command", "shared_temp_directory", "interface", "walltime"]
+FIELDS = [
+    "job_name",
+    "queue",
+    "account",
+    "log_directory",
+    "local_directory",
+    "python",
+    "worker_extra_args",
+    "worker_command",
+    "shared_temp_directory",
+    "interface",
+    "walltime",
+]
 
 
 def hostile_job(scheduler, site, field, value):
@@ -294,7 +335,7 @@ def test_hostile_values_run_nothing(scheduler, site, field, template):
         # Split as a shell would, and otherwise exactly as written.
         words = shlex.split(value)
         argv = calls[-1]["argv"]
-        assert any(argv[i:i + len(words)] == words for i in range(len(argv))), (words, argv)
+        assert any(argv[i : i + len(words)] == words for i in range(len(argv))), (words, argv)
     elif field == "local_directory":
         assert parsed(calls)["local_directory"] == value
     else:
@@ -353,8 +394,14 @@ def test_header_skip_and_job_extra_old_names(scheduler):
 
 
 def test_cluster_attributes_dask_jobqueue_users_read():
-    with SLURMCluster(cores=2, memory="2GiB", job_name="jq-attrs", scheduler_options={"dashboard_address": ":0"},
-                      shared_temp_directory="$HOME/.tmp", config_name="slurm") as cluster:
+    with SLURMCluster(
+        cores=2,
+        memory="2GiB",
+        job_name="jq-attrs",
+        scheduler_options={"dashboard_address": ":0"},
+        shared_temp_directory="$HOME/.tmp",
+        config_name="slurm",
+    ) as cluster:
         assert cluster.job_cls is SLURMJob and cluster.job_name == "jq-attrs"
         assert cluster.job_header.splitlines()[0] == "#SBATCH -J jq-attrs"
         # Every job's header is the same but for its tag (the last directive).
@@ -366,8 +413,13 @@ def test_cluster_attributes_dask_jobqueue_users_read():
 def test_job_queue_cluster_with_a_job_class():
     from jqref import JobQueueCluster
 
-    with JobQueueCluster(job_cls=SGEJob, cores=1, memory="1GiB", scheduler_options={"dashboard_address": ":0"},
-                         worker_command="dask_cuda.cli worker") as cluster:
+    with JobQueueCluster(
+        job_cls=SGEJob,
+        cores=1,
+        memory="1GiB",
+        scheduler_options={"dashboard_address": ":0"},
+        worker_command="dask_cuda.cli worker",
+    ) as cluster:
         assert cluster.job_cls is SGEJob and "#$ -j y" in cluster.job_header
         assert "-m dask_cuda.cli worker" in cluster.job_script()
 
@@ -377,31 +429,82 @@ def test_job_queue_cluster_with_a_job_class():
 #: dask-jobqueue 0.9's job keywords on every scheduler, with a value each
 #: (the deprecated ones last).
 COMMON_KEYWORDS = {
-    "cores": 2, "memory": "2GiB", "processes": 1, "nanny": True, "protocol": "tcp://", "interface": "eth0",
-    "death_timeout": 30, "local_directory": "$TMPDIR", "worker_command": "distributed.cli.dask_worker",
-    "worker_extra_args": ["--lifetime 1h"], "job_extra_directives": [], "job_script_prologue": ["true"],
-    "job_directives_skip": ["--nothing"], "log_directory": "/logs", "shebang": "#!/bin/bash", "python": "python3",
-    "job_name": "dj", "config_name": None,
-    "extra": [], "job_extra": [], "env_extra": [], "header_skip": [],
+    "cores": 2,
+    "memory": "2GiB",
+    "processes": 1,
+    "nanny": True,
+    "protocol": "tcp://",
+    "interface": "eth0",
+    "death_timeout": 30,
+    "local_directory": "$TMPDIR",
+    "worker_command": "distributed.cli.dask_worker",
+    "worker_extra_args": ["--lifetime 1h"],
+    "job_extra_directives": [],
+    "job_script_prologue": ["true"],
+    "job_directives_skip": ["--nothing"],
+    "log_directory": "/logs",
+    "shebang": "#!/bin/bash",
+    "python": "python3",
+    "job_name": "dj",
+    "config_name": None,
+    "extra": [],
+    "job_extra": [],
+    "env_extra": [],
+    "header_skip": [],
 }
 SCHEDULER_KEYWORDS = {
     "slurm": {"queue": "q", "account": "a", "walltime": "00:10:00", "job_cpu": 2, "job_mem": "2GiB", "project": "p"},
     "sge": {"queue": "q", "project": "p", "resource_spec": "h_vmem=1G", "walltime": "00:10:00"},
     "pbs": {"queue": "q", "account": "a", "resource_spec": "select=1:ncpus=2", "walltime": "00:10:00", "project": "p"},
-    "htcondor": {"disk": "1GiB", "submit_command_extra": ["-verbose"], "cancel_command_extra": ["-forcex"],
-                 "job_extra_directives": {"+Site": '"x"'}, "job_extra": {}},
+    "htcondor": {
+        "disk": "1GiB",
+        "submit_command_extra": ["-verbose"],
+        "cancel_command_extra": ["-forcex"],
+        "job_extra_directives": {"+Site": '"x"'},
+        "job_extra": {},
+    },
 }
 #: Cluster keywords (JobQueueCluster's own).
-CLUSTER_KEYWORDS = {"n_workers": 0, "loop": None, "security": None, "shared_temp_directory": "/shared",
-                    "silence_logs": "error", "name": "dj", "asynchronous": False, "dashboard_address": None,
-                    "host": None, "scheduler_options": {"dashboard_address": ":0"}, "interface": None, "protocol": None,
-                    "config_name": None}
+CLUSTER_KEYWORDS = {
+    "n_workers": 0,
+    "loop": None,
+    "security": None,
+    "shared_temp_directory": "/shared",
+    "silence_logs": "error",
+    "name": "dj",
+    "asynchronous": False,
+    "dashboard_address": None,
+    "host": None,
+    "scheduler_options": {"dashboard_address": ":0"},
+    "interface": None,
+    "protocol": None,
+    "config_name": None,
+}
 #: The keys of jobqueue.yaml's section for each scheduler, and the other keys its code reads.
 CONFIG_KEYS = {
-    "common": ["name", "cores", "memory", "processes", "python", "interface", "death-timeout", "local-directory",
-               "shared-temp-directory", "extra", "worker-command", "worker-extra-args", "shebang", "env-extra",
-               "job-script-prologue", "job-extra", "job-extra-directives", "job-directives-skip", "header-skip",
-               "log-directory", "scheduler-options"],
+    "common": [
+        "name",
+        "cores",
+        "memory",
+        "processes",
+        "python",
+        "interface",
+        "death-timeout",
+        "local-directory",
+        "shared-temp-directory",
+        "extra",
+        "worker-command",
+        "worker-extra-args",
+        "shebang",
+        "env-extra",
+        "job-script-prologue",
+        "job-extra",
+        "job-extra-directives",
+        "job-directives-skip",
+        "header-skip",
+        "log-directory",
+        "scheduler-options",
+    ],
     "slurm": ["queue", "account", "walltime", "job-cpu", "job-mem", "project"],
     "sge": ["queue", "project", "resource-spec", "walltime"],
     "pbs": ["queue", "account", "resource-spec", "walltime", "project"],
@@ -424,11 +527,20 @@ def test_every_dask_jobqueue_keyword_is_accepted(scheduler):
 def test_every_dask_jobqueue_config_key_is_accepted(scheduler):
     samples = {**CLUSTER_KEYWORDS, **COMMON_KEYWORDS, **SCHEDULER_KEYWORDS[scheduler]}
     samples.update(job_directives_skip=[], header_skip=[], shared_temp_directory="/shared")
-    section = {key: samples["job_name" if key == "name" else key.replace("-", "_")]
-               for key in CONFIG_KEYS["common"] + CONFIG_KEYS[scheduler]}
+    section = {
+        key: samples["job_name" if key == "name" else key.replace("-", "_")]
+        for key in CONFIG_KEYS["common"] + CONFIG_KEYS[scheduler]
+    }
     assert all(value is not None for value in section.values())  # a None key would not be checked
-    section.update({"cores": 3, "memory": "3GiB", "worker-extra-args": ["--lifetime 2h"],
-                    "job-script-prologue": ["echo from-config"], "scheduler-options": {"dashboard_address": ":0"}})
+    section.update(
+        {
+            "cores": 3,
+            "memory": "3GiB",
+            "worker-extra-args": ["--lifetime 2h"],
+            "job-script-prologue": ["echo from-config"],
+            "scheduler-options": {"dashboard_address": ":0"},
+        }
+    )
     with dask.config.set({f"jobqueue.{scheduler}": section}), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         script = JOBS[scheduler](SCHEDULER, "w").job_script()

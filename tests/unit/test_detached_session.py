@@ -66,17 +66,31 @@ def test_left_alone_for_its_idle_timeout_it_cancels_the_jobs_it_was_told_about_a
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_detached_scheduler_keeps_its_state_private_and_ended_by_a_signal_cancels_its_jobs_and_leaves_nothing(
-        tmp_path, signum):
+    tmp_path, signum
+):
     # The scheduler as the login node runs it: detached by the command that starts it, which returns.
     cancelled = tmp_path / "cancelled"
-    spec = {"options": {"host": "127.0.0.1", "dashboard_address": ":0"}, "security": None,
-            "session": {"directory": ".jqref/sessions/s1", "idle_timeout": 60,
-                        "cancel_command": record_arguments_in(cancelled)}}
-    start = subprocess.run([sys.executable, login_scheduler_main.__file__], input=json.dumps(spec) + "\n",
-                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    spec = {
+        "options": {"host": "127.0.0.1", "dashboard_address": ":0"},
+        "security": None,
+        "session": {
+            "directory": ".jqref/sessions/s1",
+            "idle_timeout": 60,
+            "cancel_command": record_arguments_in(cancelled),
+        },
+    }
+    start = subprocess.run(
+        [sys.executable, login_scheduler_main.__file__],
+        input=json.dumps(spec) + "\n",
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert start.returncode == 0, start.stderr
     started = json.loads(start.stdout)
     try:
+
         async def tell_jobs():
             async with rpc(started["address"]) as scheduler:
                 await scheduler.jqref_heartbeat(jobs={"11": "w-0", "12": "w-1"})
@@ -180,8 +194,9 @@ class Relay:
                 writer.write(data)
                 await writer.drain()
 
-        await asyncio.gather(pump(client_reader, scheduler_writer), pump(scheduler_reader, client_writer),
-                             return_exceptions=True)
+        await asyncio.gather(
+            pump(client_reader, scheduler_writer), pump(scheduler_reader, client_writer), return_exceptions=True
+        )
 
     def drop_client_side(self):
         self.accepting = False
@@ -198,8 +213,10 @@ def test_a_client_back_before_the_scheduler_saw_its_connection_die_gets_its_futu
     client_reconnect.apply()
 
     async def main():
-        async with Scheduler(host="127.0.0.1", dashboard_address=":0") as scheduler, \
-                Worker(scheduler.address, nthreads=2):
+        async with (
+            Scheduler(host="127.0.0.1", dashboard_address=":0") as scheduler,
+            Worker(scheduler.address, nthreads=2),
+        ):
             session_of(scheduler, tmp_path)
             relay = Relay(scheduler.port)
             async with Client(await relay.start(), asynchronous=True) as client:
@@ -231,4 +248,3 @@ def test_without_a_detached_cluster_a_dropped_client_loses_its_futures_as_distri
                 return pending.status
 
     assert run(main()) == "cancelled"
-

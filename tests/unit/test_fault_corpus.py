@@ -216,8 +216,11 @@ def held_when_requeue_hold(parse_states):
 
     def parse(cls, result, job_ids):
         states = parse_states.__func__(cls, result, job_ids)
-        return {job_id: (JobState.HELD, word) if word == "REQUEUE_HOLD" else (state, word)
-                for job_id, (state, word) in states.items()}
+        return {
+            job_id: (JobState.HELD, word) if word == "REQUEUE_HOLD" else (state, word)
+            for job_id, (state, word) in states.items()
+        }
+
     return parse
 
 
@@ -226,8 +229,15 @@ def cluster_on_stand_in(stand_in):
     made = []
 
     def make(**options):
-        cluster = SLURMCluster(cores=1, memory="1GiB", job_name="fault", runner=LocalRunner(timeout=TIMEOUT),
-                               scheduler_options={"dashboard_address": ":0"}, poll_interval="100ms", **options)
+        cluster = SLURMCluster(
+            cores=1,
+            memory="1GiB",
+            job_name="fault",
+            runner=LocalRunner(timeout=TIMEOUT),
+            scheduler_options={"dashboard_address": ":0"},
+            poll_interval="100ms",
+            **options,
+        )
         made.append(cluster)
         return cluster
 
@@ -255,8 +265,9 @@ def until(condition, what, deadline=30.0):
 
 
 @pytest.mark.parametrize("how", ["close", "context manager"])
-def test_a_synchronous_close_that_could_not_cancel_raises_naming_the_jobs_and_the_fix(stand_in, cluster_on_stand_in,
-                                                                                      how):
+def test_a_synchronous_close_that_could_not_cancel_raises_naming_the_jobs_and_the_fix(
+    stand_in, cluster_on_stand_in, how
+):
     cluster = cluster_on_stand_in()
     cluster.scale(jobs=2)
     until(lambda: len(stand_in.queued()) == 2, "2 jobs in the queue")
@@ -277,8 +288,14 @@ def test_a_synchronous_close_that_could_not_cancel_raises_naming_the_jobs_and_th
 
 def test_an_asynchronous_close_that_could_not_cancel_raises(stand_in):
     async def scenario():
-        cluster = await SLURMCluster(cores=1, memory="1GiB", job_name="fault", runner=LocalRunner(timeout=TIMEOUT),
-                                     scheduler_options={"dashboard_address": ":0"}, asynchronous=True)
+        cluster = await SLURMCluster(
+            cores=1,
+            memory="1GiB",
+            job_name="fault",
+            runner=LocalRunner(timeout=TIMEOUT),
+            scheduler_options={"dashboard_address": ":0"},
+            asynchronous=True,
+        )
         cluster.scale(jobs=1)
         end = time.monotonic() + 30
         while len(stand_in.queued()) < 1 and time.monotonic() < end:
@@ -298,6 +315,12 @@ def test_a_cluster_whose_record_cannot_be_written_stops_before_any_job(stand_in,
     (tmp_path / "blocked" / "jqref").write_text("a file where the records directory should be")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "blocked"))
     with pytest.raises(OSError, match=str(tmp_path / "blocked" / "jqref")):
-        SLURMCluster(cores=1, memory="1GiB", job_name="fault", n_workers=2, runner=LocalRunner(timeout=TIMEOUT),
-                     scheduler_options={"dashboard_address": ":0"})
+        SLURMCluster(
+            cores=1,
+            memory="1GiB",
+            job_name="fault",
+            n_workers=2,
+            runner=LocalRunner(timeout=TIMEOUT),
+            scheduler_options={"dashboard_address": ":0"},
+        )
     assert stand_in.jobs() == {}

@@ -18,8 +18,22 @@ from jqref.htcondor import HTCondorJob, _seconds
 
 from test_batch_queue import ScriptedRunner
 
-HOSTILE = ["two words", "it's", 'say "hi"', "$(HOME)", "$$x", "a$$;b", "$", "x$", "$F(y)", "`id`", "a;b|c&&d",
-           "''\"\"", "tail\\", '"q"']
+HOSTILE = [
+    "two words",
+    "it's",
+    'say "hi"',
+    "$(HOME)",
+    "$$x",
+    "a$$;b",
+    "$",
+    "x$",
+    "$F(y)",
+    "`id`",
+    "a;b|c&&d",
+    "''\"\"",
+    "tail\\",
+    '"q"',
+]
 
 
 def condor_words(text: str) -> list[str]:
@@ -33,7 +47,7 @@ def condor_words(text: str) -> list[str]:
     while i < len(text):
         c = text[i]
         if quoted:
-            if c == "'" and text[i + 1:i + 2] == "'":
+            if c == "'" and text[i + 1 : i + 2] == "'":
                 word += "'"
                 i += 1
             elif c == "'":
@@ -79,7 +93,10 @@ def test_resources_are_the_classads_dask_jobqueue_writes():
     # As dask-jobqueue's: the numbers are ints, bytes (processes do not divide them).
     header = job(cores=4, processes=2, memory="100MB", disk="100MB").job_header_dict
     assert (header["MY.DaskWorkerCores"], header["MY.DaskWorkerMemory"], header["MY.DaskWorkerDisk"]) == (
-        4, 100_000_000, 100_000_000)
+        4,
+        100_000_000,
+        100_000_000,
+    )
     assert not any(key.startswith(("request_", "Request_")) for key in d)
 
 
@@ -133,8 +150,9 @@ def description_of_array(j, count):
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_hostile_values_reach_the_job_unchanged(value):
-    d = description(job(name=value, job_name="n", environment={"V": value},
-                        job_script_prologue=[f"echo {shlex.quote(value)}"]))
+    d = description(
+        job(name=value, job_name="n", environment={"V": value}, job_script_prologue=[f"echo {shlex.quote(value)}"])
+    )
     interpreter, *rest = condor_words(d["arguments"])
     assert [d["executable"], interpreter] == ["/usr/bin/env", "bash"]
     flag, body = rest
@@ -175,8 +193,12 @@ def test_batch_names_condor_submit_would_unquote_or_trim_are_quoted():
 
 
 def test_extra_directives_are_a_dict_and_never_skipped():
-    d = description(job(job_extra_directives={"+ProjectName": '"p"', "requirements": "True", "+Extra": True},
-                        job_directives_skip=["requirements", "Project"]))
+    d = description(
+        job(
+            job_extra_directives={"+ProjectName": '"p"', "requirements": "True", "+Extra": True},
+            job_directives_skip=["requirements", "Project"],
+        )
+    )
     assert d["+ProjectName"] == '"p"' and d["requirements"] == "True" and d["+Extra"] == "True"
     with pytest.raises(TypeError, match="dict"):
         job(job_extra_directives=["requirements = True"])
@@ -232,8 +254,13 @@ def test_states_from_condor_q():
     out = "1 0 1\n2 0 2\n3 0 3\n4 0 4\n5 0 5\n6 0 6\n7 0 7\n"
     states = HTCondorJob.parse_states(CommandResult(("condor_q",), 0, out, ""), [])
     assert {k: v[0] for k, v in states.items()} == {
-        "1.0": JobState.PENDING, "2.0": JobState.RUNNING, "3.0": JobState.ENDED, "4.0": JobState.ENDED,
-        "5.0": JobState.HELD, "6.0": JobState.RUNNING, "7.0": JobState.RUNNING,
+        "1.0": JobState.PENDING,
+        "2.0": JobState.RUNNING,
+        "3.0": JobState.ENDED,
+        "4.0": JobState.ENDED,
+        "5.0": JobState.HELD,
+        "6.0": JobState.RUNNING,
+        "7.0": JobState.RUNNING,
     }
 
 
@@ -241,8 +268,9 @@ def test_a_held_job_is_removed_and_tracked_until_it_leaves_the_queue():
     """A held job stays held until someone releases it: condor_rm it, replace
     it at once, and keep polling it until condor_q shows it removed."""
     held_row = (0, "5 0 5\n", "")
-    runner = ScriptedRunner(held_row, (0, "Job 5.0 marked for removal\n", ""), held_row, (0, "", ""), held_row,
-                            (0, "5 0 3\n", ""))
+    runner = ScriptedRunner(
+        held_row, (0, "Job 5.0 marked for removal\n", ""), held_row, (0, "", ""), held_row, (0, "5 0 3\n", "")
+    )
     replaced = []
     batch = BatchQueue(HTCondorJob, runner, on_ended=lambda j, detail: replaced.append((j.job_id, detail)))
     held = job(batch=batch)

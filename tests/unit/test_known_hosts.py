@@ -48,25 +48,43 @@ def ed25519_key():
 
 def line_of(public_key) -> str:
     """'type base64' of a cryptography public key or certificate."""
-    return public_key.public_bytes(*(() if hasattr(public_key, "signature_key") else
-                                     (Encoding.OpenSSH, PublicFormat.OpenSSH))).decode()
+    return public_key.public_bytes(
+        *(() if hasattr(public_key, "signature_key") else (Encoding.OpenSSH, PublicFormat.OpenSSH))
+    ).decode()
 
 
 def pkey(public_key) -> paramiko.PKey:
     """The paramiko key a server would present: plain, or carrying its certificate."""
     key_type, data = line_of(public_key).split()[:2]
     blob = base64.b64decode(data)
-    cls = (paramiko.Ed25519Key if "ed25519" in key_type else paramiko.ECDSAKey if "ecdsa" in key_type
-           else paramiko.RSAKey)
+    cls = (
+        paramiko.Ed25519Key if "ed25519" in key_type else paramiko.ECDSAKey if "ecdsa" in key_type else paramiko.RSAKey
+    )
     return cls(data=blob)
 
 
-def certify(host_private, ca_private, *, principals=("login.example",), kind=SSHCertificateType.HOST,
-            after=NOW - HOUR, before=NOW + HOUR, critical=None):
-    builder = (SSHCertificateBuilder().public_key(host_private.public_key()).serial(7).type(kind)
-               .key_id(b"test host").valid_after(int(after)).valid_before(int(before)))
-    builder = builder.valid_principals([p.encode() for p in principals]) if principals \
-        else builder.valid_for_all_principals()
+def certify(
+    host_private,
+    ca_private,
+    *,
+    principals=("login.example",),
+    kind=SSHCertificateType.HOST,
+    after=NOW - HOUR,
+    before=NOW + HOUR,
+    critical=None,
+):
+    builder = (
+        SSHCertificateBuilder()
+        .public_key(host_private.public_key())
+        .serial(7)
+        .type(kind)
+        .key_id(b"test host")
+        .valid_after(int(after))
+        .valid_before(int(before))
+    )
+    builder = (
+        builder.valid_principals([p.encode() for p in principals]) if principals else builder.valid_for_all_principals()
+    )
     if critical:
         builder = builder.add_critical_option(critical.encode(), b"")
     return builder.sign(ca_private)
@@ -89,25 +107,28 @@ def entries_of(text: str, path: str = "/kh"):
 # ---- patterns and names ----------------------------------------------------
 
 
-@pytest.mark.parametrize("hosts, name, expected", [
-    ("login.example", "login.example", True),
-    ("LOGIN.Example", "login.EXAMPLE", True),                    # no regard to case
-    ("other,login.example", "login.example", True),
-    ("*.example", "login.example", True),
-    ("*.example", "example", False),
-    ("login?.example", "login1.example", True),
-    ("login?.example", "login12.example", False),
-    ("*.example,!bad.example", "bad.example", False),            # a negated match wins
-    ("!bad.example,*.example", "bad.example", False),
-    ("!bad.example", "login.example", False),                    # negation alone matches nothing
-    ("10.0.0.*", "10.0.0.7", True),
-    ("[login.example]:2222", "[login.example]:2222", True),
-    ("login.example", "[login.example]:2222", False),            # off port 22, only [host]:port
-    ("[login.example]:*", "[login.example]:2222", True),
-    ("[login.example]:2222", "login.example", False),
-    ("log[in].example", "login.example", False),                  # no character classes, as OpenSSH
-    ("log.n.example", "login.example", False),                    # '.' is a dot, not any character
-])
+@pytest.mark.parametrize(
+    "hosts, name, expected",
+    [
+        ("login.example", "login.example", True),
+        ("LOGIN.Example", "login.EXAMPLE", True),  # no regard to case
+        ("other,login.example", "login.example", True),
+        ("*.example", "login.example", True),
+        ("*.example", "example", False),
+        ("login?.example", "login1.example", True),
+        ("login?.example", "login12.example", False),
+        ("*.example,!bad.example", "bad.example", False),  # a negated match wins
+        ("!bad.example,*.example", "bad.example", False),
+        ("!bad.example", "login.example", False),  # negation alone matches nothing
+        ("10.0.0.*", "10.0.0.7", True),
+        ("[login.example]:2222", "[login.example]:2222", True),
+        ("login.example", "[login.example]:2222", False),  # off port 22, only [host]:port
+        ("[login.example]:*", "[login.example]:2222", True),
+        ("[login.example]:2222", "login.example", False),
+        ("log[in].example", "login.example", False),  # no character classes, as OpenSSH
+        ("log.n.example", "login.example", False),  # '.' is a dot, not any character
+    ],
+)
 def test_host_patterns_match_as_openssh_matches_them(hosts, name, expected):
     assert match_hosts(hosts, name) is expected
 
@@ -139,8 +160,9 @@ def test_hashed_names_are_those_of_openssh(host, tmp_path):
     for name, port in (("login.example", 22), ("login.example", 2222)):
         assert check(hashed, name, port, pkey(host.public_key())) is not None
     append(str(ours), "[login.example]:2222", pkey(host.public_key()), hashed=True)
-    found = subprocess.run(["ssh-keygen", "-F", "[login.example]:2222", "-f", str(ours)],
-                           capture_output=True, text=True)
+    found = subprocess.run(
+        ["ssh-keygen", "-F", "[login.example]:2222", "-f", str(ours)], capture_output=True, text=True
+    )
     assert found.returncode == 0 and line_of(host.public_key()) in found.stdout
 
 
@@ -149,20 +171,22 @@ def test_hashed_names_are_those_of_openssh(host, tmp_path):
 
 def test_lines_that_cannot_be_read_are_skipped_and_the_rest_kept(host, ca):
     key = line_of(host.public_key())
-    text = "\n".join([
-        "# a comment",
-        "",
-        "   ",
-        f"login.example {key} a trailing comment",            # 4
-        "@unknown-marker login.example " + key,               # unknown marker
-        "login.example ssh-ed25519 !!!not-base64!!!",          # broken base64
-        "login.example ssh-rsa " + key.split()[1],           # the blob is not of the type the line says
-        "login.example",                                      # too few fields
-        "|1|broken login ssh-ed25519 " + key.split()[1],       # a hashed name that is not |1|salt|hash
-        "old.example sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t",  # 10: unknown type
-        f"@cert-authority *.example {line_of(ca.public_key())}",  # 11
-        f"\t@revoked\t*\t{key}",                               # 12, tabs
-    ])
+    text = "\n".join(
+        [
+            "# a comment",
+            "",
+            "   ",
+            f"login.example {key} a trailing comment",  # 4
+            "@unknown-marker login.example " + key,  # unknown marker
+            "login.example ssh-ed25519 !!!not-base64!!!",  # broken base64
+            "login.example ssh-rsa " + key.split()[1],  # the blob is not of the type the line says
+            "login.example",  # too few fields
+            "|1|broken login ssh-ed25519 " + key.split()[1],  # a hashed name that is not |1|salt|hash
+            "old.example sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t",  # 10: unknown type
+            f"@cert-authority *.example {line_of(ca.public_key())}",  # 11
+            f"\t@revoked\t*\t{key}",  # 12, tabs
+        ]
+    )
     entries = entries_of(text, "/home/u/.ssh/known_hosts")
     assert [(e.line, e.marker, e.key_type) for e in entries] == [
         (4, "", "ssh-ed25519"),
@@ -189,8 +213,10 @@ def test_hashed_entries_are_read(host):
 
 
 def test_a_key_of_a_type_paramiko_cannot_read_does_not_stop_the_others(host):
-    text = ("login.example sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t\n"
-            f"login.example {line_of(host.public_key())}\n")
+    text = (
+        "login.example sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t\n"
+        f"login.example {line_of(host.public_key())}\n"
+    )
     assert check(entries_of(text), "login.example", 22, pkey(host.public_key())).line == 2
 
 
@@ -235,8 +261,9 @@ def test_a_certificate_from_a_ca_listed_for_other_hosts_falls_back_to_the_plain_
     cert = pkey(certify(host, ca, principals=("bad.example",)))
     only_ca = entries_of(f"@cert-authority *.example,!bad.example {line_of(ca.public_key())}\n")
     assert check(only_ca, "bad.example", 22, cert, NOW) is None  # unknown
-    with_key = entries_of(f"@cert-authority *.example,!bad.example {line_of(ca.public_key())}\n"
-                          f"bad.example {line_of(host.public_key())}\n")
+    with_key = entries_of(
+        f"@cert-authority *.example,!bad.example {line_of(ca.public_key())}\nbad.example {line_of(host.public_key())}\n"
+    )
     assert check(with_key, "bad.example", 22, cert, NOW).line == 2
 
 
@@ -245,13 +272,16 @@ def test_a_certificate_from_an_unlisted_ca_falls_back_to_the_plain_key(host, ca)
     assert check(entries, "login.example", 22, pkey(certify(host, ca)), NOW) is None
 
 
-@pytest.mark.parametrize("problem, options", [
-    ("not for login.example", {"principals": ("other.example",)}),
-    ("expired", {"after": NOW - 2 * HOUR, "before": NOW - HOUR}),
-    ("not valid before", {"after": NOW + HOUR, "before": NOW + 2 * HOUR}),
-    ("user certificate", {"kind": SSHCertificateType.USER}),
-    ("critical options", {"critical": "force-command"}),
-])
+@pytest.mark.parametrize(
+    "problem, options",
+    [
+        ("not for login.example", {"principals": ("other.example",)}),
+        ("expired", {"after": NOW - 2 * HOUR, "before": NOW - HOUR}),
+        ("not valid before", {"after": NOW + HOUR, "before": NOW + 2 * HOUR}),
+        ("user certificate", {"kind": SSHCertificateType.USER}),
+        ("critical options", {"critical": "force-command"}),
+    ],
+)
 def test_a_certificate_openssh_would_refuse_is_refused(host, ca, problem, options):
     entries = entries_of(f"@cert-authority * {line_of(ca.public_key())}\n", "/kh")
     with pytest.raises(InvalidHostCertificate, match=rf"login\.example.*{problem}.*/kh:1"):
@@ -283,24 +313,37 @@ def test_a_certificate_by_a_revoked_ca_or_for_a_revoked_key_is_refused(host, ca)
         check(entries_of(ca_line + f"@revoked * {line_of(host.public_key())}\n"), "login.example", 22, cert, NOW)
 
 
-@pytest.mark.parametrize("make_host, make_ca", [
-    (lambda: ec.generate_private_key(ec.SECP256R1()), lambda: rsa.generate_private_key(65537, 2048)),
-    (lambda: rsa.generate_private_key(65537, 2048), lambda: ec.generate_private_key(ec.SECP384R1())),
-], ids=["ecdsa-host-rsa-ca", "rsa-host-ecdsa-ca"])
+@pytest.mark.parametrize(
+    "make_host, make_ca",
+    [
+        (lambda: ec.generate_private_key(ec.SECP256R1()), lambda: rsa.generate_private_key(65537, 2048)),
+        (lambda: rsa.generate_private_key(65537, 2048), lambda: ec.generate_private_key(ec.SECP384R1())),
+    ],
+    ids=["ecdsa-host-rsa-ca", "rsa-host-ecdsa-ca"],
+)
 def test_other_key_types_for_hosts_and_cas(make_host, make_ca):
     host, ca = make_host(), make_ca()
     entries = entries_of(f"@cert-authority * {line_of(ca.public_key())}\n")
     assert check(entries, "login.example", 22, pkey(certify(host, ca)), NOW) is not None
-    assert check(entries_of(f"login.example {line_of(host.public_key())}\n"), "login.example", 22,
-                 pkey(host.public_key())) is not None
+    assert (
+        check(entries_of(f"login.example {line_of(host.public_key())}\n"), "login.example", 22, pkey(host.public_key()))
+        is not None
+    )
 
 
 # ---- which host key to ask the server for -------------------------------------------------
 
 
-OFFERED = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256",
-           "ssh-ed25519-cert-v01@openssh.com", "ecdsa-sha2-nistp256-cert-v01@openssh.com",
-           "rsa-sha2-512-cert-v01@openssh.com", "rsa-sha2-256-cert-v01@openssh.com")
+OFFERED = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+    "ssh-ed25519-cert-v01@openssh.com",
+    "ecdsa-sha2-nistp256-cert-v01@openssh.com",
+    "rsa-sha2-512-cert-v01@openssh.com",
+    "rsa-sha2-256-cert-v01@openssh.com",
+)
 
 
 def test_certificates_are_asked_for_first_where_a_ca_is_listed(ca):
@@ -325,7 +368,7 @@ def test_the_transport_asks_in_that_order(ca, tmp_path):
         transport = policy.transport(a)
         keys = transport.preferred_keys
         assert keys[0].endswith("-cert-v01@openssh.com") and "ssh-ed25519" in keys
-        assert all(k.endswith("-cert-v01@openssh.com") for k in keys[:len(keys) // 2])
+        assert all(k.endswith("-cert-v01@openssh.com") for k in keys[: len(keys) // 2])
     finally:
         a.close()
         b.close()
@@ -334,11 +377,13 @@ def test_the_transport_asks_in_that_order(ca, tmp_path):
 # ---- the policy, and appending new hosts ----------------------------------------------------
 
 
-SITE_FILE = (b"# managed by hand \xe2\x80\x94 keep\n"
-             b"@cert-authority *.other.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBzd\n"
-             b"old.example sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t # fido\n"
-             b"\xff not utf-8 \xfe\n"
-             b"last.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBzd")  # no final newline
+SITE_FILE = (
+    b"# managed by hand \xe2\x80\x94 keep\n"
+    b"@cert-authority *.other.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBzd\n"
+    b"old.example sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t # fido\n"
+    b"\xff not utf-8 \xfe\n"
+    b"last.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBzd"
+)  # no final newline
 
 
 def test_an_unknown_host_is_refused_naming_the_files_and_the_fix(host, tmp_path):
@@ -360,7 +405,7 @@ def test_a_trusted_new_host_is_appended_and_nothing_else_changes(host, tmp_path)
     policy.missing_host_key(None, "login.example", pkey(host.public_key()))
     after = known.read_bytes()
     assert after.startswith(SITE_FILE + b"\n")
-    assert after[len(SITE_FILE) + 1:].decode() == f"login.example {line_of(host.public_key())}\n"
+    assert after[len(SITE_FILE) + 1 :].decode() == f"login.example {line_of(host.public_key())}\n"
     assert policy.check(pkey(host.public_key())) is not None  # now known: nothing more is written
     assert known.read_bytes() == after
 
@@ -368,12 +413,11 @@ def test_a_trusted_new_host_is_appended_and_nothing_else_changes(host, tmp_path)
 def test_under_hash_known_hosts_the_appended_name_is_hashed(host, tmp_path):
     known = tmp_path / "known_hosts"
     known.write_bytes(SITE_FILE + b"\n")
-    policy = KnownHostsPolicy("login.example", 2222, [str(known)], trust_unknown=True, hash_names=True,
-                              global_files=())
+    policy = KnownHostsPolicy("login.example", 2222, [str(known)], trust_unknown=True, hash_names=True, global_files=())
     policy.check(pkey(host.public_key()))
     after = known.read_bytes()
     assert after.startswith(SITE_FILE + b"\n")
-    name, key_type, data = after[len(SITE_FILE) + 1:].decode().split()
+    name, key_type, data = after[len(SITE_FILE) + 1 :].decode().split()
     assert name.startswith("|1|") and match_hosts(name, "[login.example]:2222")
     assert f"{key_type} {data}" == line_of(host.public_key())
 
@@ -381,7 +425,8 @@ def test_under_hash_known_hosts_the_appended_name_is_hashed(host, tmp_path):
 def test_a_certificate_from_no_listed_ca_records_its_plain_key(host, ca, tmp_path):
     known = tmp_path / "known_hosts"
     KnownHostsPolicy("login.example", 22, [str(known)], trust_unknown=True, global_files=()).check(
-        pkey(certify(host, ca)))
+        pkey(certify(host, ca))
+    )
     assert known.read_text() == f"login.example {line_of(host.public_key())}\n"
 
 
@@ -405,7 +450,8 @@ def test_a_changed_key_is_refused_even_when_trusting_new_hosts(host, tmp_path):
     known.write_text(f"login.example {line_of(ed25519_key().public_key())}\n")
     with pytest.raises(ChangedHostKey):
         KnownHostsPolicy("login.example", 22, [str(known)], trust_unknown=True, global_files=()).check(
-            pkey(host.public_key()))
+            pkey(host.public_key())
+        )
 
 
 def test_the_runner_hashes_new_hosts_when_the_ssh_config_says_so(tmp_path):

@@ -77,14 +77,19 @@ def job(**kwargs):
 
 
 def directives(j):
-    return [shlex.split(line[len("#PBS "):]) for line in j.job_script().splitlines() if line.startswith("#PBS ")]
+    return [shlex.split(line[len("#PBS ") :]) for line in j.job_script().splitlines() if line.startswith("#PBS ")]
 
 
 def test_directives_for_every_option():
     j = job(queue="workq", account="proj", walltime="00:07:00", log_directory="/logs", job_name="jn")
     assert directives(j) == [
-        ["-N", j.tag], ["-q", "workq"], ["-A", "proj"],
-        ["-l", "select=1:ncpus=2:mem=1024MB"], ["-l", "walltime=00:07:00"], ["-e", "/logs/"], ["-o", "/logs/"],
+        ["-N", j.tag],
+        ["-q", "workq"],
+        ["-A", "proj"],
+        ["-l", "select=1:ncpus=2:mem=1024MB"],
+        ["-l", "walltime=00:07:00"],
+        ["-e", "/logs/"],
+        ["-o", "/logs/"],
     ]
 
 
@@ -141,21 +146,29 @@ def test_each_job_is_queued_under_a_name_of_its_own_that_finds_it_again():
         PBSJob.parse_found(CommandResult(("qstat",), 1, "", "qstat: cannot connect to server"), first.tag)
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"queue": "q; rm -rf /"}, "destination"),
-    ({"walltime": "01:00:00,mem=100gb"}, "walltime"),
-    ({"log_directory": "host:/logs"}, "host:path"),
-    ({"account": "a\\b"}, "backslash"),
-    ({"account": "a\nb"}, "line break"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"queue": "q; rm -rf /"}, "destination"),
+        ({"walltime": "01:00:00,mem=100gb"}, "walltime"),
+        ({"log_directory": "host:/logs"}, "host:path"),
+        ({"account": "a\\b"}, "backslash"),
+        ({"account": "a\nb"}, "line break"),
+    ],
+)
 def test_values_that_cannot_be_carried_are_refused(options, match):
     with pytest.raises(ValueError, match=match):
         job(**options)
 
 
-@pytest.mark.parametrize("stdout, job_id", [
-    ("123.login\n", "123.login"), ("42\n", "42"), ("7.pbs-head.example.org\n", "7.pbs-head.example.org"),
-])
+@pytest.mark.parametrize(
+    "stdout, job_id",
+    [
+        ("123.login\n", "123.login"),
+        ("42\n", "42"),
+        ("7.pbs-head.example.org\n", "7.pbs-head.example.org"),
+    ],
+)
 def test_job_id_keeps_the_server_suffix(stdout, job_id):
     assert PBSJob.parse_job_id(stdout) == job_id
 
@@ -183,8 +196,12 @@ def test_states_from_qstat_full():
     ids = [f"{i}.login" for i in range(11, 18)]
     states = PBSJob.parse_states(result(QSTAT_OPENPBS), ids)
     assert {k: v[0] for k, v in states.items()} == {
-        "11.login": JobState.RUNNING, "12.login": JobState.PENDING, "13.login": JobState.PENDING,
-        "14.login": JobState.HELD, "15.login": JobState.RUNNING, "16.login": JobState.ENDED,
+        "11.login": JobState.RUNNING,
+        "12.login": JobState.PENDING,
+        "13.login": JobState.PENDING,
+        "14.login": JobState.HELD,
+        "15.login": JobState.RUNNING,
+        "16.login": JobState.ENDED,
     }
     assert states["14.login"] == (JobState.HELD, "H (Hold_Types=s)")
 
@@ -223,20 +240,25 @@ def test_ids_match_with_or_without_the_server_suffix():
 
 
 def test_unknown_ids_are_gone_and_the_known_ones_still_read():
-    stderr = ("qstat: Unknown Job Id 99.login\n"
-              "qstat: 98.login Job has finished, use -x or -H to obtain historical job information\n")
+    stderr = (
+        "qstat: Unknown Job Id 99.login\n"
+        "qstat: 98.login Job has finished, use -x or -H to obtain historical job information\n"
+    )
     states = PBSJob.parse_states(result(QSTAT_OPENPBS, stderr, rc=35), ["11.login", "98.login", "99.login"])
     assert set(states) == {"11.login"}
     # The Slurm-backed qstat says nothing and exits 153 when it knows none of them.
     assert PBSJob.parse_states(result("", "", rc=153), ["5"]) == {}
 
 
-@pytest.mark.parametrize("stderr, rc", [
-    ("Connection refused\nqstat: cannot connect to server login (errno=111)\n", 2),
-    ("Problem loading jobs.\n", 255),
-    ("", 1),
-    ("qstat: Unknown Job Id 9.login\nqstat: cannot connect to server login\n", 153),
-])
+@pytest.mark.parametrize(
+    "stderr, rc",
+    [
+        ("Connection refused\nqstat: cannot connect to server login (errno=111)\n", 2),
+        ("Problem loading jobs.\n", 255),
+        ("", 1),
+        ("qstat: Unknown Job Id 9.login\nqstat: cannot connect to server login\n", 153),
+    ],
+)
 def test_a_failed_poll_is_an_error_not_a_job_outcome(stderr, rc):
     with pytest.raises(CommandError):
         PBSJob.parse_states(result("", stderr, rc), ["9.login"])
@@ -247,12 +269,15 @@ def test_a_job_without_a_state_is_an_unreadable_poll():
         PBSJob.parse_states(result("Job Id: 1.login\n    Job_Name = x\n"), ["1.login"])
 
 
-@pytest.mark.parametrize("stdout, stderr, gone", [
-    ("", "qdel: Unknown Job Id 9.login\n", True),
-    ("", "qdel: Job has finished 9.login\n", True),
-    ("", "", True),  # the Slurm-backed qdel, for a job that already ended
-    ("qdel: Kill job error on job id 9: Access/permission denied\n", "", False),
-    ("", "qdel: Unauthorized Request  9.login\n", False),
-])
+@pytest.mark.parametrize(
+    "stdout, stderr, gone",
+    [
+        ("", "qdel: Unknown Job Id 9.login\n", True),
+        ("", "qdel: Job has finished 9.login\n", True),
+        ("", "", True),  # the Slurm-backed qdel, for a job that already ended
+        ("qdel: Kill job error on job id 9: Access/permission denied\n", "", False),
+        ("", "qdel: Unauthorized Request  9.login\n", False),
+    ],
+)
 def test_qdel_of_a_job_that_is_gone_counts_as_cancelled(stdout, stderr, gone):
     assert PBSJob.already_gone(CommandResult(("qdel", "9.login"), 1, stdout, stderr)) is gone

@@ -31,8 +31,9 @@ def echo_server():
                 conn, _ = server.accept()
             except OSError:
                 return
-            threading.Thread(target=lambda c=conn: [c.sendall(d) for d in iter(lambda: c.recv(4096), b"")],
-                             daemon=True).start()
+            threading.Thread(
+                target=lambda c=conn: [c.sendall(d) for d in iter(lambda: c.recv(4096), b"")], daemon=True
+            ).start()
 
     threading.Thread(target=serve, daemon=True).start()
     return server
@@ -58,8 +59,11 @@ def test_bytes_go_both_ways_on_concurrent_connections_and_close_ends_them():
 
 def listening_addresses(port):
     """The addresses this process listens on at `port`, as the operating system reports them."""
-    return {connection.laddr.ip for connection in psutil.Process().net_connections(kind="inet")
-            if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port}
+    return {
+        connection.laddr.ip
+        for connection in psutil.Process().net_connections(kind="inet")
+        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port
+    }
 
 
 def test_the_forwarded_port_listens_on_loopback_only():

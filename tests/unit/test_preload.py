@@ -67,9 +67,11 @@ def test_a_worker_process_sent_sigterm_closes_itself_and_leaves_the_scheduler():
         assert ready.wait(DEADLINE), "the worker never started"
         os.kill(process.pid, signal.SIGTERM)
         process.join(DEADLINE)
-        assert process.exitcode == 0, (f"the worker process still runs {DEADLINE:g} s after SIGTERM"
-                                       if process.exitcode is None else
-                                       f"the worker process ended with {process.exitcode} (-15: died of SIGTERM)")
+        assert process.exitcode == 0, (
+            f"the worker process still runs {DEADLINE:g} s after SIGTERM"
+            if process.exitcode is None
+            else f"the worker process ended with {process.exitcode} (-15: died of SIGTERM)"
+        )
         assert outcome.get(timeout=DEADLINE) == ("closed", 0)
     finally:
         if process.is_alive():

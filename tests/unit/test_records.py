@@ -55,8 +55,11 @@ def test_a_records_directory_that_cannot_be_made_is_an_error_naming_it_and_what_
     (tmp_path / "not-a-directory").write_text("")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "not-a-directory"))
     r = record(["scancel"], pid=dead_pid())
-    with pytest.raises(RecordError, match=f"jobs of this cluster could not be recorded at {r.path}: .*"
-                                          "if this process dies they must be cancelled by hand: scancel 7"):
+    with pytest.raises(
+        RecordError,
+        match=f"jobs of this cluster could not be recorded at {r.path}: .*"
+        "if this process dies they must be cancelled by hand: scancel 7",
+    ):
         r.save({"7"})
 
 
@@ -82,8 +85,12 @@ def test_a_full_disk_keeps_the_last_record_whole_leaves_no_partial_one_and_says_
         except RecordError as e:
             print(e)
     """)
-    failed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env={**os.environ, "XDG_STATE_HOME": str(state_dir.parent)})
+    failed = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "XDG_STATE_HOME": str(state_dir.parent)},
+    )
     assert f"could not be recorded at {r.path}: File too large" in failed.stdout, failed.stderr
     assert json.loads(r.path.read_text())["jobs"] == ["1"]
     assert os.listdir(state_dir) == [r.path.name]
@@ -145,8 +152,7 @@ def test_cleaning_up_a_record_that_does_not_exist_or_whose_process_runs_fails_sa
     assert found_ids() == [alive.id]
 
 
-def test_a_partial_record_a_dead_process_left_is_listed_and_removed_by_cleanup_a_fresh_one_is_not(state_dir,
-                                                                                                   capsys):
+def test_a_partial_record_a_dead_process_left_is_listed_and_removed_by_cleanup_a_fresh_one_is_not(state_dir, capsys):
     state_dir.mkdir()
     abandoned, fresh = state_dir / ".tmp-abandoned", state_dir / ".tmp-being-written"
     abandoned.write_text('{"job_cl')
@@ -190,14 +196,19 @@ def detached_record(tmp_path, monkeypatch, state):
     certificate = Security.temporary().tls_scheduler_cert
     (session / "state.json").write_text(json.dumps({**state, "certificate": certificate_fingerprint(certificate)}))
     r = record(["echo", "cancel"], pid=dead_pid())
-    r.session = {"cluster_class": "jqref.slurm.SLURMCluster", "directory": ".jqref/sessions/s1", "started": 0,
-                 "security": {"tls_scheduler_cert": certificate}}
+    r.session = {
+        "cluster_class": "jqref.slurm.SLURMCluster",
+        "directory": ".jqref/sessions/s1",
+        "started": 0,
+        "security": {"tls_scheduler_cert": certificate},
+    }
     r.save({"7": "w-0"})
     return r
 
 
-def test_a_detached_session_is_listed_as_attachable_and_cleaned_up_only_when_named(tmp_path, monkeypatch, capsys,
-                                                                                    stand_in_scheduler):
+def test_a_detached_session_is_listed_as_attachable_and_cleaned_up_only_when_named(
+    tmp_path, monkeypatch, capsys, stand_in_scheduler
+):
     scheduler = stand_in_scheduler
     r = detached_record(tmp_path, monkeypatch, {"pid": scheduler.pid, "process_start": started(scheduler.pid)})
     assert main(["list"]) == 0
@@ -205,21 +216,26 @@ def test_a_detached_session_is_listed_as_attachable_and_cleaned_up_only_when_nam
     assert main(["cleanup"]) == 0
     assert found_ids() == [r.id] and scheduler.poll() is None, "an attachable one went"
     assert main(["cleanup", r.id]) == 0
-    assert f"cancelled 1 job(s): 7; its detached scheduler (pid {scheduler.pid} on this machine) was stopped" \
+    assert (
+        f"cancelled 1 job(s): 7; its detached scheduler (pid {scheduler.pid} on this machine) was stopped"
         in capsys.readouterr().out
+    )
     assert scheduler.wait(timeout=10) != 0 and load_records().found == []
 
 
-def test_a_process_that_took_the_pid_of_a_session_scheduler_killed_outright_is_not_stopped(tmp_path, monkeypatch,
-                                                                                          capsys, stand_in_scheduler):
+def test_a_process_that_took_the_pid_of_a_session_scheduler_killed_outright_is_not_stopped(
+    tmp_path, monkeypatch, capsys, stand_in_scheduler
+):
     # The scheduler's state outlived it (SIGKILL, a reboot) and its pid is another process's now:
     # the same pid, another start.
     other = stand_in_scheduler
     r = detached_record(tmp_path, monkeypatch, {"pid": other.pid, "process_start": str(int(started(other.pid)) - 1)})
     assert main(["cleanup", r.id]) == 0
-    assert (f"cancelled 1 job(s): 7; its detached scheduler was gone, so nothing was stopped: pid {other.pid} on "
-            "this machine is another process's now; the state it left in .jqref/sessions/s1 removed"
-            in capsys.readouterr().out)
+    assert (
+        f"cancelled 1 job(s): 7; its detached scheduler was gone, so nothing was stopped: pid {other.pid} on "
+        "this machine is another process's now; the state it left in .jqref/sessions/s1 removed"
+        in capsys.readouterr().out
+    )
     time.sleep(0.2)
     assert other.poll() is None, "another process was killed"
     assert not (tmp_path / ".jqref" / "sessions" / "s1").exists() and load_records().found == []
@@ -252,8 +268,9 @@ def test_a_session_whose_scheduler_has_another_certificate_is_not_attached_to_or
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s").mkdir()
-    (tmp_path / "s" / "state.json").write_text(json.dumps({
-        "pid": 1, "certificate": certificate_fingerprint(Security.temporary().tls_scheduler_cert)}))
+    (tmp_path / "s" / "state.json").write_text(
+        json.dumps({"pid": 1, "certificate": certificate_fingerprint(Security.temporary().tls_scheduler_cert)})
+    )
     ours = {"directory": "s", "security": {"tls_scheduler_cert": Security.temporary().tls_scheduler_cert}}
     with pytest.raises(PermissionError, match="does not have this session's certificate"):
         read_state(LocalRunner(), ours)

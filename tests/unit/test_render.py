@@ -14,7 +14,7 @@ import stand_in_worker
 
 HOSTILE = [
     "two words",
-    "it's \"quoted\"",
+    'it\'s "quoted"',
     "$(touch /tmp/jqref-pwned)",
     "`touch /tmp/jqref-pwned`",
     "a;b&&c|d>e",
@@ -30,7 +30,7 @@ def make_job(**kwargs):
 
 def directive_args(script):
     """Each #SBATCH line split back into arguments as a shell would."""
-    return [shlex.split(line[len("#SBATCH "):]) for line in script.splitlines() if line.startswith("#SBATCH ")]
+    return [shlex.split(line[len("#SBATCH ") :]) for line in script.splitlines() if line.startswith("#SBATCH ")]
 
 
 def command_line(script):
@@ -74,8 +74,9 @@ def test_job_mem_is_passed_to_slurm_as_written(job_mem):
 
 
 def test_skip_drops_generated_directives_and_never_the_users_own():
-    job = make_job(job_extra_directives=["--exclusive", "--gres=gpu:1", "--time=01:00:00"],
-                   job_directives_skip=["--time", "gres"])
+    job = make_job(
+        job_extra_directives=["--exclusive", "--gres=gpu:1", "--time=01:00:00"], job_directives_skip=["--time", "gres"]
+    )
     lines = [line for line in job.job_script().splitlines() if line.startswith("#SBATCH")]
     assert lines[-3:] == ["#SBATCH --exclusive", "#SBATCH --gres=gpu:1", "#SBATCH --time=01:00:00"]
     assert not any("--time" in line for line in lines[:-3])
@@ -89,13 +90,39 @@ def test_prologue_comes_before_the_worker():
 
 
 def test_worker_command():
-    job = make_job(cores=4, memory="8GiB", processes=2, death_timeout=30, local_directory="/tmp/x",
-                   interface="eth0", worker_extra_args=["--resources", "GPU=1"], python="/opt/py/bin/python")
+    job = make_job(
+        cores=4,
+        memory="8GiB",
+        processes=2,
+        death_timeout=30,
+        local_directory="/tmp/x",
+        interface="eth0",
+        worker_extra_args=["--resources", "GPU=1"],
+        python="/opt/py/bin/python",
+    )
     assert command_line(job.job_script()) == [
-        "/opt/py/bin/python", "-m", "distributed.cli.dask_worker", "tcp://10.0.0.1:8786",
-        "--name", "dask-worker-0", "--nthreads", "2", "--memory-limit", "4.00GiB",
-        "--nworkers", "2", "--nanny", *worker_preload_args(nanny=True, tls=False),
-        "--death-timeout", "30", "--interface", "eth0", "--local-directory", "/tmp/x", "--resources", "GPU=1",
+        "/opt/py/bin/python",
+        "-m",
+        "distributed.cli.dask_worker",
+        "tcp://10.0.0.1:8786",
+        "--name",
+        "dask-worker-0",
+        "--nthreads",
+        "2",
+        "--memory-limit",
+        "4.00GiB",
+        "--nworkers",
+        "2",
+        "--nanny",
+        *worker_preload_args(nanny=True, tls=False),
+        "--death-timeout",
+        "30",
+        "--interface",
+        "eth0",
+        "--local-directory",
+        "/tmp/x",
+        "--resources",
+        "GPU=1",
     ]
 
 
@@ -139,19 +166,22 @@ def test_config_precedence_kwarg_then_jqref_then_jobqueue_then_default():
 
 
 def test_cores_and_memory_from_config():
-    with dask.config.set({"jqref.slurm.cores": 3, "jqref.slurm.memory": "3GiB",
-                          "jqref.slurm.job-extra-directives": ["--x"]}):
+    with dask.config.set(
+        {"jqref.slurm.cores": 3, "jqref.slurm.memory": "3GiB", "jqref.slurm.job-extra-directives": ["--x"]}
+    ):
         job = SLURMJob("tcp://a:1", "w")
         assert (job.cores, job.memory_bytes, job.processes) == (3, 3 * 2**30, 3)
         assert "#SBATCH --x" in job.job_script()
 
 
-
 def test_an_epilogue_runs_after_the_workers_which_still_get_the_batch_shells_sigterm(tmp_path):
     log, after = tmp_path / "signals", tmp_path / "after"
     script = tmp_path / "job.sh"
-    script.write_text(make_job(python=stand_in_worker.install(tmp_path),
-                               job_script_epilogue=[f'echo "workers ended: $status" > {after}']).job_script())
+    script.write_text(
+        make_job(
+            python=stand_in_worker.install(tmp_path), job_script_epilogue=[f'echo "workers ended: $status" > {after}']
+        ).job_script()
+    )
     shell = stand_in_worker.run_until_started(script, log)
     os.kill(shell.pid, signal.SIGTERM)  # scancel --batch --signal=TERM: the batch shell only
     assert shell.wait(timeout=20) == 7

@@ -42,8 +42,16 @@ def directives(j):
 def test_directives_request_what_dask_jobqueue_requests_by_default():
     j = job(queue="all.q", account="proj", walltime="01:00:00", log_directory="/logs", job_name="jn")
     assert directives(j) == [
-        ["-N", "jn"], ["-q", "all.q"], ["-P", "proj"], ["-l", "h_rt=01:00:00"], ["-e", "/logs/"], ["-o", "/logs/"],
-        ["-cwd"], ["-j", "y"], ["-ac", f"jqref_tag={j.tag}"], ["-notify"],
+        ["-N", "jn"],
+        ["-q", "all.q"],
+        ["-P", "proj"],
+        ["-l", "h_rt=01:00:00"],
+        ["-e", "/logs/"],
+        ["-o", "/logs/"],
+        ["-cwd"],
+        ["-j", "y"],
+        ["-ac", f"jqref_tag={j.tag}"],
+        ["-notify"],
     ]
     assert not any(a[0] == "-pe" or "mem" in " ".join(a) for a in directives(j))
 
@@ -79,14 +87,17 @@ def test_job_id_from_terse_output():
     assert SGEJob.parse_job_id("123\n") == "123"
     assert SGEJob.parse_job_id("124.1-3:1\n") == "124"
     with pytest.raises(ValueError):
-        SGEJob.parse_job_id("Your job 1 (\"x\") has been submitted\n")
+        SGEJob.parse_job_id('Your job 1 ("x") has been submitted\n')
 
 
 def test_states_from_qstat_xml():
     states = SGEJob.parse_states(CommandResult(("qstat",), 0, QSTAT_XML, ""), ["2", "3", "4", "5", "6", "7"])
     assert {k: v[0] for k, v in states.items()} == {
-        "2": JobState.RUNNING, "3": JobState.RUNNING, "4": JobState.PENDING,
-        "5": JobState.HELD, "6": JobState.PENDING,
+        "2": JobState.RUNNING,
+        "3": JobState.RUNNING,
+        "4": JobState.PENDING,
+        "5": JobState.HELD,
+        "6": JobState.PENDING,
     }
 
 
@@ -94,10 +105,16 @@ def test_a_job_in_error_state_is_deleted_and_tracked_until_it_leaves_the_queue()
     """Eqw never starts and would sit in the queue for ever: qdel it, replace
     it at once, and keep polling it until the queue no longer shows it."""
     without_job_5 = "\n".join(line for line in QSTAT_XML.splitlines() if "<JB_job_number>5<" not in line)
-    runner = ScriptedRunner((0, QSTAT_XML, ""), (0, QSTAT_XML, ""),  # the poll; the check before qdel
-                             (0, 'dask has registered the job 5 for deletion\n', ""),
-                            (0, QSTAT_XML, ""), (0, without_job_5, ""), (0, QSTAT_XML, ""),  # missing, then listed
-                            (0, without_job_5, ""), (0, without_job_5, ""))
+    runner = ScriptedRunner(
+        (0, QSTAT_XML, ""),
+        (0, QSTAT_XML, ""),  # the poll; the check before qdel
+        (0, "dask has registered the job 5 for deletion\n", ""),
+        (0, QSTAT_XML, ""),
+        (0, without_job_5, ""),
+        (0, QSTAT_XML, ""),  # missing, then listed
+        (0, without_job_5, ""),
+        (0, without_job_5, ""),
+    )
     replaced = []
     batch = BatchQueue(SGEJob, runner, on_ended=lambda j, detail: replaced.append((j.job_id, detail)))
     held = job(batch=batch)

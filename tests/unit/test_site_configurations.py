@@ -31,9 +31,21 @@ CLUSTERS = {
     "htcondor": (jqref.HTCondorCluster, dask_jobqueue.HTCondorCluster),
 }
 #: Per directive prefix: option spellings to the resource they request.
-SLURM_OPTIONS = {"-J": "name", "--job-name": "name", "-p": "queue", "--partition": "queue", "-A": "account",
-                 "--account": "account", "-t": "walltime", "--time": "walltime", "--cpus-per-task": "cores",
-                 "-c": "cores", "--mem": "memory", "-n": "tasks", "--ntasks": "tasks"}
+SLURM_OPTIONS = {
+    "-J": "name",
+    "--job-name": "name",
+    "-p": "queue",
+    "--partition": "queue",
+    "-A": "account",
+    "--account": "account",
+    "-t": "walltime",
+    "--time": "walltime",
+    "--cpus-per-task": "cores",
+    "-c": "cores",
+    "--mem": "memory",
+    "-n": "tasks",
+    "--ntasks": "tasks",
+}
 SLURM_UNITS = {"K": "KiB", "M": "MiB", "G": "GiB", "T": "TiB"}
 
 
@@ -42,15 +54,18 @@ def slurm_requests(script: str) -> dict:
     for line in script.splitlines():
         if not line.startswith("#SBATCH "):
             continue
-        words = shlex.split(line[len("#SBATCH "):])
+        words = shlex.split(line[len("#SBATCH ") :])
         option, _, value = words[0].partition("=")
         value = value or (words[1] if len(words) > 1 else "")
         if option in SLURM_OPTIONS:
             requests[SLURM_OPTIONS[option]] = value
     if "memory" in requests:  # Slurm's units are binary; a bare number is MiB
         number, unit = requests["memory"][:-1], requests["memory"][-1]
-        requests["memory"] = (parse_bytes(f"{number} {SLURM_UNITS[unit]}") if unit in SLURM_UNITS
-                              else parse_bytes(f"{requests['memory']} MiB"))
+        requests["memory"] = (
+            parse_bytes(f"{number} {SLURM_UNITS[unit]}")
+            if unit in SLURM_UNITS
+            else parse_bytes(f"{requests['memory']} MiB")
+        )
     return requests
 
 
@@ -69,7 +84,7 @@ def worker_params(script: str) -> dict:
     """dask-worker's options, as its parser reads the script's worker command."""
     (line,) = [line for line in script.splitlines() if "-m distributed.cli.dask_worker" in line]
     words = shlex.split(line.removeprefix("exec ").removesuffix(" &"))
-    args = words[words.index("distributed.cli.dask_worker") + 1:]
+    args = words[words.index("distributed.cli.dask_worker") + 1 :]
     return dask_worker_cli.make_context("dask-worker", args).params
 
 
@@ -121,8 +136,13 @@ def test_the_cluster_name_names_the_workers_not_the_jobs(quiet):
 
 
 def test_keys_dask_jobqueue_ignores_are_warned_about_and_ignored(quiet):
-    section = {"cores": 2, "memory": "4GiB", "silence_logs": "error", "worker-extra": ["--lifetime", "1h"],
-               "scheduler-options": {"dashboard_address": ":0"}}
+    section = {
+        "cores": 2,
+        "memory": "4GiB",
+        "silence_logs": "error",
+        "worker-extra": ["--lifetime", "1h"],
+        "scheduler-options": {"dashboard_address": ":0"},
+    }
     with dask.config.set(site("slurm", section)):
         with pytest.warns(UnknownConfigKeyWarning, match="worker-extra.*ignored"):
             ours, theirs = both("slurm")
@@ -132,9 +152,17 @@ def test_keys_dask_jobqueue_ignores_are_warned_about_and_ignored(quiet):
 
 
 def test_a_typical_slurm_site_gets_the_same_requests_and_workers(quiet):
-    section = {"cores": 36, "memory": "180GB", "processes": 6, "queue": "compute", "account": "proj42",
-               "walltime": "04:00:00", "death-timeout": 120, "local-directory": "/scratch",
-               "scheduler-options": {"dashboard_address": ":0"}}
+    section = {
+        "cores": 36,
+        "memory": "180GB",
+        "processes": 6,
+        "queue": "compute",
+        "account": "proj42",
+        "walltime": "04:00:00",
+        "death-timeout": 120,
+        "local-directory": "/scratch",
+        "scheduler-options": {"dashboard_address": ":0"},
+    }
     with dask.config.set(site("slurm", section)):
         ours, theirs = both("slurm")
         with ours, theirs:
@@ -159,27 +187,43 @@ def test_dask_jobqueues_packaged_defaults_do_not_become_jqrefs():
 #: comment and SGE's context variable carry the tag a lost submission is found
 #: by (PBS's is in the job name), -notify gives SGE's workers a warning, and
 #: --nodes=1 is dask-jobqueue's main branch's.
-JQREFS_OWN = {"slurm": ("#SBATCH --comment jqref-", "#SBATCH --nodes=1"), "sge": ("#$ -ac jqref_tag=", "#$ -notify"),
-              "pbs": ()}
+JQREFS_OWN = {
+    "slurm": ("#SBATCH --comment jqref-", "#SBATCH --nodes=1"),
+    "sge": ("#$ -ac jqref_tag=", "#$ -notify"),
+    "pbs": (),
+}
 #: The same options for both packages' job classes, and per scheduler its own.
 HEADER_CASES = [
     {},
-    {"cores": 4, "memory": "28GB", "queue": "q1", "walltime": "01:00:00", "log_directory": "/logs",
-     "job_name": "jn", "job_extra_directives": ["--extra"]},
+    {
+        "cores": 4,
+        "memory": "28GB",
+        "queue": "q1",
+        "walltime": "01:00:00",
+        "log_directory": "/logs",
+        "job_name": "jn",
+        "job_extra_directives": ["--extra"],
+    },
     {"cores": 3, "memory": "1GB", "job_directives_skip": ["-t ", "-l walltime", "h_rt"]},
 ]
-OWN_CASES = {"slurm": [{"account": "a"}, {"job_cpu": 8, "job_mem": "4000"}],
-             "sge": [{"project": "a"}, {"resource_spec": "h_vmem=4G"}],
-             "pbs": [{"account": "a"}, {"resource_spec": "select=1:ncpus=8:mem=4gb"}]}
+OWN_CASES = {
+    "slurm": [{"account": "a"}, {"job_cpu": 8, "job_mem": "4000"}],
+    "sge": [{"project": "a"}, {"resource_spec": "h_vmem=4G"}],
+    "pbs": [{"account": "a"}, {"resource_spec": "select=1:ncpus=8:mem=4gb"}],
+}
 
 
-@pytest.mark.parametrize("scheduler, options", [(s, {**case, **own}) for s in SCHEDULERS
-                                                for case in HEADER_CASES for own in [{}, *OWN_CASES[s]]])
+@pytest.mark.parametrize(
+    "scheduler, options",
+    [(s, {**case, **own}) for s in SCHEDULERS for case in HEADER_CASES for own in [{}, *OWN_CASES[s]]],
+)
 def test_the_directive_lines_are_dask_jobqueues_plus_jqrefs_own(scheduler, options, quiet, monkeypatch):
     monkeypatch.delenv("PBS_ACCOUNT", raising=False)
     options = {"cores": 1, "memory": "1GiB", **options}
-    ours, theirs = (module.__dict__[f"{scheduler.upper()}Job"]("tcp://10.0.0.1:8786", "w-0", **options)
-                    for module in (getattr(jqref, scheduler), getattr(dask_jobqueue, scheduler)))
+    ours, theirs = (
+        module.__dict__[f"{scheduler.upper()}Job"]("tcp://10.0.0.1:8786", "w-0", **options)
+        for module in (getattr(jqref, scheduler), getattr(dask_jobqueue, scheduler))
+    )
     lines = ours.job_header.splitlines()
     if scheduler == "pbs":  # queued under its name plus the tag's suffix
         assert lines[0] == f"#PBS -N {ours.tag}" and ours.tag.startswith(f"{ours.job_name}-")
@@ -190,9 +234,25 @@ def test_the_directive_lines_are_dask_jobqueues_plus_jqrefs_own(scheduler, optio
 @pytest.mark.parametrize("log_directory", [None, "/scratch/logs"])
 def test_htcondor_jobs_stream_and_name_their_output_as_dask_jobqueues(log_directory, quiet):
     options = {"cores": 2, "memory": "4GB", "disk": "1GB", "log_directory": log_directory}
-    ours, theirs = (module.HTCondorJob("tcp://10.0.0.1:8786", "w-0", **options)
-                    for module in (jqref.htcondor, dask_jobqueue.htcondor))
-    keys = ["Stream_Output", "Stream_Error", "LogDirectory", "Output", "Error", "Log", "batch_name", "RequestCpus",
-            "RequestMemory", "RequestDisk", "MY.DaskWorkerCores", "MY.DaskWorkerMemory", "MY.DaskWorkerDisk"]
-    assert ({key: ours.job_header_dict.get(key) for key in keys}
-            == {key: theirs.job_header_dict.get(key) for key in keys})
+    ours, theirs = (
+        module.HTCondorJob("tcp://10.0.0.1:8786", "w-0", **options)
+        for module in (jqref.htcondor, dask_jobqueue.htcondor)
+    )
+    keys = [
+        "Stream_Output",
+        "Stream_Error",
+        "LogDirectory",
+        "Output",
+        "Error",
+        "Log",
+        "batch_name",
+        "RequestCpus",
+        "RequestMemory",
+        "RequestDisk",
+        "MY.DaskWorkerCores",
+        "MY.DaskWorkerMemory",
+        "MY.DaskWorkerDisk",
+    ]
+    assert {key: ours.job_header_dict.get(key) for key in keys} == {
+        key: theirs.job_header_dict.get(key) for key in keys
+    }

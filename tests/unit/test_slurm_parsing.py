@@ -29,8 +29,13 @@ def test_states():
     out = "1 PENDING\n2 RUNNING\n3 COMPLETING\n4 CANCELLED\n5 FAILED\n6 NODE_FAIL\n7 CONFIGURING\n"
     states = SLURMJob.parse_states(result(out), [str(i) for i in range(1, 9)])
     assert {k: v[0] for k, v in states.items()} == {
-        "1": JobState.PENDING, "2": JobState.RUNNING, "3": JobState.RUNNING,
-        "4": JobState.ENDED, "5": JobState.ENDED, "6": JobState.ENDED, "7": JobState.PENDING,
+        "1": JobState.PENDING,
+        "2": JobState.RUNNING,
+        "3": JobState.RUNNING,
+        "4": JobState.ENDED,
+        "5": JobState.ENDED,
+        "6": JobState.ENDED,
+        "7": JobState.PENDING,
     }
     assert states["4"] == (JobState.ENDED, "CANCELLED")
 

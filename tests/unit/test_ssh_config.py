@@ -34,8 +34,11 @@ def config():
 
 def test_proxyjump_chains_resolve_outermost_first():
     hops = hops_to("cluster", config())
-    assert [(h.hostname, h.port) for h in hops] == [("203.0.113.5", 22), ("gate.example", 2200),
-                                                    ("login.hpc.example", 22)]
+    assert [(h.hostname, h.port) for h in hops] == [
+        ("203.0.113.5", 22),
+        ("gate.example", 2200),
+        ("login.hpc.example", 22),
+    ]
     assert hops[-1].user == "alice" and hops[-1].identity_files[0].endswith("/.ssh/hpc_key")
     assert hops[0].known_hosts == ("/etc/jqref_known_a", "/etc/jqref_known_b")
 

@@ -195,7 +195,7 @@ def test_with_the_fix_a_transfer_that_has_to_wait_arrives_whole(contexts):
             if sent < len(payload):
                 leave_stale_error()
                 try:
-                    sent += client.send(payload[sent:sent + 65536])
+                    sent += client.send(payload[sent : sent + 65536])
                 except ssl.SSLWantWriteError:  # the reader makes room on its next turn
                     waits.add("write")
     assert received == payload
@@ -238,6 +238,7 @@ def test_source_text_run_by_an_exec_preload_applies_too():
 
 def test_importing_the_module_applies_nothing():
     import importlib
+
     importlib.reload(ssl_error_queue)
     assert not ssl_error_queue.is_applied()
 

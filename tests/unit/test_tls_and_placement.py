@@ -31,8 +31,9 @@ def test_declining_tls_is_warned_about_with_what_it_exposes():
 
 
 @pytest.mark.parametrize("cluster_cls", [SLURMCluster, HTCondorCluster])
-def test_the_workers_credentials_are_private_files_the_job_script_names_and_close_removes(cluster_cls, tmp_path,
-                                                                                         monkeypatch):
+def test_the_workers_credentials_are_private_files_the_job_script_names_and_close_removes(
+    cluster_cls, tmp_path, monkeypatch
+):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     with cluster_cls(cores=1, memory="1GiB", scheduler_options={"dashboard_address": ":0"}) as cluster:
@@ -40,8 +41,10 @@ def test_the_workers_credentials_are_private_files_the_job_script_names_and_clos
         assert cluster.scheduler_address.startswith("tls://")
         assert "PRIVATE KEY" not in script and "DASK_INTERNAL_INHERIT_CONFIG" not in script
         directory = tmp_path / ".jqref" / "credentials"
-        files = {flag: pathlib.Path(re.search(rf"{flag}\s+'*([^\s';\"]+)", script)[1])
-                 for flag in ("--tls-ca-file", "--tls-cert", "--tls-key")}
+        files = {
+            flag: pathlib.Path(re.search(rf"{flag}\s+'*([^\s';\"]+)", script)[1])
+            for flag in ("--tls-ca-file", "--tls-cert", "--tls-key")
+        }
         assert all(path.parent == directory and path.stat().st_mode & 0o777 == 0o600 for path in files.values())
         assert directory.stat().st_mode & 0o777 == 0o700
         assert "PRIVATE KEY" in files["--tls-key"].read_text()
@@ -59,8 +62,10 @@ def test_roles_get_contents_even_when_given_paths(tmp_path):
     security = Security.temporary()
     for field in ("tls_ca_file", "tls_scheduler_cert", "tls_scheduler_key"):
         (tmp_path / field).write_text(getattr(security, field))
-    from_files = Security(require_encryption=True, **{f: str(tmp_path / f) for f in
-                                                     ("tls_ca_file", "tls_scheduler_cert", "tls_scheduler_key")})
+    from_files = Security(
+        require_encryption=True,
+        **{f: str(tmp_path / f) for f in ("tls_ca_file", "tls_scheduler_cert", "tls_scheduler_key")},
+    )
     assert role_options(from_files, "scheduler") == role_options(security, "scheduler")
 
 
@@ -101,9 +106,23 @@ def test_detach_needs_the_login_node_and_tls():
 
 def test_the_login_node_side_needs_only_python_and_distributed():
     imports = {line.split()[1] for line in MAIN_SOURCE.splitlines() if line.strip().startswith(("import ", "from "))}
-    assert imports <= {"asyncio", "contextlib", "hashlib", "json", "os", "shutil", "signal", "subprocess", "sys",
-                       "threading", "time", "distributed", "distributed.diagnostics.plugin", "distributed.security",
-                       "distributed.utils"}
+    assert imports <= {
+        "asyncio",
+        "contextlib",
+        "hashlib",
+        "json",
+        "os",
+        "shutil",
+        "signal",
+        "subprocess",
+        "sys",
+        "threading",
+        "time",
+        "distributed",
+        "distributed.diagnostics.plugin",
+        "distributed.security",
+        "distributed.utils",
+    }
     compile(MAIN_SOURCE, "login_scheduler_main", "exec")
 
 
@@ -150,8 +169,23 @@ def test_another_user_of_this_machine_gets_nothing_from_a_default_cluster(cluste
         host, port = cluster.scheduler.listen_address.partition("://")[2].rsplit(":", 1)
         assert host not in ("", "0.0.0.0", "::"), "the scheduler listens on every interface"
         key = re.search(r"--tls-key\s+'*([^\s';\"]+)", cluster.job_script())[1]
-        probe = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3",
-                                "-c", OTHER_USER_PROBE, host, port, key], capture_output=True, text=True, timeout=60)
+        probe = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "/usr/bin/python3",
+                "-c",
+                OTHER_USER_PROBE,
+                host,
+                port,
+                key,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == repr({"plain": False, "tls": False, "key": False})
 
@@ -165,8 +199,9 @@ def test_a_client_holding_only_the_workers_credentials_is_refused(tmp_path, monk
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     with SLURMCluster(cores=1, memory="1GiB", scheduler_options={"dashboard_address": ":0"}) as cluster:
         script = cluster.job_script()
-        ca, cert, key = (re.search(rf"{flag}\s+'*([^\s';\"]+)", script)[1]
-                         for flag in ("--tls-ca-file", "--tls-cert", "--tls-key"))
+        ca, cert, key = (
+            re.search(rf"{flag}\s+'*([^\s';\"]+)", script)[1] for flag in ("--tls-ca-file", "--tls-cert", "--tls-key")
+        )
         as_worker = Security(require_encryption=True, tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key)
         with pytest.raises(Exception, match="worker"):
             Client(cluster.scheduler_address, security=as_worker, timeout="10s")

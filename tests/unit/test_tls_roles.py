@@ -58,8 +58,11 @@ def presenting(security: Security, role: str) -> Security:
     """A Security that presents `role`'s certificate in every role, as one
     made from a key and certificate copied out of a job script would."""
     cert, key = getattr(security, f"tls_{role}_cert"), getattr(security, f"tls_{role}_key")
-    return Security(require_encryption=True, tls_ca_file=security.tls_ca_file,
-                    **{f"tls_{r}_{part}": value for r in ROLES for part, value in (("cert", cert), ("key", key))})
+    return Security(
+        require_encryption=True,
+        tls_ca_file=security.tls_ca_file,
+        **{f"tls_{r}_{part}": value for r in ROLES for part, value in (("cert", cert), ("key", key))},
+    )
 
 
 def job_security(security: Security) -> Security:
@@ -68,8 +71,9 @@ def job_security(security: Security) -> Security:
 
 
 def guarded_scheduler(security, preload=None):
-    return Scheduler(host="127.0.0.1", dashboard_address=":0", security=security,
-                     preload=GUARD if preload is None else preload)
+    return Scheduler(
+        host="127.0.0.1", dashboard_address=":0", security=security, preload=GUARD if preload is None else preload
+    )
 
 
 def touch(path):
@@ -102,6 +106,7 @@ def refusals(caplog):
 
 # ---- the certificates ---------------------------------------------------------
 
+
 def test_each_role_has_its_own_certificate_signed_by_the_cluster_ca_which_keeps_no_key(security):
     ca = x509.load_pem_x509_certificate(security.tls_ca_file.encode())
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -117,8 +122,10 @@ def test_each_role_has_its_own_certificate_signed_by_the_cluster_ca_which_keeps_
         keys.add(key)
     assert len(keys) == 3 and security.require_encryption
     # No fourth key (the CA's) anywhere in what the cluster keeps.
-    assert sum(str(getattr(security, f)).count("BEGIN PRIVATE KEY") for f in Security.__slots__
-               if f.startswith("tls_")) == 3
+    assert (
+        sum(str(getattr(security, f)).count("BEGIN PRIVATE KEY") for f in Security.__slots__ if f.startswith("tls_"))
+        == 3
+    )
 
 
 def test_a_job_script_carries_the_workers_key_and_neither_the_clients_nor_the_schedulers(security):
@@ -136,14 +143,18 @@ def test_a_job_script_carries_the_workers_key_and_neither_the_clients_nor_the_sc
 
 # ---- what each peer may do ------------------------------------------------------
 
+
 def test_the_client_computes_on_workers_and_nannies_that_hold_only_the_workers_key_and_tasks_are_no_clients(
-        security, caplog):
+    security, caplog
+):
     caplog.set_level(logging.WARNING)
 
     async def main():
-        async with guarded_scheduler(security) as scheduler, \
-                Worker(scheduler.address, nthreads=1, dashboard=False, security=job_security(security)), \
-                Nanny(scheduler.address, nthreads=1, dashboard=False, security=job_security(security)):
+        async with (
+            guarded_scheduler(security) as scheduler,
+            Worker(scheduler.address, nthreads=1, dashboard=False, security=job_security(security)),
+            Nanny(scheduler.address, nthreads=1, dashboard=False, security=job_security(security)),
+        ):
             async with Client(scheduler.address, security=security, asynchronous=True) as client:
                 assert await client.submit(lambda: 1) == 1
                 assert sorted(await client.gather(client.map(lambda x: x + 1, range(20)))) == list(range(1, 21))
@@ -169,8 +180,9 @@ def test_a_client_built_from_the_workers_certificate_cannot_register(security):
     async def main():
         async with guarded_scheduler(security) as scheduler:
             with pytest.raises(Exception, match=r"refuses 'register-client'.*client certificate"):
-                async with Client(scheduler.address, security=presenting(security, "worker"), asynchronous=True,
-                                  timeout=10):
+                async with Client(
+                    scheduler.address, security=presenting(security, "worker"), asynchronous=True, timeout=10
+                ):
                     pass
             assert list(scheduler.clients) == ["fire-and-forget"]
 
@@ -179,12 +191,16 @@ def test_a_client_built_from_the_workers_certificate_cannot_register(security):
 
 def test_requests_with_the_workers_certificate_run_code_neither_on_the_scheduler_nor_on_workers(security, tmp_path):
     """run_on_scheduler and client.run, sent the way a Client sends them."""
+
     async def main():
-        async with guarded_scheduler(security) as scheduler, \
-                Worker(scheduler.address, nthreads=1, dashboard=False, security=job_security(security)):
+        async with (
+            guarded_scheduler(security) as scheduler,
+            Worker(scheduler.address, nthreads=1, dashboard=False, security=job_security(security)),
+        ):
             async with Client(scheduler.address, security=security, asynchronous=True) as client:
-                client.scheduler = rpc(scheduler.address,
-                                       connection_args=presenting(security, "worker").get_connection_args("client"))
+                client.scheduler = rpc(
+                    scheduler.address, connection_args=presenting(security, "worker").get_connection_args("client")
+                )
                 with pytest.raises(PermissionError, match=r"refuses 'run_function'.*jqref-worker"):
                     await client.run_on_scheduler(touch, str(tmp_path / "scheduler"))
                 with pytest.raises(PermissionError, match="refuses 'broadcast'"):
@@ -204,13 +220,18 @@ def test_a_pickled_object_from_the_workers_certificate_is_not_unpickled(security
         async with guarded_scheduler(security) as scheduler:
             comm = await connect(scheduler.address, **args)
             with contextlib.suppress(OSError):
-                await comm.write({"op": "heartbeat_worker", "address": "x",
-                                  "metrics": ToPickle(Touching(tmp_path / "op"))})
+                await comm.write(
+                    {"op": "heartbeat_worker", "address": "x", "metrics": ToPickle(Touching(tmp_path / "op"))}
+                )
                 await asyncio.wait_for(comm.read(), 2)
             assert not await appears(tmp_path / "op")
             with contextlib.suppress(OSError):
-                comm = await connect(scheduler.address, timeout=2, handshake_overrides={
-                    "pickled": ToPickle(Touching(tmp_path / "handshake"))}, **args)
+                comm = await connect(
+                    scheduler.address,
+                    timeout=2,
+                    handshake_overrides={"pickled": ToPickle(Touching(tmp_path / "handshake"))},
+                    **args,
+                )
                 await asyncio.wait_for(comm.read(), 2)
             assert not await appears(tmp_path / "handshake")
             async with Client(scheduler.address, security=security, asynchronous=True) as client:
@@ -222,14 +243,25 @@ def test_a_pickled_object_from_the_workers_certificate_is_not_unpickled(security
 def test_a_stream_opened_with_the_workers_certificate_carries_no_clients_messages(security, tmp_path):
     """connection_stream would open a stream with no worker to it, where a
     client's update-graph (whose graph the scheduler unpickles) works."""
+
     async def main():
         async with guarded_scheduler(security) as scheduler:
             comm = await connect(scheduler.address, **presenting(security, "worker").get_connection_args("worker"))
             with contextlib.suppress(OSError, asyncio.TimeoutError):
                 await comm.write({"op": "connection_stream"})
-                await comm.write([{"op": "update-graph", "client": "c", "keys": [], "span_metadata": {},
-                                   "expr_ser": to_serialize(Touching(tmp_path / "graph")),
-                                   "internal_priority": None, "submitting_task": None}])
+                await comm.write(
+                    [
+                        {
+                            "op": "update-graph",
+                            "client": "c",
+                            "keys": [],
+                            "span_metadata": {},
+                            "expr_ser": to_serialize(Touching(tmp_path / "graph")),
+                            "internal_priority": None,
+                            "submitting_task": None,
+                        }
+                    ]
+                )
                 await asyncio.wait_for(comm.read(), 2)
             assert not await appears(tmp_path / "graph")
 
@@ -239,11 +271,16 @@ def test_a_stream_opened_with_the_workers_certificate_carries_no_clients_message
 def test_the_scheduler_does_not_unpickle_what_a_worker_it_connects_to_answers(security, tmp_path):
     """A worker names its own address: the scheduler's requests to it (here
     client.run's) get answers under the worker's certificate."""
+
     async def main():
-        async with guarded_scheduler(security) as scheduler, \
-                Worker(scheduler.address, nthreads=1, dashboard=False, security=job_security(security)) as worker:
-            worker.handlers["run"] = lambda comm, **kwargs: {"status": "OK",
-                                                             "result": ToPickle(Touching(tmp_path / "answer"))}
+        async with (
+            guarded_scheduler(security) as scheduler,
+            Worker(scheduler.address, nthreads=1, dashboard=False, security=job_security(security)) as worker,
+        ):
+            worker.handlers["run"] = lambda comm, **kwargs: {
+                "status": "OK",
+                "result": ToPickle(Touching(tmp_path / "answer")),
+            }
             async with Client(scheduler.address, security=security, asynchronous=True) as client:
                 with pytest.raises(OSError):
                     await client.run(os.getpid)
@@ -254,6 +291,7 @@ def test_the_scheduler_does_not_unpickle_what_a_worker_it_connects_to_answers(se
 
 def test_a_handler_added_after_the_scheduler_started_is_guarded_too(security):
     """As jqref's detached session adds jqref_heartbeat and replaces register-client."""
+
     async def main():
         async with guarded_scheduler(security) as scheduler:
             scheduler.handlers["jqref_test"] = lambda comm=None: "served"
@@ -287,12 +325,14 @@ def test_a_tls_client_without_a_certificate_of_the_cluster_is_refused_at_the_han
 
 def test_the_preload_text_guards_a_scheduler_as_the_module_does(security):
     """A scheduler on the login node gets this source as text (jqref.preload)."""
+
     async def main():
         async with guarded_scheduler(security, preload=[preload_text(tls_roles)] if GUARD else []) as scheduler:
             async with Client(scheduler.address, security=security, asynchronous=True):
                 pass
-            async with rpc(scheduler.address, connection_args=presenting(security, "worker")
-                           .get_connection_args("client")) as other:
+            async with rpc(
+                scheduler.address, connection_args=presenting(security, "worker").get_connection_args("client")
+            ) as other:
                 with pytest.raises(PermissionError, match="refuses 'identity'"):
                     await other.identity()
 
@@ -304,8 +344,11 @@ def test_a_scheduler_started_as_on_the_login_node_is_guarded_without_jqref(secur
     process where jqref cannot be imported, given the preload text and the
     scheduler's part of the credentials, as LoginNodeScheduler gives them."""
     preload = [preload_text(tls_roles)] if GUARD else []
-    spec = {"options": {"host": "127.0.0.1", "dashboard_address": ":0", "preload": preload},
-            "security": role_options(security, "scheduler"), "session": None}
+    spec = {
+        "options": {"host": "127.0.0.1", "dashboard_address": ":0", "preload": preload},
+        "security": role_options(security, "scheduler"),
+        "session": None,
+    }
     source = "import sys; sys.modules['jqref'] = None  # not installed there\n" + MAIN_SOURCE
     process = subprocess.Popen([sys.executable, "-c", source], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -316,8 +359,9 @@ def test_a_scheduler_started_as_on_the_login_node_is_guarded_without_jqref(secur
         async def main():
             async with Client(started["address"], security=security, asynchronous=True) as client:
                 assert await client.run_on_scheduler(os.getpid) == started["pid"] == process.pid
-            async with rpc(started["address"], connection_args=presenting(security, "worker")
-                           .get_connection_args("client")) as other:
+            async with rpc(
+                started["address"], connection_args=presenting(security, "worker").get_connection_args("client")
+            ) as other:
                 with pytest.raises(PermissionError, match="refuses 'run_function'"):
                     await other.run_function(function=dumps(os.getpid), args=dumps(()), kwargs=dumps({}))
 
@@ -336,6 +380,7 @@ def test_on_the_login_node_the_preload_needs_only_distributed():
 
 def test_the_allowlists_name_operations_this_distributed_serves():
     """A rename in a newer distributed would otherwise refuse workers quietly."""
+
     async def main():
         async with Scheduler(host="127.0.0.1", dashboard_address=":0") as scheduler:
             assert set(scheduler.handlers) >= WORKER_OPS

@@ -28,5 +28,14 @@ class MoabCluster(_NotJqrefs):
     pass
 
 
-__all__ = ["HTCondorCluster", "JobQueueCluster", "LSFCluster", "LocalCluster", "MoabCluster", "OARCluster",
-           "PBSCluster", "SGECluster", "SLURMCluster"]
+__all__ = [
+    "HTCondorCluster",
+    "JobQueueCluster",
+    "LSFCluster",
+    "LocalCluster",
+    "MoabCluster",
+    "OARCluster",
+    "PBSCluster",
+    "SGECluster",
+    "SLURMCluster",
+]

@@ -20,11 +20,14 @@ class Containers:
             raise RuntimeError(f"the testbed needs a running Docker engine (make provision starts one): {e}") from None
 
     def get(self, service: str) -> Container:
-        found = self.client.containers.list(all=True, filters={"label": [
-            f"com.docker.compose.project={self.project}", f"com.docker.compose.service={service}"]})
+        found = self.client.containers.list(
+            all=True,
+            filters={"label": [f"com.docker.compose.project={self.project}", f"com.docker.compose.service={service}"]},
+        )
         if not found:
-            raise LookupError(f"no container for service {service!r} in compose project {self.project!r}: "
-                              "is the testbed up?")
+            raise LookupError(
+                f"no container for service {service!r} in compose project {self.project!r}: is the testbed up?"
+            )
         return found[0]
 
     def running(self, service: str) -> bool:

@@ -34,8 +34,14 @@ class HTCondor(Testbed):
     job_variable_is_id = False
 
     def _ads(self, *args):
-        out = self.run("condor_q", "-allusers", *args, "-json",
-                       "-attributes", "ClusterId,ProcId,JobStatus,JobBatchName,JobDescription,AllowedJobDuration")
+        out = self.run(
+            "condor_q",
+            "-allusers",
+            *args,
+            "-json",
+            "-attributes",
+            "ClusterId,ProcId,JobStatus,JobBatchName,JobDescription,AllowedJobDuration",
+        )
         return json.loads(out) if out.strip() else []
 
     def active_jobs(self, job_name):
@@ -78,7 +84,19 @@ class HTCondor(Testbed):
     def submit_script(self, path, job_name):
         # The description goes beside the script: the runner has no stdin to give condor_submit.
         self.run("chmod", "+x", path)  # HTCondor executes the script itself
-        self.write_file(f"{path}.sub", "\n".join([
-            f"executable = {path}", f"description = {job_name}", "output = /dev/null", "error = /dev/null",
-            "should_transfer_files = NO", "transfer_executable = false", "queue", ""]))
+        self.write_file(
+            f"{path}.sub",
+            "\n".join(
+                [
+                    f"executable = {path}",
+                    f"description = {job_name}",
+                    "output = /dev/null",
+                    "error = /dev/null",
+                    "should_transfer_files = NO",
+                    "transfer_executable = false",
+                    "queue",
+                    "",
+                ]
+            ),
+        )
         return self.run("condor_submit", "-terse", f"{path}.sub").split()[0]  # "<cluster>.<proc> - <cluster>.<proc>"

@@ -82,7 +82,8 @@ class PBS(Testbed):
 
     def active_jobs(self, job_name):
         return {
-            job_id for job_id, attributes in self._qstat().items()
+            job_id
+            for job_id, attributes in self._qstat().items()
             if cluster_job_name(attributes) == job_name and attributes.get("job_state", "").strip() in _ACTIVE
         }
 

@@ -41,8 +41,11 @@ class SGE(Testbed):
     def active_jobs(self, job_name):
         # -g d: one entry per array element, whose id is <job>.<task>.
         root = self._xml("qstat", "-xml", "-g", "d", "-u", "*")
-        return {".".join(filter(None, [e.findtext("JB_job_number"), e.findtext("tasks")]))
-                for e in root.iter("job_list") if e.findtext("JB_name") == job_name}
+        return {
+            ".".join(filter(None, [e.findtext("JB_job_number"), e.findtext("tasks")]))
+            for e in root.iter("job_list")
+            if e.findtext("JB_name") == job_name
+        }
 
     def cancel(self, job_id):
         self.run("qdel", job_id)
@@ -74,5 +77,6 @@ class SGE(Testbed):
         return reports_load and not states
 
     def submit_script(self, path, job_name):
-        return self.run("qsub", "-terse", "-N", job_name, "-q", self.queue, "-S", "/bin/bash",
-                        "-j", "y", "-o", "/dev/null", path).strip()
+        return self.run(
+            "qsub", "-terse", "-N", job_name, "-q", self.queue, "-S", "/bin/bash", "-j", "y", "-o", "/dev/null", path
+        ).strip()

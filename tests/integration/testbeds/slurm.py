@@ -29,8 +29,14 @@ class Slurm(Testbed):
     unknown_queue_error = "invalid partition"
 
     def active_jobs(self, job_name):
-        out = self.run("squeue", "--noheader", "--array", "--format=%i", f"--name={job_name}",
-                       "--states=PENDING,RUNNING,CONFIGURING,COMPLETING")
+        out = self.run(
+            "squeue",
+            "--noheader",
+            "--array",
+            "--format=%i",
+            f"--name={job_name}",
+            "--states=PENDING,RUNNING,CONFIGURING,COMPLETING",
+        )
         return set(out.split())
 
     def cancel(self, job_id):
@@ -61,6 +67,7 @@ class Slurm(Testbed):
         return slurm_node_in_service(self, node)
 
     def submit_script(self, path, job_name):
-        out = self.run("sbatch", "--parsable", f"--job-name={job_name}", f"--partition={self.queue}",
-                       "--output=/dev/null", path)
+        out = self.run(
+            "sbatch", "--parsable", f"--job-name={job_name}", f"--partition={self.queue}", "--output=/dev/null", path
+        )
         return out.strip().split(";")[0]  # <id>[;<cluster>]

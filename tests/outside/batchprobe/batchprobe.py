@@ -28,8 +28,10 @@ def submit_marker(path: pathlib.Path) -> str:
         argv = ["sbatch", f"--output={path}.out", str(script)]
     elif shutil.which("condor_submit"):
         description = path.with_suffix(".sub")
-        description.write_text(f"executable = {script}\ntransfer_executable = false\n"
-                               f"should_transfer_files = NO\noutput = {path}.out\nerror = {path}.err\nqueue\n")
+        description.write_text(
+            f"executable = {script}\ntransfer_executable = false\n"
+            f"should_transfer_files = NO\noutput = {path}.out\nerror = {path}.err\nqueue\n"
+        )
         argv = ["condor_submit", str(description)]
     elif shutil.which("qsub"):  # Grid Engine or PBS
         argv = ["qsub", "-o", f"{path}.out", "-e", f"{path}.err", str(script)]
