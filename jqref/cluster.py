@@ -14,7 +14,6 @@ import functools
 import logging
 import math
 import os
-import posixpath
 import socket
 import warnings
 import weakref
@@ -41,8 +40,11 @@ from .preload import roles_guard, scheduler_preloads, with_preloads
 from .records import JobRecord, describe_runner, runner_from, session_record
 from .runners import CommandError, LocalRunner, Runner
 from .ssh import SSHRunner
-from .tls import DEFAULT_CREDENTIALS_DIRECTORY, cluster_security, with_paths, worker_credential_files
+from .tls import cluster_security, with_paths
 from .tls_roles import has_roles
+from .worker_files import DEFAULT_DIRECTORY as DEFAULT_WORKER_FILES_DIRECTORY
+from .worker_files import WorkerFiles
+from .worker_files import recorded as recorded_worker_files
 
 logger = logging.getLogger(__name__)
 
@@ -221,33 +223,29 @@ class JobQueueCluster(SpecCluster):
             )
         if security is True and not placement.get("shared_temp_directory", shared_temp_directory):
             warnings.warn(
-                f"security=True: the workers' TLS credentials go to ~/{DEFAULT_CREDENTIALS_DIRECTORY} where "
+                f"security=True: the workers' TLS credentials go to ~/{DEFAULT_WORKER_FILES_DIRECTORY} where "
                 "the batch commands run, which the jobs must be able to read: set shared_temp_directory "
                 "to a directory they share if the home is not",
                 UserWarning,
                 stacklevel=2,
             )
         security = cluster_security(security)
-        # The workers' key and certificate go in private files where the
-        # commands run, written when the cluster starts: job scripts name them.
-        self._credentials_directory = (
-            placement.get("shared_temp_directory", shared_temp_directory) or DEFAULT_CREDENTIALS_DIRECTORY
+        # The workers' key and certificate, and jqref's code they run, go in
+        # private files where the commands run, written when the cluster
+        # starts: job scripts name them. An attached session's were written
+        # by the client that detached.
+        directory = placement.get("shared_temp_directory", shared_temp_directory)
+        self._worker_files = (
+            recorded_worker_files(_attached[0].worker_files, directory)
+            if _attached is not None
+            else WorkerFiles.for_cluster(security, directory)
         )
-        self._credential_files = worker_credential_files(security) if security is not None else {}
-        #: The files written, by `Security` field; an attached session's were written by the client that detached.
-        self._credentials = dict(_attached[0].credentials) if _attached is not None else {}
-        worker_security = security and with_paths(
-            security,
-            self._credentials
-            or {
-                field: posixpath.join(os.path.expanduser(self._credentials_directory), name)
-                for field, (name, _) in self._credential_files.items()
-            },
-        )
+        worker_security = security and with_paths(security, self._worker_files.credentials)
         job_kwargs.update(
             interface=interface,
             protocol=protocol,
             security=worker_security,
+            preloads=self._worker_files.preloads,
             config_name=config_name,
             shared_temp_directory=shared_temp_directory,
         )
@@ -284,7 +282,7 @@ class JobQueueCluster(SpecCluster):
         self.batch = BatchQueue(self.job_cls, self.runner, on_ended=self._job_ended)
         self.poll_interval = parse_timedelta(opt("poll_interval", poll_interval))
         self.max_jobs = opt("max_jobs", max_jobs)
-        #: Accepted for dask-jobqueue's sake: jqref hands TLS material to jobs inline, not through files.
+        #: Where the files the jobs read go (`worker_files`), as in dask-jobqueue; None: ~/.jqref/credentials.
         self.shared_temp_directory = self._template.shared_temp_directory
         if _attached is not None:
             self.batch.record, running = _attached
@@ -538,7 +536,7 @@ class JobQueueCluster(SpecCluster):
                 # Before any job: a record that cannot be written stops the
                 # cluster here, not after jobs it could not account for.
                 self.batch.save_record()
-            await self._write_credentials()
+            await self._write_worker_files()
         await super()._start()
         self._adopt_jobs()
         if self._watch is None:
@@ -560,29 +558,29 @@ class JobQueueCluster(SpecCluster):
                     "give a directory you can write to"
                 )
 
-    async def _write_credentials(self) -> None:
-        """The workers' key and certificate, written where the jobs read them,
-        and recorded, for `jqref cleanup` to remove if this process dies."""
-        if not self._credential_files or self._credentials:
+    async def _write_worker_files(self) -> None:
+        """The files the jobs read (the workers' key and certificate, jqref's
+        preloads), written where the commands run, and recorded, for `jqref
+        cleanup` to remove if this process dies."""
+        files = self._worker_files
+        if files.written:
             return
-        texts = dict(self._credential_files.values())
-        ours = self._credentials_directory == DEFAULT_CREDENTIALS_DIRECTORY
-        if ours and self.detach:  # removed with the session when its scheduler ends, idle or signalled
-            self._credentials_directory = self.batch.record.session["directory"]
+        if files.private_directory and self.detach:  # removed with the session when its scheduler ends
+            files.directory = self.batch.record.session["directory"]
         try:
-            paths = await self.runner.write_private_files(self._credentials_directory, texts, private_directory=ours)
+            await files.write(self.runner)
         except OSError as e:
             where = getattr(self.runner, "destination", "this machine")
             raise ValueError(
-                f"shared_temp_directory={self._credentials_directory!r}: the workers' TLS credentials "
-                f"cannot be written there on {where} ({e}); give a directory the jobs can read and "
+                f"shared_temp_directory={files.directory!r}: the files the jobs read (TLS credentials, jqref's "
+                f"preloads) cannot be written there on {where} ({e}); give a directory the jobs can read and "
                 "you can write to"
             ) from e
-        self._credentials = {field: paths[name] for field, (name, _) in self._credential_files.items()}
-        self.batch.record.credentials = self._credentials
+        self.batch.record.worker_files = files.paths
         self.batch.save_record()
-        security = with_paths(self._job_kwargs["security"], self._credentials)
+        security = self._job_kwargs["security"] and with_paths(self._job_kwargs["security"], files.credentials)
         self._job_kwargs["security"] = self._worker_options["security"] = security
+        self._job_kwargs["preloads"] = self._worker_options["preloads"] = files.preloads
 
     def _adopt_jobs(self) -> None:
         """The jobs of the session attached to become this cluster's, as if it had started them."""
@@ -666,7 +664,7 @@ class JobQueueCluster(SpecCluster):
             self.batch.record.remove()  # kept if cancelling failed: `jqref cleanup` can retry
         finally:
             with suppress(CommandError, OSError):
-                await self.runner.remove_files(list(self._credentials.values()))
+                await self._worker_files.remove(self.runner)
             if self._owns_runner:
                 await self.runner.close()
 

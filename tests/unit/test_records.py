@@ -115,7 +115,7 @@ def test_cleanup_removes_the_workers_credentials_a_crashed_client_left(tmp_path,
     key.write_text("a stand-in for the workers' key\n")
     certificate.write_text("-----BEGIN CERTIFICATE-----\n")
     orphan = record(["echo", "cancel"], pid=dead_pid())
-    orphan.credentials = {"tls_worker_key": str(key), "tls_worker_cert": str(certificate)}
+    orphan.worker_files = {"tls_worker_key": str(key), "tls_worker_cert": str(certificate)}
     orphan.save({"7"})
     assert main(["cleanup", orphan.id]) == 0
     assert not key.exists() and not certificate.exists()
