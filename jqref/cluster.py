@@ -27,21 +27,19 @@ from distributed.deploy.spec import SpecCluster
 from distributed.objects import SchedulerInfo
 from distributed.scheduler import Scheduler
 from distributed.security import Security
-from distributed.utils import get_ip
 
-from . import client_reconnect, session, ssl_error_queue
+from . import ssl_error_queue
 from .batch import BatchQueue, JobCancelError
 from .config import Options, UnknownOptionError
 from .docstrings import cluster_docstring
 from .job import Job
-from .login_scheduler import LoginNodeScheduler
 from .option_checks import check_keywords
-from .preload import roles_guard, scheduler_preloads, with_preloads
+from .placement import ClientPlacement, LoginPlacement, Placement, check_scheduler_on, detached, reconnect
+from .placement.login import LoginNodeScheduler
 from .records import JobRecord, describe_runner, runner_from, session_record
 from .runners import CommandError, LocalRunner, Runner
 from .ssh import SSHRunner
 from .tls import cluster_security, with_paths
-from .tls_roles import has_roles
 from .worker_files import DEFAULT_DIRECTORY as DEFAULT_WORKER_FILES_DIRECTORY
 from .worker_files import WorkerFiles
 from .worker_files import recorded as recorded_worker_files
@@ -201,9 +199,7 @@ class JobQueueCluster(SpecCluster):
             "idle_timeout": idle_timeout,
         }
         placement = Options(self.job_cls.config_name, config_name)
-        self.scheduler_on = placement.get("scheduler_on", scheduler_on)
-        if self.scheduler_on not in ("client", "login"):
-            raise ValueError(f"scheduler_on must be 'client' or 'login', got {self.scheduler_on!r}")
+        self.scheduler_on = check_scheduler_on(placement.get("scheduler_on", scheduler_on))
         self.detach = bool(placement.get("detach", detach))
         self.idle_timeout = parse_timedelta(placement.get("idle_timeout", idle_timeout))
         if self.idle_timeout < MIN_IDLE_TIMEOUT:
@@ -277,8 +273,6 @@ class JobQueueCluster(SpecCluster):
                 )
         self._owns_runner = runner is None or ssh is not None or _attached is not None
         self.runner = runner or LocalRunner()
-        if self.scheduler_on == "login" and not isinstance(self.runner, SSHRunner):
-            raise ValueError("scheduler_on='login' starts the scheduler over SSH: give ssh= (or an SSHRunner)")
         self.batch = BatchQueue(self.job_cls, self.runner, on_ended=self._job_ended)
         self.poll_interval = parse_timedelta(opt("poll_interval", poll_interval))
         self.max_jobs = opt("max_jobs", max_jobs)
@@ -297,21 +291,29 @@ class JobQueueCluster(SpecCluster):
                 None,
             )
             if self.detach:
-                self.batch.record.session = session.detached_session(
+                self.batch.record.session = detached.detached_session(
                     type(self), self.batch.record.id, reusable_options, security
                 )
+        if self.scheduler_on == "login":
+            self.placement: Placement = LoginPlacement(
+                self.runner,
+                self._template.python_words,
+                session={
+                    "directory": self.batch.record.session["directory"],
+                    "idle_timeout": self.idle_timeout,
+                    "cancel_command": self._template.cancel_argv([]),
+                }
+                if self.detach
+                else None,
+                running=running,
+            )
+        else:
+            self.placement = ClientPlacement(self.runner)
 
         # Given, they replace the config's scheduler-options, as in dask-jobqueue.
-        options = dict(scheduler_options if scheduler_options is not None else opt("scheduler_options"))
-        # On a shared login node a fixed dashboard port may be taken: any free one will do. It listens
-        # on the login node's loopback, out of the cluster network's reach, and is forwarded.
-        options.setdefault("dashboard_address", "127.0.0.1:0" if self.scheduler_on == "login" else ":8787")
-        # The workers' interface (keyword or config) is the scheduler's too, unless its own is given.
-        if "host" not in options and "interface" not in options and self._template.interface is not None:
-            options["interface"] = self._template.interface
-        if "host" not in options and "interface" not in options and self.scheduler_on == "client":
-            # The address workers reach it at, rather than every interface of this machine.
-            options["host"] = get_ip()
+        options = self.placement.scheduler_options(
+            scheduler_options if scheduler_options is not None else opt("scheduler_options"), self._template.interface
+        )
         if protocol is not None:
             options.setdefault("protocol", protocol)
 
@@ -339,40 +341,8 @@ class JobQueueCluster(SpecCluster):
         if security is not None:
             ssl_error_queue.apply()  # this process's client, and the scheduler if it runs here
         if self.detach:
-            client_reconnect.apply()
-        # The roles' guard goes first: the scheduler listens before it runs its preloads.
-        roles = has_roles(security)
-        if self.scheduler_on == "login":
-            remote = with_preloads(
-                options,
-                roles_guard(as_text=True) if roles else [],
-                scheduler_preloads(security is not None),
-                here=False,
-            )
-            detached = (
-                {
-                    "directory": self.batch.record.session["directory"],
-                    "idle_timeout": self.idle_timeout,
-                    "cancel_command": self._template.cancel_argv([]),
-                }
-                if self.detach
-                else None
-            )
-            scheduler = {
-                "cls": LoginNodeScheduler,
-                "options": {
-                    "runner": self.runner,
-                    "python": self._template.python_words,
-                    "options": remote,
-                    "security": security,
-                    "session": detached,
-                    "running": running,
-                },
-            }
-        else:
-            if roles:
-                options = with_preloads(options, roles_guard(as_text=False), [], here=True)
-            scheduler = {"cls": scheduler_cls, "options": {**options, "security": security}}
+            reconnect.apply()
+        scheduler = self.placement.scheduler_spec(options, security, scheduler_cls)
         super().__init__(
             scheduler=scheduler,
             security=security,
@@ -491,22 +461,13 @@ class JobQueueCluster(SpecCluster):
                 detail,
                 job.scheduler,
                 self._failed_starts,
-                self._unreachable_hint(),
+                self.placement.unreachable_hint(),
             )
             if getattr(self, "_adaptive", None) is not None:
                 self._adaptive.stop(reason="jobs keep failing to start")
             return
         logger.warning("job %s (%s) ended: %s; submitting a replacement", job.job_id, job.name, detail)
         super().scale(wanted)
-
-    def _unreachable_hint(self) -> str:
-        """The usual cause when the scheduler runs here and jobs run elsewhere."""
-        if self.scheduler_on == "login" or not isinstance(self.runner, SSHRunner):
-            return ""
-        return (
-            " Compute nodes often cannot open connections to a client outside the cluster (NAT, "
-            "firewalls): scheduler_on='login' runs the scheduler on the login node instead."
-        )
 
     def _update_worker_status(self, op, msg):
         if op == "add":
@@ -542,7 +503,28 @@ class JobQueueCluster(SpecCluster):
         if self._watch is None:
             self._watch = asyncio.create_task(self.batch.watch(self.poll_interval))
         if self.detach and self._heartbeat is None:
-            self._heartbeat = asyncio.create_task(session.keep_alive(self))
+            self._heartbeat = asyncio.create_task(
+                detached.keep_alive(
+                    lambda: self.scheduler_comm.jqref_heartbeat(
+                        jobs={job_id: job.name for job_id, job in self.batch.active.items()}
+                    ),
+                    self.runner,
+                    self.batch.record.session,
+                    self.idle_timeout,
+                    self._detached_scheduler_ended,
+                )
+            )
+
+    def _detached_scheduler_ended(self) -> None:
+        """Close this cluster, whose detached scheduler has ended, without waiting for it to answer."""
+        self.shutdown_scheduler = False
+        closing = asyncio.ensure_future(self._close_without_scheduler())
+        _closing.add(closing)
+        closing.add_done_callback(_closing.discard)
+
+    async def _close_without_scheduler(self) -> None:
+        await self.scheduler.close()  # its forwards
+        await self._close()
 
     async def _make_log_directory(self) -> None:
         """Where the batch system writes the jobs' output must exist before the
@@ -631,7 +613,7 @@ class JobQueueCluster(SpecCluster):
             raise TypeError(f"session {session_id} is a {cluster_cls.__name__}, not a {cls.__name__}")
         runner = options.pop("runner", None) or runner_from(record.runner)
         try:
-            running = session.read_state(runner, record.session)
+            running = detached.read_state(runner, record.session)
         except LookupError as e:
             raise LookupError(f"{e}; `jqref cleanup {session_id}` forgets the session") from None
         return cluster_cls(
@@ -667,6 +649,10 @@ class JobQueueCluster(SpecCluster):
                 await self._worker_files.remove(self.runner)
             if self._owns_runner:
                 await self.runner.close()
+
+
+#: Closings started and not awaited, held until done: the event loop keeps only weak references to tasks.
+_closing: set[asyncio.Future] = set()
 
 
 @atexit.register

@@ -17,7 +17,7 @@ import sys
 import uuid
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from dask.utils import format_bytes, parse_bytes, parse_timedelta
 from distributed.core import Status
@@ -28,14 +28,21 @@ from . import shell
 from .config import Options
 from .option_checks import SIZE, check
 from .preload import worker_preload_args
-from .runners import CommandResult, LocalRunner
+from .runners import CommandResult
 from .shell import single_line
 from .tls import worker_environment, worker_paths
 
 if TYPE_CHECKING:
     from distributed.security import Security
 
-    from .batch import BatchQueue
+
+class JobQueue(Protocol):
+    """What submits and cancels a cluster's jobs and tracks them between
+    (`batch.BatchQueue`, which the cluster gives each job)."""
+
+    async def submit(self, job: Job) -> str: ...
+
+    async def cancel(self, job: Job) -> None: ...
 
 
 #: The shell variable an array element's worker name is chosen into.
@@ -152,7 +159,7 @@ class Job(ProcessInterface):
         scheduler: str | None = None,
         name: str | None = None,
         *,
-        batch: BatchQueue | None = None,
+        batch: JobQueue | None = None,
         security: Security | None = None,
         preloads: Mapping[str, str] | None = None,
         config_name: str | None = None,
@@ -458,10 +465,12 @@ class Job(ProcessInterface):
     # ---- ProcessInterface ------------------------------------------------
 
     async def start(self):
-        if self.batch is None:  # a job on its own, as dask-jobqueue's can be: submitted from here
-            from .batch import BatchQueue  # which needs this module first
-
-            self.batch = BatchQueue(type(self), LocalRunner())
+        if self.batch is None:
+            cls = type(self).__name__
+            raise RuntimeError(
+                f"{cls}.start() submits through the queue that tracks and cancels its jobs: make it with "
+                f"batch=jqref.BatchQueue({cls}, jqref.LocalRunner()), or let a cluster start it"
+            )
         self.job_id = await self.batch.submit(self)
         await super().start()
 

@@ -29,8 +29,8 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
+from .placement.detached import stop_scheduler
 from .runners import LocalRunner, Runner
-from .session import stop_scheduler
 
 #: A record being written is a file named so until it is renamed into place.
 PARTIAL_PREFIX = ".tmp-"
