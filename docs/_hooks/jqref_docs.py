@@ -289,7 +289,13 @@ def repository_links_as_paths(markdown: str, page: str, docs_dir: pathlib.Path =
 
 def on_page_markdown(markdown: str, page, config, files, **kwargs) -> str:
     if OPTIONS_MARKER in markdown:
-        markdown = markdown.replace(OPTIONS_MARKER, options_reference(OPTIONS_FILE.read_text()))
+        try:
+            reference = options_reference(OPTIONS_FILE.read_text())
+        except OptionsFileError as e:
+            from mkdocs.exceptions import PluginError  # MkDocs is there when it runs its hooks
+
+            raise PluginError(str(e)) from None
+        markdown = markdown.replace(OPTIONS_MARKER, reference)
     if CHANGELOG_MARKER in markdown:
         markdown = markdown.replace(CHANGELOG_MARKER, (ROOT / "CHANGELOG.md").read_text())
     return repository_links_as_paths(markdown, page.file.src_path, pathlib.Path(config["docs_dir"]))
