@@ -101,9 +101,10 @@ security : Security or bool
     with an `InsecureSchedulerWarning` (refused with ``detach=True``); a
     ``distributed.Security`` of your own (paths or contents) is used instead.
 shared_temp_directory : str
-    Where the workers' TLS key and certificate are written as private files
-    (0600), on the machine where the batch commands run, for the jobs to
-    read: a directory the compute nodes share. Default ``~/.jqref/credentials``
+    Where the files the jobs read are written, each private (0600), on the
+    machine where the batch commands run: the workers' TLS key and
+    certificate, and jqref's code the workers load (``--preload``). A
+    directory the compute nodes share. Default ``~/.jqref/credentials``
     (0700; a detached session's own directory); the files are removed when
     the cluster closes.
 scheduler_options : dict
