@@ -16,9 +16,13 @@ PYTEST_ARGS ?=
 # release adds rules and findings). About 10 s with a fresh venv, 5 s after
 # (build fetches setuptools each time).
 CHECK_TOOLS := build==1.6.1 twine==7.0.0 trove-classifiers==2026.9.21.13 ruff==0.17.6
+# The documentation site's (make docs), pinned the same way: a new mkdocstrings
+# or griffe changes what the API reference looks like, and --strict what fails.
+DOCS_TOOLS := mkdocs==1.6.1 mkdocstrings==1.0.8 mkdocstrings-python==2.0.11 mkdocs-autorefs==1.4.5 \
+    griffelib==2.4.1 markdown==3.11.4 pymdown-extensions==13.1.2
 TOOLS_VENV := build/tools-venv
 
-.PHONY: help install lint unit compat test lock provision bench-slurm bench-scale bench-close package
+.PHONY: help install lint docs unit compat test lock provision bench-slurm bench-scale bench-close package
 
 help: ## Show this help
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -35,6 +39,12 @@ lint: $(TOOLS_VENV)/.installed ## Lint: ruff check and ruff format --check (rule
 	$(TOOLS_VENV)/bin/ruff check .
 	$(TOOLS_VENV)/bin/ruff format --check .
 
+# mkdocs.yml says what is built; docs/_hooks generates the options reference from
+# jqref/jqref.yaml (a key without its comment fails the build) and composes the
+# cluster docstrings as jqref does at import. Nothing is fetched while building.
+docs: $(TOOLS_VENV)/.installed ## Build the documentation site into build/site (mkdocs build --strict: a warning fails it), 1-2 s (10 s more to install the tools the first time)
+	$(TOOLS_VENV)/bin/mkdocs build --strict
+
 unit: install ## Unit tests: no Docker, seconds
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
 
@@ -47,7 +57,7 @@ compat: install ## dask-jobqueue's own unit tests, run against jqref (difference
 # The scheduler on the login node, on testbeds whose compute nodes cannot reach this machine.
 ISOLATED_SCHEDULERS := slurm sge
 
-test: lint unit compat package $(addprefix test-,$(SCHEDULERS)) $(addprefix test-isolated-,$(ISOLATED_SCHEDULERS)) ## Everything: lint, unit tests, then the end-to-end suite on every testbed
+test: lint docs unit compat package $(addprefix test-,$(SCHEDULERS)) $(addprefix test-isolated-,$(ISOLATED_SCHEDULERS)) ## Everything: lint, docs, unit tests, then the end-to-end suite on every testbed
 # PBS in `make test` is the offline flavour (OpenPBS needs internet): make test-pbs PBS_FLAVOR=openpbs for the real one.
 test: export PBS_FLAVOR := compat
 
@@ -101,7 +111,7 @@ lock: install ## Re-pin requirements/lock.txt from a fresh resolve of pyproject.
 $(TOOLS_VENV)/.installed: Makefile
 	@test -n "$(PYTHON)" || { echo "Python 3.13 not found; set PYTHON=/path/to/python3.13" >&2; exit 1; }
 	@test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
-	@$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check $(CHECK_TOOLS) > $(TOOLS_VENV)/pip.log 2>&1 \
+	@$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check $(CHECK_TOOLS) $(DOCS_TOOLS) > $(TOOLS_VENV)/pip.log 2>&1 \
 	    || { cat $(TOOLS_VENV)/pip.log >&2; exit 1; }
 	touch $@
 
