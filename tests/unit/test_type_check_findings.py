@@ -1,0 +1,44 @@
+"""Bugs the type checker (make typecheck) found, each pinned by the behaviour it broke."""
+
+from __future__ import annotations
+
+import numbers
+from fractions import Fraction
+
+import pytest
+
+from jqref.option_checks import ByteSize, Duration, InvalidOptionError
+from jqref.option_checks import check as check_option
+
+
+class Integral:
+    """A number registered as an integer that is no int, as numpy's int64 is."""
+
+    def __init__(self, value: int):
+        self.value = value
+
+    def __int__(self) -> int:
+        return self.value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+numbers.Integral.register(Integral)  # as numpy registers its integer types
+
+
+def test_a_size_given_as_another_kind_of_number_is_read_as_that_number():
+    # dask's parse_bytes reads anything but an int or float as text: it raised AttributeError.
+    assert ByteSize()(Integral(2**30)) == 2**30
+    assert ByteSize()(Fraction(2**31, 2)) == 2**30
+
+
+def test_a_size_that_is_no_number_is_refused_with_the_option_named():
+    with pytest.raises(InvalidOptionError, match="memory"):
+        check_option("memory", object(), ByteSize())
+
+
+def test_a_duration_given_as_a_fraction_is_read_as_its_value():
+    # dask's parse_timedelta read it as the text "3/2" and jqref refused it as "not a duration".
+    assert Duration()(Fraction(3, 2)) == 1.5
+    assert Duration()(Integral(30)) == 30
