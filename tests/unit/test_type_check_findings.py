@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import numbers
 from fractions import Fraction
 
+import paramiko
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from jqref.known_hosts import ChangedHostKey, check, parse
 from jqref.option_checks import ByteSize, Duration, InvalidOptionError
 from jqref.option_checks import check as check_option
 
@@ -42,3 +47,17 @@ def test_a_duration_given_as_a_fraction_is_read_as_its_value():
     # dask's parse_timedelta read it as the text "3/2" and jqref refused it as "not a duration".
     assert Duration()(Fraction(3, 2)) == 1.5
     assert Duration()(Integral(30)) == 30
+
+
+def test_a_changed_key_listed_with_a_type_paramiko_cannot_load_is_still_an_expected_key():
+    # ChangedHostKey is a paramiko.BadHostKeyException, whose expected_key was None here: its
+    # __str__, and any caller reading expected_key as paramiko documents it, failed on None.
+    listed = "login.example sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t\n"
+    offered = ed25519.Ed25519PrivateKey.generate().public_key()
+    blob = base64.b64decode(offered.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).split()[1])
+    with pytest.raises(ChangedHostKey) as refused:
+        check(parse(listed, "/home/u/.ssh/known_hosts"), "login.example", 22, paramiko.Ed25519Key(data=blob))
+    expected = refused.value.expected_key
+    assert expected.get_name() == "sk-ssh-ed25519@openssh.com"
+    assert expected.get_base64() == "AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t"
+    assert "expected 'AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t'" in paramiko.BadHostKeyException.__str__(refused.value)
