@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from jqref import SSHRunner, ssh
 from jqref.known_hosts import ChangedHostKey, check, parse
 from jqref.option_checks import ByteSize, Duration, InvalidOptionError
 from jqref.option_checks import check as check_option
@@ -61,3 +62,23 @@ def test_a_changed_key_listed_with_a_type_paramiko_cannot_load_is_still_an_expec
     assert expected.get_name() == "sk-ssh-ed25519@openssh.com"
     assert expected.get_base64() == "AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t"
     assert "expected 'AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t'" in paramiko.BadHostKeyException.__str__(refused.value)
+
+
+def test_no_reconnect_attempts_is_refused_when_the_runner_is_made():
+    # With 0 the reconnect loop never ran and its error message read an unbound variable.
+    with pytest.raises(ValueError, match="reconnect_attempts"):
+        SSHRunner("host.example", config_file=None, reconnect_attempts=0)
+
+
+def test_a_login_node_that_cannot_be_reached_is_reported_without_a_last_pointless_wait(monkeypatch):
+    sleeps: list[float] = []
+    monkeypatch.setattr(ssh.time, "sleep", sleeps.append)
+    runner = SSHRunner("host.example", config_file=None, reconnect_attempts=3)
+
+    def refused() -> None:
+        raise ConnectionRefusedError("connection refused")
+
+    monkeypatch.setattr(runner, "_open", refused)
+    with pytest.raises(ConnectionError, match=r"cannot reach host\.example over SSH: connection refused"):
+        runner._transport()
+    assert sleeps == [1, 2]  # between the three attempts; it used to wait 4 s more after the last
