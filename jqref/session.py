@@ -16,22 +16,24 @@ import hashlib
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .login_scheduler_main import process_start
-from .runners import CommandError
+from .runners import CommandError, Runner
 from .tls import security_contents
 
 if TYPE_CHECKING:
+    from distributed.security import Security
+
     from .cluster import JobQueueCluster
 
 logger = logging.getLogger(__name__)
 
 # Tasks started and not awaited, held until done: the event loop keeps only weak references to tasks.
-_closing: set[asyncio.Future] = set()
+_closing: set[asyncio.Future[None]] = set()
 
 
-def detached_session(cluster_cls: type, record_id: str, options: dict, security) -> dict:
+def detached_session(cluster_cls: type, record_id: str, options: dict[str, Any], security: Security) -> dict[str, Any]:
     """A detached cluster's session: what `attach` makes it again from. The
     options must be plain data (they are written as JSON)."""
     options = {k: v for k, v in options.items() if v is not None}
@@ -59,7 +61,7 @@ def certificate_fingerprint(pem: str) -> str:
     return hashlib.sha256(pem.strip().encode()).hexdigest()
 
 
-def read_state(runner, session: dict) -> dict:
+def read_state(runner: Runner, session: dict[str, Any]) -> dict[str, Any]:
     """The state a detached scheduler keeps on the login node, checked
     against the certificate this client holds; a `LookupError` if it is gone."""
     where = getattr(runner, "destination", "this machine")
@@ -78,7 +80,7 @@ def read_state(runner, session: dict) -> dict:
     return state
 
 
-def stop_scheduler(runner, session: dict) -> str:
+def stop_scheduler(runner: Runner, session: dict[str, Any]) -> str:
     """Stop the session's scheduler and say what happened; a `RuntimeError` if
     it could not be stopped, a `PermissionError` if the scheduler there is
     another session's. Its pid is trusted only while the process with that pid
@@ -106,13 +108,13 @@ def stop_scheduler(runner, session: dict) -> str:
     return f"its detached scheduler (pid {pid} on {where}) was stopped"
 
 
-def process_start_of(runner, pid: int) -> str | None:
+def process_start_of(runner: Runner, pid: int) -> str | None:
     """When process `pid` started, where `runner` runs commands; None if no process has that pid."""
     result = runner.run_blocking(["cat", f"/proc/{pid}/stat"])
     return process_start(result.stdout) if result.ok else None
 
 
-async def ended(runner, session: dict) -> bool:
+async def ended(runner: Runner, session: dict[str, Any]) -> bool:
     """Whether the session's scheduler is known to have ended (False when the login node cannot say)."""
     try:
         result = await runner.run(["test", "-e", state_path(session["directory"])])
@@ -125,10 +127,13 @@ async def keep_alive(cluster: JobQueueCluster) -> None:
     """Tell the detached scheduler that `cluster` is alive and which jobs it
     has, for it to cancel if it is ever left alone. If the scheduler has
     ended meanwhile, close the cluster: there is nothing left to control."""
-    session = cluster.batch.record.session
+    record, scheduler, scheduler_comm = cluster.batch.record, cluster.scheduler, cluster.scheduler_comm
+    if record is None or record.session is None or scheduler is None or scheduler_comm is None:
+        raise RuntimeError("keep_alive is for a detached cluster that has started")
+    session = record.session
     while True:
         try:
-            await cluster.scheduler_comm.jqref_heartbeat(
+            await scheduler_comm.jqref_heartbeat(
                 jobs={job_id: job.name for job_id, job in cluster.batch.active.items()}
             )
         except OSError:  # the connection is down: the next heartbeat counts, unless the scheduler is gone
@@ -136,11 +141,11 @@ async def keep_alive(cluster: JobQueueCluster) -> None:
                 logger.error(
                     "the detached scheduler of %s on %s has ended (closed elsewhere, or after %g s "
                     "without a client): closing the cluster",
-                    cluster.batch.record.id,
-                    cluster.runner.destination,
+                    record.id,
+                    getattr(cluster.runner, "destination", "this machine"),
                     cluster.idle_timeout,
                 )
-                await cluster.scheduler.close()  # its forwards; and the cluster does not wait for it to answer
+                await scheduler.close()  # its forwards; and the cluster does not wait for it to answer
                 cluster.shutdown_scheduler = False
                 closing = asyncio.ensure_future(cluster._close())
                 _closing.add(closing)
