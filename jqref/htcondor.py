@@ -147,8 +147,8 @@ class HTCondorJob(Job):
         self.environment = dict(self.option("environment") or {})
         # dask-jobqueue's strings: what runs, and what a user may read or replace. A job's string
         # over its class's argv is a shape the checker cannot express, hence the ignores here and below.
-        self.submit_command = shlex.join([*type(self).submit_command, *self.submit_command_extra])  # type: ignore[misc, assignment]
-        self.cancel_command = shlex.join([*type(self).cancel_command, *self.cancel_command_extra])  # type: ignore[misc, assignment]
+        self.submit_command = shlex.join([*type(self).submit_command, *self.submit_command_extra])  # type: ignore[misc, assignment]  # a job's string
+        self.cancel_command = shlex.join([*type(self).cancel_command, *self.cancel_command_extra])  # type: ignore[misc, assignment]  # a job's string
 
     # ---- the submit description -------------------------------------------
 

@@ -187,8 +187,7 @@ class SSHRunner:
                     hop.hostname,
                     hop.port,
                     username=hop.user,
-                    # paramiko takes a list of files too; its stubs say one file only.
-                    key_filename=list(hop.identity_files) or None,  # type: ignore[arg-type]
+                    key_filename=list(hop.identity_files) or None,  # type: ignore[arg-type]  # a list, as paramiko takes; its stubs say str
                     sock=sock,
                     timeout=self.connect_timeout,
                     banner_timeout=self.connect_timeout,
