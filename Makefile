@@ -124,11 +124,12 @@ package: $(TOOLS_VENV)/.installed ## Build the sdist and wheel into build/dist a
 	$(TOOLS_VENV)/bin/twine check --strict build/dist/*
 	@$(TOOLS_VENV)/bin/python -c '$(PACKAGE_CHECK)'
 
-# What twine does not check: the wheel's data files and license, and that each classifier exists.
+# What twine does not check: the wheel's data files, every module of the tree (a subpackage missing
+# from [tool.setuptools] packages would be left out), the license, and that each classifier exists.
 PACKAGE_CHECK = import email, glob, sys, zipfile, trove_classifiers; \
     wheel = zipfile.ZipFile(glob.glob("build/dist/*.whl")[0]); names = wheel.namelist(); \
     meta = email.message_from_bytes(wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA")))); \
-    missing = [f for f in ("jqref/py.typed", "jqref/jqref.yaml") if f not in names]; \
+    missing = [f for f in ("jqref/py.typed", "jqref/jqref.yaml", *glob.glob("jqref/**/*.py", recursive=True)) if f not in names]; \
     missing += [] if any(n.endswith(".dist-info/licenses/LICENSE") for n in names) else ["LICENSE"]; \
     unknown = [c for c in meta.get_all("Classifier", []) if c not in trove_classifiers.classifiers]; \
     (missing or unknown) and sys.exit(f"the wheel lacks {missing}; unknown classifiers: {unknown}"); \

@@ -495,7 +495,7 @@ class SSHRunner:
     def forward(self, remote_host: str, remote_port: int) -> PortForward:
         """Carry connections to a local port to `remote_host:remote_port` as the
         login node reaches it (``ssh -L``); closed with the runner."""
-        forward = PortForward(self, remote_host, remote_port)
+        forward = PortForward(self._transport, remote_host, remote_port)
         self._forwards.append(forward)
         return forward
 

@@ -1,7 +1,7 @@
 """A detached cluster's session, from the client's side (``detach=True``).
 
 The scheduler on the login node keeps the session's state in
-``~/.jqref/sessions/<id>/state.json`` (see `login_scheduler_main`): its
+``~/.jqref/sessions/<id>/state.json`` (see `login_main`): its
 address, pid and start time, jobs and the fingerprint of its certificate. A
 client reads it to attach, checks that the scheduler there is the one whose
 certificate it holds, and keeps telling the scheduler it is alive. When a
@@ -16,21 +16,17 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .login_scheduler_main import process_start
-from .runners import CommandError, Runner
-from .tls import security_contents
+from ..runners import CommandError, Runner
+from ..tls import security_contents
+from .login_main import process_start
 
 if TYPE_CHECKING:
     from distributed.security import Security
 
-    from .cluster import JobQueueCluster
-
 logger = logging.getLogger(__name__)
-
-# Tasks started and not awaited, held until done: the event loop keeps only weak references to tasks.
-_closing: set[asyncio.Future[None]] = set()
 
 
 def detached_session(cluster_cls: type, record_id: str, options: dict[str, Any], security: Security) -> dict[str, Any]:
@@ -123,32 +119,29 @@ async def ended(runner: Runner, session: dict[str, Any]) -> bool:
     return result.returncode == 1
 
 
-async def keep_alive(cluster: JobQueueCluster) -> None:
-    """Tell the detached scheduler that `cluster` is alive and which jobs it
-    has, for it to cancel if it is ever left alone. If the scheduler has
-    ended meanwhile, close the cluster: there is nothing left to control."""
-    record, scheduler, scheduler_comm = cluster.batch.record, cluster.scheduler, cluster.scheduler_comm
-    if record is None or record.session is None or scheduler is None or scheduler_comm is None:
-        raise RuntimeError("keep_alive is for a detached cluster that has started")
-    session = record.session
+async def keep_alive(
+    heartbeat: Callable[[], Awaitable[object]],
+    runner: Runner,
+    session: dict[str, Any],
+    idle_timeout: float,
+    on_ended: Callable[[], None],
+) -> None:
+    """Tell the detached scheduler that its client is alive (`heartbeat`
+    does, with the jobs the client has, for the scheduler to cancel if it is
+    ever left alone). If the scheduler has ended meanwhile, `on_ended`:
+    there is nothing left to control."""
     while True:
         try:
-            await scheduler_comm.jqref_heartbeat(
-                jobs={job_id: job.name for job_id, job in cluster.batch.active.items()}
-            )
+            await heartbeat()
         except OSError:  # the connection is down: the next heartbeat counts, unless the scheduler is gone
-            if await ended(cluster.runner, session):
+            if await ended(runner, session):
                 logger.error(
-                    "the detached scheduler of %s on %s has ended (closed elsewhere, or after %g s "
-                    "without a client): closing the cluster",
-                    record.id,
-                    getattr(cluster.runner, "destination", "this machine"),
-                    cluster.idle_timeout,
+                    "the detached scheduler on %s (%s) has ended (closed elsewhere, or after %g s without a "
+                    "client): closing the cluster",
+                    getattr(runner, "destination", "this machine"),
+                    session["directory"],
+                    idle_timeout,
                 )
-                await scheduler.close()  # its forwards; and the cluster does not wait for it to answer
-                cluster.shutdown_scheduler = False
-                closing = asyncio.ensure_future(cluster._close())
-                _closing.add(closing)
-                closing.add_done_callback(_closing.discard)
+                on_ended()
                 return
-        await asyncio.sleep(min(cluster.idle_timeout / 3, 10))
+        await asyncio.sleep(min(idle_timeout / 3, 10))

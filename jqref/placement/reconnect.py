@@ -4,7 +4,7 @@ distributed's Client cancels every pending future as soon as its connection
 to the scheduler drops, before it tries to reconnect: with a scheduler that
 went away they could never complete. A detached scheduler on the login node
 stays, and holds what a dropped client wanted until that client is back
-(`login_scheduler_main.Session`). So for the clients of a detached cluster
+(`login_main.Session`). So for the clients of a detached cluster
 the cancel is skipped, and they keep trying for as long as the scheduler
 waits for them (its idle timeout): the futures complete once the client has
 reconnected, which it does to the same forwarded local port.
@@ -16,7 +16,7 @@ from collections import UserDict
 
 from distributed import Client
 
-from .compat_versions import warn_if_untested_distributed
+from ..compat_versions import warn_if_untested_distributed
 
 _MARK = "_jqref_keeps_futures"
 

@@ -1,7 +1,7 @@
 """The Dask scheduler on the login node, for clients the compute nodes cannot reach.
 
 With ``scheduler_on="login"``, a cluster driven over SSH starts its scheduler
-on the login node (`login_scheduler_main`, over the same connection) and
+on the login node (`login_main`, over the same connection) and
 talks to it through a forwarded local port. Workers connect to the login
 node, which they can reach; this machine only ever connects out, over SSH.
 By default the scheduler's lifetime is the SSH channel's: when the client
@@ -24,17 +24,17 @@ from distributed.comm.addressing import parse_host_port
 from distributed.deploy.spec import ProcessInterface
 from distributed.security import Security
 
-from .runners import CommandError
-from .tls import role_options
+from ..runners import CommandError
+from ..tls import role_options
 
 if TYPE_CHECKING:
-    from .port_forward import PortForward
-    from .ssh import SSHRunner
-    from .ssh_process import RemoteProcess
+    from ..port_forward import PortForward
+    from ..ssh import SSHRunner
+    from ..ssh_process import RemoteProcess
 
 logger = logging.getLogger(__name__)
 
-MAIN_SOURCE = importlib.resources.files(__package__).joinpath("login_scheduler_main.py").read_text()
+MAIN_SOURCE = importlib.resources.files(__package__).joinpath("login_main.py").read_text()
 
 
 class LoginNodeScheduler(ProcessInterface):

@@ -201,7 +201,7 @@ async def serve(spec, announce=sys.stdout):
             "pid": os.getpid(),
             "process_start": own_process_start(),
         }
-        if security is not None:  # what an attaching client checks (jqref.session.certificate_fingerprint)
+        if security is not None:  # what an attaching client checks (jqref.placement.detached.certificate_fingerprint)
             started["certificate"] = hashlib.sha256(spec["security"]["tls_scheduler_cert"].strip().encode()).hexdigest()
         if session:
             signal_name = signalled()  # before the state exists: a signal from then on ends the scheduler cleanly
