@@ -41,7 +41,7 @@ class PortForward:
             # first have to connect again, which must not hold up the others.
             threading.Thread(target=self._carry, args=(conn, peer), daemon=True).start()
 
-    def _carry(self, conn: socket.socket, peer) -> None:
+    def _carry(self, conn: socket.socket, peer: tuple[str, int]) -> None:
         try:
             channel = self.transport().open_channel("direct-tcpip", self.remote, peer)
         except Exception as e:  # the far end refused or the link is down: this connection fails, not the forward
@@ -50,9 +50,10 @@ class PortForward:
             return
         pair = (conn, channel)
         self._open.add(pair)
+        ends: list[socket.socket | paramiko.Channel] = [conn, channel]
         try:
             while True:
-                readable, _, _ = select.select([conn, channel], [], [], 1.0)
+                readable, _, _ = select.select(ends, [], [], 1.0)
                 if conn in readable:
                     data = conn.recv(65536)
                     if not data:

@@ -17,15 +17,19 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
-from ..runners import CommandError
+from ..runners import CommandError, Runner
 from ..tls import security_contents
 from .login_main import process_start
+
+if TYPE_CHECKING:
+    from distributed.security import Security
 
 logger = logging.getLogger(__name__)
 
 
-def detached_session(cluster_cls: type, record_id: str, options: dict, security) -> dict:
+def detached_session(cluster_cls: type, record_id: str, options: dict[str, Any], security: Security) -> dict[str, Any]:
     """A detached cluster's session: what `attach` makes it again from. The
     options must be plain data (they are written as JSON)."""
     options = {k: v for k, v in options.items() if v is not None}
@@ -53,7 +57,7 @@ def certificate_fingerprint(pem: str) -> str:
     return hashlib.sha256(pem.strip().encode()).hexdigest()
 
 
-def read_state(runner, session: dict) -> dict:
+def read_state(runner: Runner, session: dict[str, Any]) -> dict[str, Any]:
     """The state a detached scheduler keeps on the login node, checked
     against the certificate this client holds; a `LookupError` if it is gone."""
     where = getattr(runner, "destination", "this machine")
@@ -72,7 +76,7 @@ def read_state(runner, session: dict) -> dict:
     return state
 
 
-def stop_scheduler(runner, session: dict) -> str:
+def stop_scheduler(runner: Runner, session: dict[str, Any]) -> str:
     """Stop the session's scheduler and say what happened; a `RuntimeError` if
     it could not be stopped, a `PermissionError` if the scheduler there is
     another session's. Its pid is trusted only while the process with that pid
@@ -100,13 +104,13 @@ def stop_scheduler(runner, session: dict) -> str:
     return f"its detached scheduler (pid {pid} on {where}) was stopped"
 
 
-def process_start_of(runner, pid: int) -> str | None:
+def process_start_of(runner: Runner, pid: int) -> str | None:
     """When process `pid` started, where `runner` runs commands; None if no process has that pid."""
     result = runner.run_blocking(["cat", f"/proc/{pid}/stat"])
     return process_start(result.stdout) if result.ok else None
 
 
-async def ended(runner, session: dict) -> bool:
+async def ended(runner: Runner, session: dict[str, Any]) -> bool:
     """Whether the session's scheduler is known to have ended (False when the login node cannot say)."""
     try:
         result = await runner.run(["test", "-e", state_path(session["directory"])])
@@ -116,7 +120,11 @@ async def ended(runner, session: dict) -> bool:
 
 
 async def keep_alive(
-    heartbeat: Callable[[], Awaitable], runner, session: dict, idle_timeout: float, on_ended: Callable[[], None]
+    heartbeat: Callable[[], Awaitable[object]],
+    runner: Runner,
+    session: dict[str, Any],
+    idle_timeout: float,
+    on_ended: Callable[[], None],
 ) -> None:
     """Tell the detached scheduler that its client is alive (`heartbeat`
     does, with the jobs the client has, for the scheduler to cancel if it is
@@ -130,7 +138,7 @@ async def keep_alive(
                 logger.error(
                     "the detached scheduler on %s (%s) has ended (closed elsewhere, or after %g s without a "
                     "client): closing the cluster",
-                    runner.destination,
+                    getattr(runner, "destination", "this machine"),
                     session["directory"],
                     idle_timeout,
                 )

@@ -49,7 +49,8 @@ def _keeping_futures(reconnect):
         if cluster is None:
             return await reconnect(self)
         futures = self.futures
-        self.futures = _KeptFutures(self)  # it cancels, then clears, every future before it reconnects
+        # It cancels, then clears, every future before it reconnects: a stand-in for the dict meanwhile.
+        self.futures = _KeptFutures(self)  # type: ignore[assignment]  # reads as the dict does, all _reconnect uses
         timeout, self._timeout = self._timeout, max(self._timeout, cluster.idle_timeout)
         try:
             await reconnect(self)
@@ -65,4 +66,4 @@ def apply() -> None:
     """Make clients of detached clusters keep their futures; applying again changes nothing."""
     warn_if_untested_distributed()  # the private method patched here may have changed
     if not getattr(Client._reconnect, _MARK, False):
-        Client._reconnect = _keeping_futures(Client._reconnect)
+        Client._reconnect = _keeping_futures(Client._reconnect)  # type: ignore[method-assign]  # patching it is the point
