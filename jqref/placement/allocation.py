@@ -96,7 +96,7 @@ class Allocation(SyncMethodMixin):
         self.scheduler = scheduler
         self.client = client
         self.scheduler_options = dict(scheduler_options or {})
-        self.worker_class = Worker if worker_class is None else import_term(worker_class)
+        self.worker_class = import_term(worker_class) if isinstance(worker_class, str) else worker_class or Worker
         self.worker_options = {"death_timeout": WORKER_DEATH_TIMEOUT, **(worker_options or {})}
         self.client_options = dict(client_options or {})
         self.security = security
