@@ -475,7 +475,9 @@ class Job(ProcessInterface):
         await super().start()
 
     async def close(self):
-        await self.batch.cancel(self)
+        """Cancel the job. One never submitted (made without a queue) has nothing to cancel: it just closes."""
+        if self.batch is not None:
+            await self.batch.cancel(self)
         await super().close()
 
     def ended(self, state: JobState):
