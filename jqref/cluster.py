@@ -115,13 +115,14 @@ class JobQueueCluster(SpecCluster):
     ``interface``) to an address they can connect to. When they cannot (NAT,
     firewalls), ``scheduler_on="login"`` runs the scheduler on the login node
     instead, reached through a port forwarded over the SSH connection.
-    ``security=True`` encrypts and authenticates every Dask connection with
-    TLS, using a certificate made for this cluster alone; it is the default
-    with ``scheduler_on="login"``, where others can reach the scheduler.
-    With ``detach=True`` as well, that scheduler outlives the SSH connection:
-    the cluster carries on when the connection comes back, and another
-    process can take it over (`attach`), until nothing has been in touch
-    with it for ``idle_timeout``; then it cancels its jobs and ends.
+    Wherever the scheduler runs, every Dask connection is encrypted and
+    authenticated with TLS by default (``security=None`` or ``True``), with
+    certificates made for this cluster alone; ``security=False`` turns TLS
+    off, with a warning. With ``scheduler_on="login"`` and ``detach=True``,
+    the scheduler on the login node outlives the SSH connection: the
+    cluster carries on when the connection comes back, and another process
+    can take it over (`attach`), until nothing has been in touch with it
+    for ``idle_timeout``; then it cancels its jobs and ends.
     """
 
     #: The job class, declared by a scheduler's cluster class (SLURMCluster's
