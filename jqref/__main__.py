@@ -116,7 +116,7 @@ def where_commands_run(record: JobRecord) -> str:
 
 def session_directory(record: JobRecord) -> str:
     """Where a detached session's scheduler keeps its state, said so that it can be found."""
-    directory = record.session["directory"]
+    directory = record.detached_session["directory"]
     if record.runner.get("kind") == "ssh":
         place = f"~/{directory}" if not directory.startswith(("/", "~")) else directory
         return f"{place} on {record.runner['destination']}"

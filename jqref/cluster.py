@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 
 import dask.config
 from dask.utils import parse_bytes, parse_timedelta
-from distributed.core import Status
-from distributed.deploy.spec import SpecCluster
+from distributed.core import Status, rpc
+from distributed.deploy.spec import ProcessInterface, SpecCluster
 from distributed.objects import SchedulerInfo
 from distributed.scheduler import Scheduler
 from distributed.security import Security
@@ -53,6 +53,11 @@ def job_of_worker(processes: int, worker) -> str:
     return name.rsplit("-", 1)[0] if processes > 1 else name
 
 
+def runner_destination(runner: Runner) -> str:
+    """Where `runner` runs the batch commands, in words: its SSH destination, or this machine."""
+    return str(getattr(runner, "destination", "this machine"))
+
+
 def job_counts(job: Job, n=None, cores=None, memory=None) -> list[float]:
     """How many jobs like `job` hold `n` workers, `cores` cores, `memory` bytes (for each one given)."""
     counts = []
@@ -75,14 +80,14 @@ def adaptive_bounds(
     maximum_cores=None,
     minimum_memory=None,
     maximum_memory=None,
-) -> dict:
+) -> dict[str, float]:
     """Adaptive's `minimum`/`maximum` (it counts workers) from bounds in workers,
     jobs, cores or memory: the tightest of each, as whole jobs' worth of workers."""
     lows = job_counts(job, minimum, minimum_cores, minimum_memory)
     highs = job_counts(job, maximum, maximum_cores, maximum_memory)
     lows += [minimum_jobs] if minimum_jobs is not None else []
     highs += [maximum_jobs] if maximum_jobs is not None else []
-    bounds = {}
+    bounds: dict[str, float] = {}  # a maximum may be math.inf: no bound
     if lows:
         bounds["minimum"] = math.ceil(max(lows)) * job.processes
     if highs:
@@ -110,16 +115,19 @@ class JobQueueCluster(SpecCluster):
     ``interface``) to an address they can connect to. When they cannot (NAT,
     firewalls), ``scheduler_on="login"`` runs the scheduler on the login node
     instead, reached through a port forwarded over the SSH connection.
-    ``security=True`` encrypts and authenticates every Dask connection with
-    TLS, using a certificate made for this cluster alone; it is the default
-    with ``scheduler_on="login"``, where others can reach the scheduler.
-    With ``detach=True`` as well, that scheduler outlives the SSH connection:
-    the cluster carries on when the connection comes back, and another
-    process can take it over (`attach`), until nothing has been in touch
-    with it for ``idle_timeout``; then it cancels its jobs and ends.
+    Wherever the scheduler runs, every Dask connection is encrypted and
+    authenticated with TLS by default (``security=None`` or ``True``), with
+    certificates made for this cluster alone; ``security=False`` turns TLS
+    off, with a warning. With ``scheduler_on="login"`` and ``detach=True``,
+    the scheduler on the login node outlives the SSH connection: the
+    cluster carries on when the connection comes back, and another process
+    can take it over (`attach`), until nothing has been in touch with it
+    for ``idle_timeout``; then it cancels its jobs and ends.
     """
 
-    job_cls: ClassVar[type[Job]]
+    #: The job class, declared by a scheduler's cluster class (SLURMCluster's
+    #: is SLURMJob), or given to JobQueueCluster(job_cls=...) for one cluster.
+    job_cls: type[Job]
 
     def __init_subclass__(cls, **kwargs):
         """A scheduler's cluster class documents every parameter, its job class's own too."""
@@ -273,33 +281,31 @@ class JobQueueCluster(SpecCluster):
                 )
         self._owns_runner = runner is None or ssh is not None or _attached is not None
         self.runner = runner or LocalRunner()
-        self.batch = BatchQueue(self.job_cls, self.runner, on_ended=self._job_ended)
+        running: dict | None = None
+        if _attached is not None:
+            record, running = _attached
+            record.claim()
+        else:
+            record = JobRecord(
+                job_class=f"{self.job_cls.__module__}.{self.job_cls.__qualname__}",
+                cancel_command=self._template.cancel_argv([]),
+                runner=describe_runner(self.runner),
+            )
+            if self.detach:
+                record.session = detached.detached_session(type(self), record.id, reusable_options, security)
+        #: The record of this cluster's jobs (`records`), which its queue keeps written.
+        self._record = record
+        self.batch = BatchQueue(self.job_cls, self.runner, on_ended=self._job_ended, record=record)
         self.poll_interval = parse_timedelta(opt("poll_interval", poll_interval))
         self.max_jobs = opt("max_jobs", max_jobs)
         #: Where the files the jobs read go (`worker_files`), as in dask-jobqueue; None: ~/.jqref/credentials.
         self.shared_temp_directory = self._template.shared_temp_directory
-        if _attached is not None:
-            self.batch.record, running = _attached
-            self.batch.record.claim()
-        else:
-            self.batch.record, running = (
-                JobRecord(
-                    job_class=f"{self.job_cls.__module__}.{self.job_cls.__qualname__}",
-                    cancel_command=self._template.cancel_argv([]),
-                    runner=describe_runner(self.runner),
-                ),
-                None,
-            )
-            if self.detach:
-                self.batch.record.session = detached.detached_session(
-                    type(self), self.batch.record.id, reusable_options, security
-                )
         if self.scheduler_on == "login":
             self.placement: Placement = LoginPlacement(
                 self.runner,
                 self._template.python_words,
                 session={
-                    "directory": self.batch.record.session["directory"],
+                    "directory": record.detached_session["directory"],
                     "idle_timeout": self.idle_timeout,
                     "cancel_command": self._template.cancel_argv([]),
                 }
@@ -317,12 +323,9 @@ class JobQueueCluster(SpecCluster):
         if protocol is not None:
             options.setdefault("protocol", protocol)
 
-        worker = {
-            "cls": self.job_cls,
-            "options": {**self._job_kwargs, "batch": self.batch},
-        }
         #: Shared by every job's spec: where the workers' credentials were written goes in once known.
-        self._worker_options = worker["options"]
+        self._worker_options: dict[str, Any] = {**self._job_kwargs, "batch": self.batch}
+        worker: dict[str, Any] = {"cls": self.job_cls, "options": self._worker_options}
         # Workers are named after the cluster, as SpecCluster names it (its class by default).
         self._name = name or type(self).__name__
         if self._template.processes > 1:
@@ -330,7 +333,7 @@ class JobQueueCluster(SpecCluster):
         self._watch: asyncio.Task | None = None
         self._heartbeat: asyncio.Task | None = None
         #: Jobs of the session attached to, by id: their worker names.
-        self._adopted = dict(self.batch.record.names) if _attached is not None else {}
+        self._adopted = dict(record.names) if _attached is not None else {}
         self._connected_jobs: set[str] = set()
         self._failed_starts = 0
         JobQueueCluster._live.add(self)
@@ -372,6 +375,20 @@ class JobQueueCluster(SpecCluster):
         return super().dashboard_link
 
     @property
+    def _started_scheduler(self) -> ProcessInterface | Scheduler:
+        """The scheduler's entry in the spec, started (on the login node: a `LoginNodeScheduler`)."""
+        if self.scheduler is None:
+            raise RuntimeError(f"{type(self).__name__} has not started: it has no scheduler yet")
+        return self.scheduler
+
+    @property
+    def _scheduler_rpc(self) -> rpc:
+        """This process's connection to the scheduler, made when the cluster starts."""
+        if self.scheduler_comm is None:
+            raise RuntimeError(f"{type(self).__name__} has not started: it has no connection to its scheduler yet")
+        return self.scheduler_comm
+
+    @property
     def job_header(self) -> str:
         """The directives every job carries (dask-jobqueue's `job_header`)."""
         return self._template.job_header
@@ -396,7 +413,7 @@ class JobQueueCluster(SpecCluster):
 
     # ---- scaling ----------------------------------------------------------
 
-    def scale(self, n=None, jobs=0, memory=None, cores=None):
+    def scale(self, n=None, jobs=0, memory=None, cores=None):  # type: ignore[override]  # dask-jobqueue's signature: jobs= second, as its users pass it
         """Scale to `n` workers, or `jobs` jobs, or enough jobs for `cores` or
         `memory` in total; with several given, the largest wins. Never more
         than `max_jobs`."""
@@ -406,7 +423,7 @@ class JobQueueCluster(SpecCluster):
             jobs = self.max_jobs
         return super().scale(jobs)
 
-    def adapt(
+    def adapt(  # type: ignore[override]  # bounds by keyword, in jobs too, as dask-jobqueue's; Adaptive= passes on in kwargs
         self,
         *,
         minimum: int | None = None,
@@ -463,7 +480,7 @@ class JobQueueCluster(SpecCluster):
                 self._failed_starts,
                 self.placement.unreachable_hint(),
             )
-            if getattr(self, "_adaptive", None) is not None:
+            if self._adaptive is not None:
                 self._adaptive.stop(reason="jobs keep failing to start")
             return
         logger.warning("job %s (%s) ended: %s; submitting a replacement", job.job_id, job.name, detail)
@@ -505,11 +522,11 @@ class JobQueueCluster(SpecCluster):
         if self.detach and self._heartbeat is None:
             self._heartbeat = asyncio.create_task(
                 detached.keep_alive(
-                    lambda: self.scheduler_comm.jqref_heartbeat(
+                    lambda: self._scheduler_rpc.jqref_heartbeat(
                         jobs={job_id: job.name for job_id, job in self.batch.active.items()}
                     ),
                     self.runner,
-                    self.batch.record.session,
+                    self._record.detached_session,
                     self.idle_timeout,
                     self._detached_scheduler_ended,
                 )
@@ -523,7 +540,7 @@ class JobQueueCluster(SpecCluster):
         closing.add_done_callback(_closing.discard)
 
     async def _close_without_scheduler(self) -> None:
-        await self.scheduler.close()  # its forwards
+        await self._started_scheduler.close()  # its forwards
         await self._close()
 
     async def _make_log_directory(self) -> None:
@@ -534,7 +551,7 @@ class JobQueueCluster(SpecCluster):
         if directory and self.status == Status.created:
             result = await self.runner.run(["mkdir", "-p", "--", str(directory)])
             if not result.ok:
-                where = getattr(self.runner, "destination", "this machine")
+                where = runner_destination(self.runner)
                 raise ValueError(
                     f"log_directory={directory!r} cannot be made on {where}: {CommandError(result)}; "
                     "give a directory you can write to"
@@ -548,17 +565,17 @@ class JobQueueCluster(SpecCluster):
         if files.written:
             return
         if files.private_directory and self.detach:  # removed with the session when its scheduler ends
-            files.directory = self.batch.record.session["directory"]
+            files.directory = self._record.detached_session["directory"]
         try:
             await files.write(self.runner)
         except OSError as e:
-            where = getattr(self.runner, "destination", "this machine")
+            where = runner_destination(self.runner)
             raise ValueError(
                 f"shared_temp_directory={files.directory!r}: the files the jobs read (TLS credentials, jqref's "
                 f"preloads) cannot be written there on {where} ({e}); give a directory the jobs can read and "
                 "you can write to"
             ) from e
-        self.batch.record.worker_files = files.paths
+        self._record.worker_files = files.paths
         self.batch.save_record()
         security = self._job_kwargs["security"] and with_paths(self._job_kwargs["security"], files.credentials)
         self._job_kwargs["security"] = self._worker_options["security"] = security
@@ -567,7 +584,7 @@ class JobQueueCluster(SpecCluster):
     def _adopt_jobs(self) -> None:
         """The jobs of the session attached to become this cluster's, as if it had started them."""
         for job_id, name in self._adopted.items():
-            job = self.job_cls(self.scheduler.address, name, batch=self.batch, **self._job_kwargs)
+            job = self.job_cls(self._started_scheduler.address, name, batch=self.batch, **self._job_kwargs)
             self.batch.adopt(job, job_id)
             job._cluster = weakref.ref(self)
             self.workers[name] = job
@@ -586,7 +603,7 @@ class JobQueueCluster(SpecCluster):
                 return
             while self.status == Status.running:
                 try:
-                    comm = await self.scheduler_comm.live_comm()
+                    comm = await self._scheduler_rpc.live_comm()
                     await comm.write({"op": "subscribe_worker_status"})
                     self.scheduler_info = SchedulerInfo(await comm.read())
                     self._watch_worker_status_comm = comm
@@ -611,18 +628,19 @@ class JobQueueCluster(SpecCluster):
         cluster_cls = record.cluster_class()
         if not issubclass(cluster_cls, cls):
             raise TypeError(f"session {session_id} is a {cluster_cls.__name__}, not a {cls.__name__}")
+        session = record.detached_session
         runner = options.pop("runner", None) or runner_from(record.runner)
         try:
-            running = detached.read_state(runner, record.session)
+            running = detached.read_state(runner, session)
         except LookupError as e:
             raise LookupError(f"{e}; `jqref cleanup {session_id}` forgets the session") from None
         return cluster_cls(
             runner=runner,
-            security=Security(**record.session["security"]),
+            security=Security(**session["security"]),
             scheduler_on="login",
             detach=True,
             _attached=(record, running),
-            **{**record.session["options"], **options},
+            **{**session["options"], **options},
         )
 
     async def _close(self):
@@ -643,7 +661,7 @@ class JobQueueCluster(SpecCluster):
             finally:
                 # Jobs that could not be cancelled above, and any the spec started since.
                 await self.batch.cancel_all()
-            self.batch.record.remove()  # kept if cancelling failed: `jqref cleanup` can retry
+            self._record.remove()  # kept if cancelling failed: `jqref cleanup` can retry
         finally:
             with suppress(CommandError, OSError):
                 await self._worker_files.remove(self.runner)
@@ -664,10 +682,10 @@ def _cancel_jobs_at_exit():
             logger.warning(
                 "leaving detached cluster %s running on %s: attach with %s.attach(%r); it closes "
                 "itself after %g s without a client",
-                cluster.batch.record.id,
-                cluster.runner.destination,
+                cluster._record.id,
+                runner_destination(cluster.runner),
                 type(cluster).__name__,
-                cluster.batch.record.id,
+                cluster._record.id,
                 cluster.idle_timeout,
             )
             BatchQueue._instances.discard(cluster.batch)

@@ -301,9 +301,10 @@ class HTCondorJob(Job):
 
 
 class HTCondorCluster(JobQueueCluster):
-    """Dask workers in HTCondor jobs. See `JobQueueCluster` for the options;
-    also `disk` (MY.DaskWorkerDisk and RequestDisk), `environment` (a dict
-    for the job's environment) and `job_extra_directives` as a dict of
-    submit commands."""
+    """Dask workers in HTCondor jobs. Every option is listed below, HTCondor's
+    own among them: `disk` (MY.DaskWorkerDisk and RequestDisk), `environment`
+    (a dict for the job's environment) and `job_extra_directives` as a dict
+    of submit commands. `JobQueueCluster` describes where the batch commands
+    and the scheduler run."""
 
     job_cls = HTCondorJob

@@ -16,12 +16,13 @@ import shlex
 import sys
 import uuid
 import warnings
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from dask.utils import format_bytes, parse_bytes, parse_timedelta
 from distributed.core import Status
-from distributed.deploy.spec import ProcessInterface
+from distributed.deploy.spec import ProcessInterface, SpecCluster
 from distributed.deploy.utils import nprocesses_nthreads
 
 from . import shell
@@ -140,6 +141,9 @@ class Job(ProcessInterface):
     #: Set on the copy that renders an array's script (see `array_of`): the
     #: worker name of each element, in index order.
     element_names: list[str] | None = None
+    #: The cluster whose job this is, as SpecCluster marks the workers it
+    #: starts (and `JobQueueCluster` the jobs it adopts from a session).
+    _cluster: weakref.ref[SpecCluster]
 
     #: dask-jobqueue's other names for this scheduler's options, in config
     #: spelling: deprecated ones (read with a FutureWarning), and current ones
@@ -294,8 +298,19 @@ class Job(ProcessInterface):
 
     @property
     def array_range(self) -> str:
-        """The index range of this array's elements, e.g. '0-11'."""
+        """The index range of this array's elements, e.g. '0-11' (on the copy `array_of` makes)."""
+        if self.element_names is None:
+            raise ValueError(f"{self!r} is not an array: array_of() makes the copy that renders one")
         return f"{self.array_first_index}-{self.array_first_index + len(self.element_names) - 1}"
+
+    def array_directive(self) -> tuple[str, str]:
+        """The directive that makes the script an array: `array_option` and the `array_range`."""
+        if self.array_option is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} has an array_index_variable but no array_option: "
+                "it writes its arrays itself (as HTCondor's job does) or declares the directive option"
+            )
+        return self.array_option, self.array_range
 
     @classmethod
     def already_gone(cls, result: CommandResult) -> bool:
@@ -346,7 +361,8 @@ class Job(ProcessInterface):
     @property
     def worker_process_memory(self) -> str:
         """Each worker's memory limit, as dask-jobqueue writes it (e.g. 6.52GiB)."""
-        return format_bytes(self.memory_bytes / self.processes).replace(" ", "")
+        per_worker = self.memory_bytes / self.processes  # a float, as dask-jobqueue divides: same text
+        return format_bytes(per_worker).replace(" ", "")  # type: ignore[arg-type]  # dask annotates int, formats any number
 
     def worker_words(self) -> list[str]:
         """The command that starts the workers, as shell words (see `shell`
@@ -389,7 +405,7 @@ class Job(ProcessInterface):
         # A line break would end the directive's comment line: what follows would run.
         directives = list(self.directives())
         if self.element_names is not None:
-            directives.append((self.array_option, self.array_range))
+            directives.append(self.array_directive())
         lines = self.skip_directives(
             f"{self.directive_prefix} {shlex.join(single_line('directive', str(t)) for t in tokens)}"
             for tokens in directives
@@ -460,6 +476,11 @@ class Job(ProcessInterface):
         return [*self.cancel_command, *self.cancel_command_extra, *job_ids]
 
     def signal_argv(self, job_ids: Sequence[str]) -> list[str]:
+        """The command that sends `job_ids` SIGTERM, where the batch system has one (`signal_command`)."""
+        if self.signal_command is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} has no signal_command: its cancel command signals the jobs itself"
+            )
         return [*self.signal_command, *job_ids]
 
     # ---- ProcessInterface ------------------------------------------------
@@ -475,7 +496,9 @@ class Job(ProcessInterface):
         await super().start()
 
     async def close(self):
-        await self.batch.cancel(self)
+        """Cancel the job. One never submitted (made without a queue) has nothing to cancel: it just closes."""
+        if self.batch is not None:
+            await self.batch.cancel(self)
         await super().close()
 
     def ended(self, state: JobState):

@@ -264,8 +264,9 @@ class PBSJob(Job):
 
 
 class PBSCluster(JobQueueCluster):
-    """Dask workers in PBS jobs (OpenPBS, PBS Professional, Torque). See
-    `JobQueueCluster` for the options; `resource_type` ('select' or 'nodes')
-    and `resource_spec` say how cores and memory are requested."""
+    """Dask workers in PBS jobs (OpenPBS, PBS Professional, Torque). Every
+    option is listed below: `resource_type` ('select' or 'nodes') and
+    `resource_spec` say how cores and memory are requested. `JobQueueCluster`
+    describes where the batch commands and the scheduler run."""
 
     job_cls = PBSJob

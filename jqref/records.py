@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from .placement.detached import stop_scheduler
 from .runners import LocalRunner, Runner
@@ -107,6 +108,13 @@ class JobRecord:
     def path(self) -> pathlib.Path:
         return records_dir() / f"{self.id}.json"
 
+    @property
+    def detached_session(self) -> dict[str, Any]:
+        """The session of a detached cluster's record; a LookupError for any other record."""
+        if self.session is None:
+            raise LookupError(f"record {self.id} is not a detached session's: its cluster was made without detach=True")
+        return self.session
+
     def save(self, jobs: Mapping[str, str] | Iterable[str]) -> None:
         """Record `jobs` (ids, or ids mapped to their worker names). Written to
         a temporary file, synced and renamed over the record, so that neither a
@@ -147,7 +155,7 @@ class JobRecord:
         self.pid, self.host = os.getpid(), socket.gethostname()
 
     def cluster_class(self) -> type:
-        module, _, name = self.session["cluster_class"].rpartition(".")
+        module, _, name = self.detached_session["cluster_class"].rpartition(".")
         return getattr(importlib.import_module(module), name)
 
     @property

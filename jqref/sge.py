@@ -163,7 +163,9 @@ class SGEJob(Job):
 
 
 class SGECluster(JobQueueCluster):
-    """Dask workers in Grid Engine jobs. See `JobQueueCluster` for the options;
-    `pe`, `memory_resource` and `resource_spec` say how cores and memory are requested."""
+    """Dask workers in Grid Engine jobs. Every option is listed below: `pe`,
+    `memory_resource` and `resource_spec` say how cores and memory are
+    requested. `JobQueueCluster` describes where the batch commands and the
+    scheduler run."""
 
     job_cls = SGEJob

@@ -130,7 +130,9 @@ class SLURMJob(Job):
 
 
 class SLURMCluster(JobQueueCluster):
-    """Dask workers in SLURM jobs. See `JobQueueCluster` for the options."""
+    """Dask workers in SLURM jobs. Every option is listed below, SLURM's own
+    among them; `JobQueueCluster` describes where the batch commands and the
+    scheduler run."""
 
     job_cls = SLURMJob
 

@@ -105,7 +105,9 @@ def find_err_clear_error():
         )
         return None
     function.argtypes, function.restype = (), None
-    logger.debug("ERR_clear_error from %s", file_containing(ctypes.cast(function, ctypes.c_void_p).value) or "?")
+    address = ctypes.cast(function, ctypes.c_void_p).value  # None only for a null pointer
+    library = file_containing(address) if address is not None else None
+    logger.debug("ERR_clear_error from %s", library or "?")
     return function
 
 
@@ -147,7 +149,7 @@ def remove() -> None:
     """Undo `apply()` (for tests)."""
     for cls, names in WRAPPED_METHODS.items():
         for name in names:
-            method = cls.__dict__.get(name)
+            method = getattr(cls, name)  # as apply() found it, or its wrapper
             while getattr(method, _MARK, False):
                 method = method.__wrapped__
             setattr(cls, name, method)

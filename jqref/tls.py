@@ -55,6 +55,14 @@ def cluster_security(security: Security | bool | None) -> Security | None:
     return security
 
 
+def tls_field(security: Security, field: str) -> str | None:
+    """One of `security`'s certificate, key or CA fields (``tls_ca_file``,
+    ``tls_worker_key``, ...): a path, PEM contents or None. `Security` sets
+    them by name from its keywords or the dask config, and declares no type
+    for them."""
+    return getattr(security, field)
+
+
 def _pem(value: str | None) -> str | None:
     """Certificate or key contents, whether given as contents or as a local path."""
     if value is None or "\n" in value:
@@ -66,9 +74,9 @@ def role_options(security: Security, role: str) -> dict:
     """Keyword arguments for `Security` that let `role` ("scheduler", "worker") talk TLS."""
     return {
         "require_encryption": security.require_encryption,
-        "tls_ca_file": _pem(security.tls_ca_file),
-        f"tls_{role}_cert": _pem(getattr(security, f"tls_{role}_cert")),
-        f"tls_{role}_key": _pem(getattr(security, f"tls_{role}_key")),
+        "tls_ca_file": _pem(tls_field(security, "tls_ca_file")),
+        f"tls_{role}_cert": _pem(tls_field(security, f"tls_{role}_cert")),
+        f"tls_{role}_key": _pem(tls_field(security, f"tls_{role}_key")),
     }
 
 
@@ -77,9 +85,9 @@ def security_contents(security: Security) -> dict:
     roles = ("client", "scheduler", "worker")
     return {
         "require_encryption": security.require_encryption,
-        "tls_ca_file": _pem(security.tls_ca_file),
+        "tls_ca_file": _pem(tls_field(security, "tls_ca_file")),
         **{
-            f"tls_{role}_{part}": _pem(getattr(security, f"tls_{role}_{part}"))
+            f"tls_{role}_{part}": _pem(tls_field(security, f"tls_{role}_{part}"))
             for role in roles
             for part in ("cert", "key")
         },
@@ -110,9 +118,12 @@ WORKER_TLS_OPTIONS = {"tls_ca_file": "--tls-ca-file", "tls_worker_cert": "--tls-
 
 def worker_paths(security: Security) -> dict[str, str] | None:
     """The worker's material as `dask worker` options, if it is all given as paths."""
-    values = {option: getattr(security, field) for field, option in WORKER_TLS_OPTIONS.items()}
-    if any(value is None or "\n" in value for value in values.values()):
-        return None
+    values: dict[str, str] = {}
+    for field, option in WORKER_TLS_OPTIONS.items():
+        value = tls_field(security, field)
+        if value is None or "\n" in value:
+            return None
+        values[option] = value
     return values
 
 
@@ -126,7 +137,7 @@ def worker_credential_files(security: Security) -> dict[str, tuple[str, str]]:
             value,
         )
         for field in WORKER_TLS_OPTIONS
-        if (value := getattr(security, field)) is not None and "\n" in value
+        if (value := tls_field(security, field)) is not None and "\n" in value
     }
 
 

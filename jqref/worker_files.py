@@ -78,8 +78,8 @@ class WorkerFiles:
 
     @classmethod
     def for_cluster(cls, security: Security | None, directory: str | None) -> WorkerFiles:
-        tls = security is not None
-        texts = {**(worker_credential_files(security) if tls else {}), **preload_files(tls)}
+        credentials = worker_credential_files(security) if security is not None else {}
+        texts = {**credentials, **preload_files(tls=security is not None)}
         return cls(directory or DEFAULT_DIRECTORY, texts, private_directory=directory is None)
 
     @property

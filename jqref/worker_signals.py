@@ -25,7 +25,7 @@ def dask_setup(server):
 
 
 # Tasks started and not awaited, held until done: the event loop keeps only weak references to tasks.
-_closing = set()
+_closing: set[asyncio.Future] = set()
 
 
 def _close(worker):

@@ -100,6 +100,14 @@ def test_a_live_process_is_not_orphaned():
     assert not record(["scancel"], pid=subprocess.os.getpid()).orphaned
 
 
+def test_a_cluster_record_has_no_detached_session_to_read():
+    r = record(["scancel"], pid=dead_pid())
+    with pytest.raises(LookupError, match=f"record {r.id} is not a detached session's"):
+        r.cluster_class()
+    r.session = {"cluster_class": "jqref.slurm.SLURMCluster", "directory": "x", "started": 0}
+    assert r.cluster_class().__name__ == "SLURMCluster"
+
+
 def test_cleanup_cancels_orphans_only_and_forgets_them(capsys):
     orphan = record(["echo", "cancel"], pid=dead_pid())
     orphan.save({"7", "8"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import numbers
 from fractions import Fraction
@@ -10,11 +11,13 @@ import paramiko
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from distributed.core import Status
 
 from jqref import SSHRunner, ssh
 from jqref.known_hosts import ChangedHostKey, check, parse
 from jqref.option_checks import ByteSize, Duration, InvalidOptionError
 from jqref.option_checks import check as check_option
+from jqref.slurm import SLURMJob
 
 
 class Integral:
@@ -82,3 +85,12 @@ def test_a_login_node_that_cannot_be_reached_is_reported_without_a_last_pointles
     with pytest.raises(ConnectionError, match=r"cannot reach host\.example over SSH: connection refused"):
         runner._transport()
     assert sleeps == [1, 2]  # between the three attempts; it used to wait 4 s more after the last
+
+
+def test_a_job_never_submitted_closes_with_nothing_to_cancel():
+    # A job made without a queue (as SLURMJob(...) on its own is) has none to cancel it through:
+    # close() raised AttributeError: 'NoneType' object has no attribute 'cancel'.
+    job = SLURMJob(cores=1, memory="1GiB")
+    asyncio.run(job.close())
+    assert job.status == Status.closed
+    assert job.job_id is None
