@@ -29,7 +29,7 @@ from . import shell
 from .config import Options
 from .option_checks import SIZE, check
 from .preload import worker_preload_args
-from .runners import CommandResult
+from .runners import CommandResult, LocalRunner
 from .shell import single_line
 from .tls import worker_environment, worker_paths
 
@@ -486,17 +486,17 @@ class Job(ProcessInterface):
     # ---- ProcessInterface ------------------------------------------------
 
     async def start(self):
-        if self.batch is None:
-            cls = type(self).__name__
-            raise RuntimeError(
-                f"{cls}.start() submits through the queue that tracks and cancels its jobs: make it with "
-                f"batch=jqref.BatchQueue({cls}, jqref.LocalRunner()), or let a cluster start it"
-            )
+        if self.batch is None:  # a job on its own, as dask-jobqueue's can be: submitted from here
+            # The one import of the queue here, at run time: the queue holds jobs, and a job on its own
+            # (never a cluster's) makes the queue it needs.
+            from .batch import BatchQueue
+
+            self.batch = BatchQueue(type(self), LocalRunner())
         self.job_id = await self.batch.submit(self)
         await super().start()
 
     async def close(self):
-        """Cancel the job. One never submitted (made without a queue) has nothing to cancel: it just closes."""
+        """Cancel the job. One never started has nothing to cancel: it just closes."""
         if self.batch is not None:
             await self.batch.cancel(self)
         await super().close()

@@ -1,6 +1,5 @@
 """Job script rendering: directives, worker command, quoting, validation."""
 
-import asyncio
 import os
 import shlex
 import signal
@@ -195,8 +194,3 @@ def test_an_epilogue_runs_after_the_workers_which_still_get_the_batch_shells_sig
     assert shell.wait(timeout=20) == 7
     assert log.read_text().splitlines() == ["started False", "TERM"]
     assert after.read_text() == "workers ended: 7\n"
-
-
-def test_a_job_on_its_own_says_how_to_give_it_a_queue_when_started():
-    with pytest.raises(RuntimeError, match=r"batch=jqref\.BatchQueue\(SLURMJob, jqref\.LocalRunner\(\)\)"):
-        asyncio.run(make_job().start())

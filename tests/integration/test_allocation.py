@@ -1,0 +1,94 @@
+"""A whole Dask cluster inside one allocation, launched by the testbed's own srun.
+
+One batch job runs ``srun -n 4`` of a script using `jqref.slurm.SLURMRunner`
+(jqref's `SLURMAllocation`): the ranks meet through a scheduler file in the
+shared home. Judged by what the job wrote (srun's --label prefixes each line
+with the task's rank) and what squeue reports.
+"""
+
+from __future__ import annotations
+
+import shlex
+import textwrap
+import uuid
+
+import pytest
+
+from .conftest import LOGS, PATIENCE, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.placement_independent, pytest.mark.schedulers("slurm")]
+
+SCRIPT = """
+import os, pathlib, signal, sys, threading, time
+from distributed import Client
+from jqref.slurm import SLURMRunner
+
+here = pathlib.Path(sys.argv[1])
+if sys.argv[2] == "kill-scheduler" and os.environ["SLURM_PROCID"] == "0":
+    def die_when_told():
+        while not (here / "kill").exists():
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=die_when_told, daemon=True).start()
+
+options = {"worker_options": {"death_timeout": 10}}
+with SLURMRunner(scheduler_file=str(here / "scheduler-{job_id}.json"), **options) as runner:
+    with Client(runner) as client:
+        client.wait_for_workers(2)
+        hosts = sorted({w["host"] for w in client.scheduler_info()["workers"].values()})
+        print("block", runner.scheduler_address.split(":")[0], client.submit(lambda x: x + 1, 20, workers=[3]).result(),
+              len(hosts), flush=True)
+        if sys.argv[2] == "kill-scheduler":
+            while True:
+                client.submit(time.sleep, 0.2, pure=False).result()
+"""
+
+
+def submit(testbed, mode: str) -> tuple[str, str]:
+    """The script in a directory of its own in the shared home, run by srun in
+    one 4-task job; its id and the directory."""
+    here = f"{LOGS}/allocation-{uuid.uuid4().hex[:8]}"
+    testbed.run("mkdir", "-p", here)
+    script = shlex.quote(textwrap.dedent(SCRIPT))
+    testbed.run("sh", "-c", f"printf '%s' {script} > {shlex.quote(here)}/script.py")
+    python = "/opt/jqref/bin/python3"  # the nodes' environment; jqref from the mounted source tree
+    step = f"srun --label --kill-on-bad-exit=0 -n 4 {python} {here}/script.py {here} {mode}"
+    out = testbed.run(
+        "sbatch",
+        "--parsable",
+        "-n",
+        "4",
+        f"--partition={testbed.queue}",
+        "--export=ALL,PYTHONPATH=/src",
+        f"--output={here}/out.txt",
+        f"--chdir={here}",
+        "--wrap",
+        step,
+    )
+    return out.strip().split(";")[0], here
+
+
+def finished(testbed, job_id: str) -> bool:
+    return not testbed.run("squeue", "--noheader", f"--jobs={job_id}", "--format=%i").strip()
+
+
+def output(testbed, here: str) -> str:
+    return testbed.run("sh", "-c", f"cat {shlex.quote(here)}/out.txt 2>/dev/null || true")
+
+
+def test_srun_of_four_tasks_computes_in_the_block_once_over_tls_and_leaves_nothing(testbed):
+    job_id, here = submit(testbed, "once")
+    wait_for(lambda: finished(testbed, job_id), f"job {job_id} to end", timeout=PATIENCE * 2)
+    out = output(testbed, here)
+    blocks = [line for line in out.splitlines() if "block" in line]
+    assert len(blocks) == 1 and blocks[0].startswith("1: block tls 21"), out
+    assert "Traceback" not in out, out
+    assert testbed.run("ls", "-A", here).split() == ["out.txt", "script.py"], "the scheduler and TLS files are removed"
+
+
+def test_when_rank_0_is_killed_the_other_tasks_end_and_so_does_the_job(testbed):
+    job_id, here = submit(testbed, "kill-scheduler")
+    wait_for(lambda: "block" in output(testbed, here), "the block to compute", timeout=PATIENCE * 2)
+    testbed.run("touch", f"{here}/kill")
+    # Workers stop after their death_timeout (10 s), the client on its first failed task.
+    wait_for(lambda: finished(testbed, job_id), f"job {job_id} to end after its scheduler was killed", timeout=90)
