@@ -103,9 +103,45 @@ def mode_options(mode: str) -> dict:
     return {**ssh, "scheduler_options": {"host": os.environ["JQREF_SCHEDULER_HOST"]}}
 
 
+#: Why a test never runs in this run, by marker: the terminal summary counts
+#: each reason, so nothing deselected goes unsaid.
+DESELECTED = pytest.StashKey[dict]()
+
+
+def why_not_here(item, config) -> str | None:
+    """Why `item` cannot run in this run (None: it runs). Tests that can never
+    run in a target are deselected for a reason said here, never skipped."""
+    scheduler, mode, isolated = config.getoption("--scheduler"), config.option.mode, config.getoption("--isolated")
+    # From this machine the local mode is one test that runs the suite on the
+    # login node; that test is the only one there, and nowhere else.
+    if item.path.name == "test_login_node.py":
+        if ON_LOGIN_NODE:
+            return "the local mode's launcher (it runs this suite here, from outside the testbed)"
+        return None if mode in ("local", "both") else "the local mode (not in this run: --mode ssh or --isolated)"
+    if not ON_LOGIN_NODE and mode == "local":
+        return "run on the login node by test_login_node.py (--mode local)"
+    only = item.get_closest_marker("schedulers")
+    if only and scheduler not in only.args:
+        return f"for {' and '.join(only.args)} only"
+    if item.get_closest_marker("isolated") and not isolated:
+        return "need the isolated testbed (make test-isolated-<s>, --isolated): the Dask scheduler on the login node"
+    # "host" tests drive the testbed from this machine; the isolated variant adds nothing to them,
+    # nor to those where the scheduler's placement changes nothing: the SSH mode runs those, and
+    # the local mode (on the login node) only what differs from it.
+    if item.get_closest_marker("host") and (ON_LOGIN_NODE or isolated):
+        return "drive the testbed from this machine (host): the SSH mode runs them"
+    if item.get_closest_marker("placement_independent") and (ON_LOGIN_NODE or isolated):
+        return "placement-independent: the SSH mode runs them"
+    if ON_LOGIN_NODE and item.get_closest_marker("needs_docker"):
+        return "need docker on the host (root on the nodes), which the test user on the login node has not"
+    if ON_LOGIN_NODE and item.get_closest_marker("ssh_mode"):
+        return "SSH mode only (SSHRunner's own promises)"
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
-    scheduler, mode = config.getoption("--scheduler"), config.option.mode
-    if scheduler is None:
+    if config.getoption("--scheduler") is None:
+        # Not a target that cannot run them: no target was named (a real cause, said).
         skip = pytest.mark.skip(
             reason="needs a testbed: pass --scheduler (e.g. pytest tests/integration "
             "--scheduler slurm), or run make test-<scheduler>"
@@ -113,24 +149,24 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             item.add_marker(skip)
         return
-    # From this machine the local mode is one test that runs the suite on the
-    # login node; that test is the only one there, and nowhere else.
-    delegating = not ON_LOGIN_NODE and mode in ("local", "both")
-    in_process = ON_LOGIN_NODE or mode in ("ssh", "both")
-    keep, drop = [], []
+    keep, drop, why = [], [], {}
     for item in items:
-        delegate = item.path.name == "test_login_node.py"
-        # "host" tests drive the testbed from this machine; the isolated variant adds nothing to them,
-        # nor to those where the scheduler's placement changes nothing: the SSH mode runs those, and
-        # the local mode (on the login node) only what differs from it.
-        isolated = config.getoption("--isolated")
-        host_only = item.get_closest_marker("host") and (ON_LOGIN_NODE or isolated)
-        repeated = (isolated or ON_LOGIN_NODE) and item.get_closest_marker("placement_independent")
-        wanted = delegating if delegate else in_process and not host_only and not repeated
-        (keep if wanted else drop).append(item)
+        reason = why_not_here(item, config)
+        (keep if reason is None else drop).append(item)
+        if reason is not None:
+            why[reason] = why.get(reason, 0) + 1
+    config.stash[DESELECTED] = why
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    why = config.stash.get(DESELECTED, {})
+    if why:
+        terminalreporter.section("deselected: why these tests do not run here", sep="-")
+        for reason, count in why.items():
+            terminalreporter.write_line(f"{count:3d} {'test' if count == 1 else 'tests'}: {reason}")
 
 
 def wait_for(condition, what: str, timeout: float = PATIENCE, interval: float = 0.5):
@@ -381,13 +417,3 @@ def node_containers():
     from .testbeds.containers import Containers
 
     return Containers(os.environ["JQREF_TESTBED_PROJECT"])
-
-
-def needs_docker(mode: str, fault: str) -> None:
-    """Skip in local mode: the suite runs as an unprivileged user inside the
-    login container there, with no docker and no root (no sudo) to cause `fault`."""
-    if mode != "ssh":
-        pytest.skip(
-            f"{fault} needs docker on the host (root on the nodes): SSH mode only; "
-            "local mode runs as the unprivileged user dask in the login container"
-        )

@@ -15,15 +15,9 @@ from jqref import SSHRunner
 
 from .conftest import node_containers, scheduler_on, wait_for, worker_count
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.ssh_mode]
 
 HOSTILE = ["two words", 'it\'s "quoted"', "$(touch /tmp/pwned)", "`id`", "a;b|c&&d", "${HOME}*", "\\n"]
-
-
-@pytest.fixture(autouse=True)
-def ssh_only(mode):
-    if mode != "ssh":
-        pytest.skip("SSH mode only")
 
 
 @pytest.fixture
