@@ -124,7 +124,7 @@ def test_connection_killed_during_scale_ends_with_exactly_the_requested_jobs(
 
 
 @pytest.fixture(autouse=True)
-def testbed_reachable(ssh_only, request):
+def testbed_reachable(request):
     """Every test here, `ssh_files` ones too, runs with the testbed up and its
     ssh config in the environment, even when it runs first or alone."""
     request.getfixturevalue("runner")
