@@ -190,12 +190,15 @@ def describe(counts: dict[str, int]) -> str:
 def pytest_terminal_summary(terminalreporter, config):
     why = config.stash.get(DESELECTED, {})
     if why:
+        terminalreporter.ensure_newline()  # else the first line after the header is blank
         terminalreporter.section("deselected: why these tests do not run here", sep="-")
         for reason, count in why.items():
             terminalreporter.write_line(f"{count:3d} {'test' if count == 1 else 'tests'}: {reason}")
         chosen = len(terminalreporter.stats.get("deselected", [])) - sum(why.values())
         if chosen > 0:
-            terminalreporter.write_line(f"{chosen:3d} {'test' if chosen == 1 else 'tests'}: not chosen (-k, -m)")
+            terminalreporter.write_line(
+                f"{chosen:3d} {'test' if chosen == 1 else 'tests'}: not chosen (-k, -m, --deselect)"
+            )
     if ON_LOGIN_NODE and COUNTS_FILE:
         # For the test that started this run: the counts it reports outside (and the outcome it must have).
         seconds = time.monotonic() - config.stash.get(SESSION_START, time.monotonic())
@@ -203,11 +206,13 @@ def pytest_terminal_summary(terminalreporter, config):
             json.dumps({"counts": outcome_counts(terminalreporter), "seconds": seconds})
         )
     if Timings.KEY in config.stash:
+        terminalreporter.ensure_newline()
         terminalreporter.section("testbed", sep="-")
         terminalreporter.write_line(config.stash[Timings.KEY].summary())
     login = config.stash.get(LOGIN_NODE_RUN, None)
     if login is None:
         return
+    terminalreporter.ensure_newline()
     terminalreporter.section("the local mode, run on the login node", sep="-")
     name = login["nodeid"].split("::")[-1]
     if login["counts"] is None:
