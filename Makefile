@@ -10,15 +10,26 @@ PYTHON ?= $(firstword $(foreach p,python3.13 $(wildcard $(HOME)/.pyenv/versions/
 VENV := .venv
 PYTEST_ARGS ?=
 
-# The tools that check the tree (ruff; build and twine) live in a venv of their
-# own (build/tools-venv), not in the lock: the lock is also the images'
+# The tools that check the tree (ruff, mypy; build and twine) live in a venv of
+# their own (build/tools-venv), not in the lock: the lock is also the images'
 # wheelhouse, which they have no business in. Pinned here, by hand (a new ruff
-# release adds rules and findings). About 10 s with a fresh venv, 5 s after
-# (build fetches setuptools each time).
-CHECK_TOOLS := build==1.6.1 twine==7.0.0 trove-classifiers==2026.9.21.13 ruff==0.17.6
+# or mypy release adds rules and findings). About 10 s with a fresh venv, 5 s
+# after (build fetches setuptools each time).
+CHECK_TOOLS := build==1.6.1 twine==7.0.0 trove-classifiers==2026.9.21.13 ruff==0.17.6 mypy==2.4.1
+# The documentation site's (make docs), pinned the same way: a new mkdocstrings
+# or griffe changes what the API reference looks like, and --strict what fails.
+DOCS_TOOLS := mkdocs==1.6.1 mkdocstrings==1.0.8 mkdocstrings-python==2.0.11 mkdocs-autorefs==1.4.5 \
+    griffelib==2.4.1 markdown==3.11.4 pymdown-extensions==13.1.2
+# Types for the dependencies that ship none. They go alone into a folder of
+# their own (--no-deps --target), not into the tools venv's site-packages:
+# mypy checks against .venv's packages (--python-executable), and finds these
+# through PYTHONPATH, which the .venv interpreter it asks for its search path
+# inherits. The tools venv's own packages (its cryptography) stay out of sight.
+TYPE_STUBS := types-paramiko==5.1.0.20261030 types-PyYAML==6.0.12.20261122
 TOOLS_VENV := build/tools-venv
+MYPY = PYTHONPATH=$(TOOLS_VENV)/stubs $(TOOLS_VENV)/bin/mypy --python-executable $(VENV)/bin/python
 
-.PHONY: help install lint unit compat test lock provision bench-slurm bench-scale bench-close package
+.PHONY: help install lint typecheck docs unit compat test lock provision bench-slurm bench-scale bench-close package
 
 help: ## Show this help
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -35,6 +46,15 @@ lint: $(TOOLS_VENV)/.installed ## Lint: ruff check and ruff format --check (rule
 	$(TOOLS_VENV)/bin/ruff check .
 	$(TOOLS_VENV)/bin/ruff format --check .
 
+typecheck: $(TOOLS_VENV)/.installed install ## Type check: mypy on jqref against the locked dependencies (settings and exceptions in pyproject.toml's [tool.mypy]), about 3 s, 0.2 s once cached (build/mypy-cache)
+	$(MYPY)
+
+# mkdocs.yml says what is built; docs/_hooks generates the options reference from
+# jqref/jqref.yaml (a key without its comment fails the build) and composes the
+# cluster docstrings as jqref does at import. Nothing is fetched while building.
+docs: $(TOOLS_VENV)/.installed ## Build the documentation site into build/site (mkdocs build --strict: a warning fails it), 1-2 s (10 s more to install the tools the first time)
+	$(TOOLS_VENV)/bin/mkdocs build --strict
+
 unit: install ## Unit tests: no Docker, seconds
 	$(VENV)/bin/python -m pytest tests/unit --durations=10 $(PYTEST_ARGS)
 
@@ -47,7 +67,7 @@ compat: install ## dask-jobqueue's own unit tests, run against jqref (difference
 # The scheduler on the login node, on testbeds whose compute nodes cannot reach this machine.
 ISOLATED_SCHEDULERS := slurm sge
 
-test: lint unit compat package $(addprefix test-,$(SCHEDULERS)) $(addprefix test-isolated-,$(ISOLATED_SCHEDULERS)) ## Everything: lint, unit tests, then the end-to-end suite on every testbed
+test: lint typecheck docs unit compat package $(addprefix test-,$(SCHEDULERS)) $(addprefix test-isolated-,$(ISOLATED_SCHEDULERS)) ## Everything: lint, type check, docs, unit tests, then the end-to-end suite on every testbed
 # PBS in `make test` is the offline flavour (OpenPBS needs internet): make test-pbs PBS_FLAVOR=openpbs for the real one.
 test: export PBS_FLAVOR := compat
 
@@ -101,8 +121,11 @@ lock: install ## Re-pin requirements/lock.txt from a fresh resolve of pyproject.
 $(TOOLS_VENV)/.installed: Makefile
 	@test -n "$(PYTHON)" || { echo "Python 3.13 not found; set PYTHON=/path/to/python3.13" >&2; exit 1; }
 	@test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
-	@$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check $(CHECK_TOOLS) > $(TOOLS_VENV)/pip.log 2>&1 \
+	@$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check $(CHECK_TOOLS) $(DOCS_TOOLS) > $(TOOLS_VENV)/pip.log 2>&1 \
 	    || { cat $(TOOLS_VENV)/pip.log >&2; exit 1; }
+	@rm -rf $(TOOLS_VENV)/stubs
+	@$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --target $(TOOLS_VENV)/stubs $(TYPE_STUBS) \
+	    >> $(TOOLS_VENV)/pip.log 2>&1 || { cat $(TOOLS_VENV)/pip.log >&2; exit 1; }
 	touch $@
 
 package: $(TOOLS_VENV)/.installed ## Build the sdist and wheel into build/dist and check them (twine check --strict, classifiers, py.typed and LICENSE in the wheel)
@@ -111,11 +134,12 @@ package: $(TOOLS_VENV)/.installed ## Build the sdist and wheel into build/dist a
 	$(TOOLS_VENV)/bin/twine check --strict build/dist/*
 	@$(TOOLS_VENV)/bin/python -c '$(PACKAGE_CHECK)'
 
-# What twine does not check: the wheel's data files and license, and that each classifier exists.
+# What twine does not check: the wheel's data files, every module of the tree (a subpackage missing
+# from [tool.setuptools] packages would be left out), the license, and that each classifier exists.
 PACKAGE_CHECK = import email, glob, sys, zipfile, trove_classifiers; \
     wheel = zipfile.ZipFile(glob.glob("build/dist/*.whl")[0]); names = wheel.namelist(); \
     meta = email.message_from_bytes(wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA")))); \
-    missing = [f for f in ("jqref/py.typed", "jqref/jqref.yaml") if f not in names]; \
+    missing = [f for f in ("jqref/py.typed", "jqref/jqref.yaml", *glob.glob("jqref/**/*.py", recursive=True)) if f not in names]; \
     missing += [] if any(n.endswith(".dist-info/licenses/LICENSE") for n in names) else ["LICENSE"]; \
     unknown = [c for c in meta.get_all("Classifier", []) if c not in trove_classifiers.classifiers]; \
     (missing or unknown) and sys.exit(f"the wheel lacks {missing}; unknown classifiers: {unknown}"); \

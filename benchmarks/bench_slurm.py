@@ -65,6 +65,8 @@ LABELS = {
     "floor": "floor (bare sbatch --array + worker)",
     "floor-nonanny": "floor without nanny",
     "jqref-noarray": "jqref local, one sbatch per job (arrays=False)",
+    # A past experiment, no longer run (the check moved into the worker's own process); its
+    # recorded results (results/slurm-version-check.*) still render.
     "jqref-nocheck": "jqref local without its version check (experiment)",
     "jqref-local": "jqref local",
     "jqref-ssh": "jqref SSH",
@@ -823,7 +825,7 @@ def main(argv=None):
         "--contenders",
         nargs="+",
         default=CONTENDERS + list(EXTRA),
-        choices=CONTENDERS + list(EXTRA) + ["jqref-nocheck", "jqref-noarray"],
+        choices=CONTENDERS + list(EXTRA) + ["jqref-noarray"],
     )
     p.add_argument(
         "--only-workers",

@@ -58,7 +58,7 @@ SHAPES = {
 #: the key of a job's start stamp.
 JQREF_JOB_ID = '"${SLURM_ARRAY_TASK_ID:+${SLURM_ARRAY_JOB_ID}_}${SLURM_ARRAY_TASK_ID:-$SLURM_JOB_ID}"'
 #: jqref contenders, and the options that make them differ.
-JQREF_VARIANTS = {"jqref-local": {}, "jqref-ssh": {}, "jqref-noarray": {"arrays": False}, "jqref-nocheck": {}}
+JQREF_VARIANTS = {"jqref-local": {}, "jqref-ssh": {}, "jqref-noarray": {"arrays": False}}
 COMMON = dict(walltime="00:30:00", python=PYTHON, nanny=True, death_timeout=30, log_directory=LOGS)
 
 
@@ -254,7 +254,6 @@ def make_cluster(contender, shape, job_name, stamp_dir, runner, scheduler_host, 
     from jqref import SLURMCluster
 
     scheduler_options = {"dashboard_address": ":0", **({"host": scheduler_host} if scheduler_host else {})}
-    extra = {"job_cls": no_check_job()} if contender == "jqref-nocheck" else {}
     return SLURMCluster(
         **options,
         runner=runner,
@@ -262,37 +261,7 @@ def make_cluster(contender, shape, job_name, stamp_dir, runner, scheduler_host, 
         scheduler_options=scheduler_options,
         job_script_prologue=[stamp_line(stamp_dir, JQREF_JOB_ID)],
         **JQREF_VARIANTS[contender],
-        **extra,
     )
-
-
-def version_check_line(python=PYTHON):
-    """The line of a jqref job script that checks the worker environment's
-    Python and distributed against the client's, for the interpreter `python`."""
-    from jqref.job import _worker_versions_check
-
-    return _worker_versions_check([python])
-
-
-def no_check_job():
-    """An experiment, not a proposal: jqref's SLURM job without the version
-    check that runs before the worker, to see what that check costs. The
-    script is jqref's own, less that one line."""
-    from jqref import SLURMJob
-    from jqref.job import _worker_versions_check
-
-    class NoCheckSLURMJob(SLURMJob):
-        def shell_commands(self):
-            lines = super().shell_commands()
-            check = _worker_versions_check(self.python_words)
-            if check not in lines:
-                raise RuntimeError(
-                    "jqref's job script no longer has the version check line this experiment "
-                    "removes: update no_check_job in benchmarks/measure.py"
-                )
-            return [line for line in lines if line != check]
-
-    return NoCheckSLURMJob
 
 
 class FloorCluster:
@@ -462,7 +431,7 @@ def cmd_workers(args):
         runner.run_blocking(["true"]).check()  # the connection is opened here, outside the timing
         log(f"SSH connection opened in {time.time() - t:.2f}s")
         scheduler_host = os.environ["JQREF_SCHEDULER_HOST"]
-    elif args.contender in ("jqref-local", "jqref-noarray", "jqref-nocheck"):
+    elif args.contender in ("jqref-local", "jqref-noarray"):
         from jqref import LocalRunner
 
         runner = LocalRunner()
@@ -783,15 +752,13 @@ def startup_cases(python=PYTHON):
     return {
         "python -c pass": [python, "-c", "pass"],
         "import distributed": [python, "-c", "import distributed"],
-        # As the job script runs it: a mismatch exits 3, which fails the measurement.
-        "jqref version check": ["bash", "-c", version_check_line(python)],
         "dask worker --help": [python, "-m", "distributed.cli.dask_worker", "--help"],
     }
 
 
 def cmd_startup(args):
     """Run on a compute node (docker exec): how long a bare interpreter, the import
-    of distributed and jqref's version check take there."""
+    of distributed and the worker command's own start take there."""
     results = {}
     for name, argv in startup_cases(args.python).items():
         times = []

@@ -10,6 +10,7 @@ from .htcondor import HTCondorCluster, HTCondorJob
 from .job import InlineKeyWarning, Job, JobState
 from .local import LocalCluster, LocalJob
 from .pbs import PBSCluster, PBSJob
+from .placement.allocation import InProcessAllocation, InProcessWorld, MPIAllocation, SLURMAllocation
 from .runners import CommandError, CommandResult, ConnectionLost, LocalRunner, Runner
 from .sge import SGECluster, SGEJob
 from .slurm import SLURMCluster, SLURMJob
@@ -28,6 +29,8 @@ __all__ = [
     "ConnectionLost",
     "HTCondorCluster",
     "HTCondorJob",
+    "InProcessAllocation",
+    "InProcessWorld",
     "InlineKeyWarning",
     "InsecureSchedulerWarning",
     "Job",
@@ -37,11 +40,13 @@ __all__ = [
     "LocalCluster",
     "LocalJob",
     "LocalRunner",
+    "MPIAllocation",
     "PBSCluster",
     "PBSJob",
     "Runner",
     "SGECluster",
     "SGEJob",
+    "SLURMAllocation",
     "SLURMCluster",
     "SLURMJob",
     "SSHRunner",

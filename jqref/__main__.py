@@ -148,10 +148,11 @@ def status_lines(record: JobRecord) -> list[str]:
     add("jobs", f"{len(record.jobs)}" + ("" if record.jobs else " (none)"))
     width = max((len(job) for job in record.jobs), default=0)
     lines += [f"    {job:<{width}}  {record.names.get(job, '(worker name not recorded)')}" for job in record.jobs]
-    if record.credentials:
+    if record.worker_files:
         add(
-            "credentials",
-            " ".join(sorted(record.credentials.values())) + " (the workers' TLS files, removed by cleanup)",
+            "job files",
+            " ".join(sorted(record.worker_files.values()))
+            + " (the workers' TLS credentials and jqref's preloads, removed by cleanup)",
         )
     return lines
 
@@ -210,8 +211,8 @@ def planned_cleanup(record: JobRecord) -> str:
         steps.append(f"cancel {len(record.jobs)} job(s) {where}: {shlex.join([*record.cancel_command, *record.jobs])}")
     else:
         steps.append("cancel no job (it records none)")
-    if record.credentials:
-        steps.append(f"remove the workers' credentials {where}: {' '.join(sorted(record.credentials.values()))}")
+    if record.worker_files:
+        steps.append(f"remove the files the jobs read {where}: {' '.join(sorted(record.worker_files.values()))}")
     steps.append(f"remove its record {record.path}")
     return f"{record.id}: would " + "; ".join(steps)
 

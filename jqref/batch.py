@@ -141,10 +141,10 @@ class BatchQueue:
         asked for in the same moment (SpecCluster starts the jobs of one
         scale() or adapt step concurrently): as arrays where the batch system
         has them and the cluster allows them, else one submission each."""
-        leader = self._submit_round is None
-        if leader:
-            self._submit_round = _SubmitRound()
         submit_round = self._submit_round
+        leader = submit_round is None
+        if submit_round is None:
+            submit_round = self._submit_round = _SubmitRound()
         submit_round.jobs.append(job)
         if leader:
             try:
@@ -286,12 +286,10 @@ class BatchQueue:
     async def _find(self, job: Job, attempts: int = 3) -> str | None:
         """The id of the queued job carrying `job`'s tag, if any."""
         argv = job.find_command()
-        for attempt in range(attempts):
-            try:
+        for _ in range(attempts - 1):
+            with contextlib.suppress(ConnectionLost):
                 return self.job_cls.parse_found(await self.runner.run(argv), job.tag)
-            except ConnectionLost:
-                if attempt + 1 == attempts:
-                    raise
+        return self.job_cls.parse_found(await self.runner.run(argv), job.tag)  # the last attempt raises
 
     async def cancel(self, job: Job) -> None:
         """Cancel one job, together with every other job whose cancel is asked
@@ -300,10 +298,10 @@ class BatchQueue:
         closing a cluster goes on to cancel the rest and then reports them all."""
         if job.job_id is None or job.job_id not in self.active:
             return
-        leader = self._cancel_round is None
-        if leader:
-            self._cancel_round = _CancelRound()
         cancel_round = self._cancel_round
+        leader = cancel_round is None
+        if cancel_round is None:
+            cancel_round = self._cancel_round = _CancelRound()
         cancel_round.jobs[job.job_id] = job
         if not leader:
             await cancel_round.done.wait()

@@ -14,7 +14,6 @@ import functools
 import logging
 import math
 import os
-import posixpath
 import socket
 import warnings
 import weakref
@@ -28,21 +27,22 @@ from distributed.deploy.spec import SpecCluster
 from distributed.objects import SchedulerInfo
 from distributed.scheduler import Scheduler
 from distributed.security import Security
-from distributed.utils import get_ip
 
-from . import client_reconnect, session, ssl_error_queue
+from . import ssl_error_queue
 from .batch import BatchQueue, JobCancelError
 from .config import Options, UnknownOptionError
 from .docstrings import cluster_docstring
 from .job import Job
-from .login_scheduler import LoginNodeScheduler
 from .option_checks import check_keywords
-from .preload import roles_guard, scheduler_preloads, with_preloads
+from .placement import ClientPlacement, LoginPlacement, Placement, check_scheduler_on, detached, reconnect
+from .placement.login import LoginNodeScheduler
 from .records import JobRecord, describe_runner, runner_from, session_record
 from .runners import CommandError, LocalRunner, Runner
 from .ssh import SSHRunner
-from .tls import DEFAULT_CREDENTIALS_DIRECTORY, cluster_security, with_paths, worker_credential_files
-from .tls_roles import has_roles
+from .tls import cluster_security, with_paths
+from .worker_files import DEFAULT_DIRECTORY as DEFAULT_WORKER_FILES_DIRECTORY
+from .worker_files import WorkerFiles
+from .worker_files import recorded as recorded_worker_files
 
 logger = logging.getLogger(__name__)
 
@@ -199,9 +199,7 @@ class JobQueueCluster(SpecCluster):
             "idle_timeout": idle_timeout,
         }
         placement = Options(self.job_cls.config_name, config_name)
-        self.scheduler_on = placement.get("scheduler_on", scheduler_on)
-        if self.scheduler_on not in ("client", "login"):
-            raise ValueError(f"scheduler_on must be 'client' or 'login', got {self.scheduler_on!r}")
+        self.scheduler_on = check_scheduler_on(placement.get("scheduler_on", scheduler_on))
         self.detach = bool(placement.get("detach", detach))
         self.idle_timeout = parse_timedelta(placement.get("idle_timeout", idle_timeout))
         if self.idle_timeout < MIN_IDLE_TIMEOUT:
@@ -221,33 +219,29 @@ class JobQueueCluster(SpecCluster):
             )
         if security is True and not placement.get("shared_temp_directory", shared_temp_directory):
             warnings.warn(
-                f"security=True: the workers' TLS credentials go to ~/{DEFAULT_CREDENTIALS_DIRECTORY} where "
+                f"security=True: the workers' TLS credentials go to ~/{DEFAULT_WORKER_FILES_DIRECTORY} where "
                 "the batch commands run, which the jobs must be able to read: set shared_temp_directory "
                 "to a directory they share if the home is not",
                 UserWarning,
                 stacklevel=2,
             )
         security = cluster_security(security)
-        # The workers' key and certificate go in private files where the
-        # commands run, written when the cluster starts: job scripts name them.
-        self._credentials_directory = (
-            placement.get("shared_temp_directory", shared_temp_directory) or DEFAULT_CREDENTIALS_DIRECTORY
+        # The workers' key and certificate, and jqref's code they run, go in
+        # private files where the commands run, written when the cluster
+        # starts: job scripts name them. An attached session's were written
+        # by the client that detached.
+        directory = placement.get("shared_temp_directory", shared_temp_directory)
+        self._worker_files = (
+            recorded_worker_files(_attached[0].worker_files, directory)
+            if _attached is not None
+            else WorkerFiles.for_cluster(security, directory)
         )
-        self._credential_files = worker_credential_files(security) if security is not None else {}
-        #: The files written, by `Security` field; an attached session's were written by the client that detached.
-        self._credentials = dict(_attached[0].credentials) if _attached is not None else {}
-        worker_security = security and with_paths(
-            security,
-            self._credentials
-            or {
-                field: posixpath.join(os.path.expanduser(self._credentials_directory), name)
-                for field, (name, _) in self._credential_files.items()
-            },
-        )
+        worker_security = security and with_paths(security, self._worker_files.credentials)
         job_kwargs.update(
             interface=interface,
             protocol=protocol,
             security=worker_security,
+            preloads=self._worker_files.preloads,
             config_name=config_name,
             shared_temp_directory=shared_temp_directory,
         )
@@ -279,12 +273,10 @@ class JobQueueCluster(SpecCluster):
                 )
         self._owns_runner = runner is None or ssh is not None or _attached is not None
         self.runner = runner or LocalRunner()
-        if self.scheduler_on == "login" and not isinstance(self.runner, SSHRunner):
-            raise ValueError("scheduler_on='login' starts the scheduler over SSH: give ssh= (or an SSHRunner)")
         self.batch = BatchQueue(self.job_cls, self.runner, on_ended=self._job_ended)
         self.poll_interval = parse_timedelta(opt("poll_interval", poll_interval))
         self.max_jobs = opt("max_jobs", max_jobs)
-        #: Accepted for dask-jobqueue's sake: jqref hands TLS material to jobs inline, not through files.
+        #: Where the files the jobs read go (`worker_files`), as in dask-jobqueue; None: ~/.jqref/credentials.
         self.shared_temp_directory = self._template.shared_temp_directory
         if _attached is not None:
             self.batch.record, running = _attached
@@ -299,21 +291,29 @@ class JobQueueCluster(SpecCluster):
                 None,
             )
             if self.detach:
-                self.batch.record.session = session.detached_session(
+                self.batch.record.session = detached.detached_session(
                     type(self), self.batch.record.id, reusable_options, security
                 )
+        if self.scheduler_on == "login":
+            self.placement: Placement = LoginPlacement(
+                self.runner,
+                self._template.python_words,
+                session={
+                    "directory": self.batch.record.session["directory"],
+                    "idle_timeout": self.idle_timeout,
+                    "cancel_command": self._template.cancel_argv([]),
+                }
+                if self.detach
+                else None,
+                running=running,
+            )
+        else:
+            self.placement = ClientPlacement(self.runner)
 
         # Given, they replace the config's scheduler-options, as in dask-jobqueue.
-        options = dict(scheduler_options if scheduler_options is not None else opt("scheduler_options"))
-        # On a shared login node a fixed dashboard port may be taken: any free one will do. It listens
-        # on the login node's loopback, out of the cluster network's reach, and is forwarded.
-        options.setdefault("dashboard_address", "127.0.0.1:0" if self.scheduler_on == "login" else ":8787")
-        # The workers' interface (keyword or config) is the scheduler's too, unless its own is given.
-        if "host" not in options and "interface" not in options and self._template.interface is not None:
-            options["interface"] = self._template.interface
-        if "host" not in options and "interface" not in options and self.scheduler_on == "client":
-            # The address workers reach it at, rather than every interface of this machine.
-            options["host"] = get_ip()
+        options = self.placement.scheduler_options(
+            scheduler_options if scheduler_options is not None else opt("scheduler_options"), self._template.interface
+        )
         if protocol is not None:
             options.setdefault("protocol", protocol)
 
@@ -341,40 +341,8 @@ class JobQueueCluster(SpecCluster):
         if security is not None:
             ssl_error_queue.apply()  # this process's client, and the scheduler if it runs here
         if self.detach:
-            client_reconnect.apply()
-        # The roles' guard goes first: the scheduler listens before it runs its preloads.
-        roles = has_roles(security)
-        if self.scheduler_on == "login":
-            remote = with_preloads(
-                options,
-                roles_guard(as_text=True) if roles else [],
-                scheduler_preloads(security is not None),
-                here=False,
-            )
-            detached = (
-                {
-                    "directory": self.batch.record.session["directory"],
-                    "idle_timeout": self.idle_timeout,
-                    "cancel_command": self._template.cancel_argv([]),
-                }
-                if self.detach
-                else None
-            )
-            scheduler = {
-                "cls": LoginNodeScheduler,
-                "options": {
-                    "runner": self.runner,
-                    "python": self._template.python_words,
-                    "options": remote,
-                    "security": security,
-                    "session": detached,
-                    "running": running,
-                },
-            }
-        else:
-            if roles:
-                options = with_preloads(options, roles_guard(as_text=False), [], here=True)
-            scheduler = {"cls": scheduler_cls, "options": {**options, "security": security}}
+            reconnect.apply()
+        scheduler = self.placement.scheduler_spec(options, security, scheduler_cls)
         super().__init__(
             scheduler=scheduler,
             security=security,
@@ -493,22 +461,13 @@ class JobQueueCluster(SpecCluster):
                 detail,
                 job.scheduler,
                 self._failed_starts,
-                self._unreachable_hint(),
+                self.placement.unreachable_hint(),
             )
             if getattr(self, "_adaptive", None) is not None:
                 self._adaptive.stop(reason="jobs keep failing to start")
             return
         logger.warning("job %s (%s) ended: %s; submitting a replacement", job.job_id, job.name, detail)
         super().scale(wanted)
-
-    def _unreachable_hint(self) -> str:
-        """The usual cause when the scheduler runs here and jobs run elsewhere."""
-        if self.scheduler_on == "login" or not isinstance(self.runner, SSHRunner):
-            return ""
-        return (
-            " Compute nodes often cannot open connections to a client outside the cluster (NAT, "
-            "firewalls): scheduler_on='login' runs the scheduler on the login node instead."
-        )
 
     def _update_worker_status(self, op, msg):
         if op == "add":
@@ -538,13 +497,34 @@ class JobQueueCluster(SpecCluster):
                 # Before any job: a record that cannot be written stops the
                 # cluster here, not after jobs it could not account for.
                 self.batch.save_record()
-            await self._write_credentials()
+            await self._write_worker_files()
         await super()._start()
         self._adopt_jobs()
         if self._watch is None:
             self._watch = asyncio.create_task(self.batch.watch(self.poll_interval))
         if self.detach and self._heartbeat is None:
-            self._heartbeat = asyncio.create_task(session.keep_alive(self))
+            self._heartbeat = asyncio.create_task(
+                detached.keep_alive(
+                    lambda: self.scheduler_comm.jqref_heartbeat(
+                        jobs={job_id: job.name for job_id, job in self.batch.active.items()}
+                    ),
+                    self.runner,
+                    self.batch.record.session,
+                    self.idle_timeout,
+                    self._detached_scheduler_ended,
+                )
+            )
+
+    def _detached_scheduler_ended(self) -> None:
+        """Close this cluster, whose detached scheduler has ended, without waiting for it to answer."""
+        self.shutdown_scheduler = False
+        closing = asyncio.ensure_future(self._close_without_scheduler())
+        _closing.add(closing)
+        closing.add_done_callback(_closing.discard)
+
+    async def _close_without_scheduler(self) -> None:
+        await self.scheduler.close()  # its forwards
+        await self._close()
 
     async def _make_log_directory(self) -> None:
         """Where the batch system writes the jobs' output must exist before the
@@ -560,29 +540,29 @@ class JobQueueCluster(SpecCluster):
                     "give a directory you can write to"
                 )
 
-    async def _write_credentials(self) -> None:
-        """The workers' key and certificate, written where the jobs read them,
-        and recorded, for `jqref cleanup` to remove if this process dies."""
-        if not self._credential_files or self._credentials:
+    async def _write_worker_files(self) -> None:
+        """The files the jobs read (the workers' key and certificate, jqref's
+        preloads), written where the commands run, and recorded, for `jqref
+        cleanup` to remove if this process dies."""
+        files = self._worker_files
+        if files.written:
             return
-        texts = dict(self._credential_files.values())
-        ours = self._credentials_directory == DEFAULT_CREDENTIALS_DIRECTORY
-        if ours and self.detach:  # removed with the session when its scheduler ends, idle or signalled
-            self._credentials_directory = self.batch.record.session["directory"]
+        if files.private_directory and self.detach:  # removed with the session when its scheduler ends
+            files.directory = self.batch.record.session["directory"]
         try:
-            paths = await self.runner.write_private_files(self._credentials_directory, texts, private_directory=ours)
+            await files.write(self.runner)
         except OSError as e:
             where = getattr(self.runner, "destination", "this machine")
             raise ValueError(
-                f"shared_temp_directory={self._credentials_directory!r}: the workers' TLS credentials "
-                f"cannot be written there on {where} ({e}); give a directory the jobs can read and "
+                f"shared_temp_directory={files.directory!r}: the files the jobs read (TLS credentials, jqref's "
+                f"preloads) cannot be written there on {where} ({e}); give a directory the jobs can read and "
                 "you can write to"
             ) from e
-        self._credentials = {field: paths[name] for field, (name, _) in self._credential_files.items()}
-        self.batch.record.credentials = self._credentials
+        self.batch.record.worker_files = files.paths
         self.batch.save_record()
-        security = with_paths(self._job_kwargs["security"], self._credentials)
+        security = self._job_kwargs["security"] and with_paths(self._job_kwargs["security"], files.credentials)
         self._job_kwargs["security"] = self._worker_options["security"] = security
+        self._job_kwargs["preloads"] = self._worker_options["preloads"] = files.preloads
 
     def _adopt_jobs(self) -> None:
         """The jobs of the session attached to become this cluster's, as if it had started them."""
@@ -633,7 +613,7 @@ class JobQueueCluster(SpecCluster):
             raise TypeError(f"session {session_id} is a {cluster_cls.__name__}, not a {cls.__name__}")
         runner = options.pop("runner", None) or runner_from(record.runner)
         try:
-            running = session.read_state(runner, record.session)
+            running = detached.read_state(runner, record.session)
         except LookupError as e:
             raise LookupError(f"{e}; `jqref cleanup {session_id}` forgets the session") from None
         return cluster_cls(
@@ -666,9 +646,13 @@ class JobQueueCluster(SpecCluster):
             self.batch.record.remove()  # kept if cancelling failed: `jqref cleanup` can retry
         finally:
             with suppress(CommandError, OSError):
-                await self.runner.remove_files(list(self._credentials.values()))
+                await self._worker_files.remove(self.runner)
             if self._owns_runner:
                 await self.runner.close()
+
+
+#: Closings started and not awaited, held until done: the event loop keeps only weak references to tasks.
+_closing: set[asyncio.Future] = set()
 
 
 @atexit.register

@@ -1,6 +1,6 @@
 """Versions of distributed that jqref's reliance on its private behaviour was checked against.
 
-`client_reconnect` replaces `distributed.Client._reconnect`, a private
+`placement.reconnect` replaces `distributed.Client._reconnect`, a private
 coroutine, for the clients of detached clusters. It relies on what that
 method does in the version named here: it cancels every future in
 `Client.futures`, then clears that dict, then retries the connection until
@@ -17,7 +17,7 @@ import re
 import warnings
 from importlib.metadata import PackageNotFoundError, version
 
-#: The distributed release `client_reconnect`'s patch was read against and
+#: The distributed release `placement.reconnect`'s patch was read against and
 #: tested with (requirements/lock.txt). Raise it after checking
 #: `Client._reconnect` in a newer release and running the detached-session
 #: tests (tests/unit/test_detached_session.py) with it.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 from typing import Any
 
 from .cluster import JobQueueCluster
@@ -85,7 +86,7 @@ def _batch_name(value: str) -> str:
     return value
 
 
-def _condor_words(words: list[str], macros: list[str] = ()) -> str:
+def _condor_words(words: list[str], macros: Sequence[str] = ()) -> str:
     """The new `arguments`/`environment` syntax: double-quoted as a whole, each
     word single-quoted, quote characters doubled; `macros` are words of
     jqref's own that HTCondor expands (such as $(ProcId))."""
@@ -144,9 +145,10 @@ class HTCondorJob(Job):
         self.disk = self.option("disk")
         self.disk_bytes = size_in_bytes("disk", self.disk) if self.disk else None
         self.environment = dict(self.option("environment") or {})
-        # dask-jobqueue's strings: what runs, and what a user may read or replace.
-        self.submit_command = shlex.join([*type(self).submit_command, *self.submit_command_extra])
-        self.cancel_command = shlex.join([*type(self).cancel_command, *self.cancel_command_extra])
+        # dask-jobqueue's strings: what runs, and what a user may read or replace. A job's string
+        # over its class's argv is a shape the checker cannot express, hence the ignores here and below.
+        self.submit_command = shlex.join([*type(self).submit_command, *self.submit_command_extra])  # type: ignore[misc, assignment]  # a job's string
+        self.cancel_command = shlex.join([*type(self).cancel_command, *self.cancel_command_extra])  # type: ignore[misc, assignment]  # a job's string
 
     # ---- the submit description -------------------------------------------
 
@@ -244,10 +246,11 @@ class HTCondorJob(Job):
         return "\n".join([*_lines(self.submit_description()), "queue" + count]) + "\n"
 
     def submit_argv(self):
-        return [*shlex.split(self.submit_command), "-"]  # the description comes on stdin
+        # The description comes on stdin.
+        return [*shlex.split(self.submit_command), "-"]  # type: ignore[arg-type]  # the job's string (configure)
 
     def cancel_argv(self, job_ids):
-        return [*shlex.split(self.cancel_command), *job_ids]
+        return [*shlex.split(self.cancel_command), *job_ids]  # type: ignore[arg-type]  # the job's string (configure)
 
     @classmethod
     def parse_job_id(cls, stdout):

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import copy
 import enum
-import functools
 import math
 import re
 import shlex
 import sys
 import uuid
 import warnings
-from collections.abc import Iterable, Sequence
-from importlib.metadata import version
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from dask.utils import format_bytes, parse_bytes, parse_timedelta
 from distributed.core import Status
@@ -30,14 +28,21 @@ from . import shell
 from .config import Options
 from .option_checks import SIZE, check
 from .preload import worker_preload_args
-from .runners import CommandResult, LocalRunner
+from .runners import CommandResult
 from .shell import single_line
 from .tls import worker_environment, worker_paths
 
 if TYPE_CHECKING:
     from distributed.security import Security
 
-    from .batch import BatchQueue
+
+class JobQueue(Protocol):
+    """What submits and cancels a cluster's jobs and tracks them between
+    (`batch.BatchQueue`, which the cluster gives each job)."""
+
+    async def submit(self, job: Job) -> str: ...
+
+    async def cancel(self, job: Job) -> None: ...
 
 
 #: The shell variable an array element's worker name is chosen into.
@@ -69,27 +74,6 @@ def default_processes(cores: int) -> int:
     """Workers per job when not given: distributed's own rule (as dask-jobqueue
     uses it), one worker per core up to 4 cores, then about sqrt(cores)."""
     return nprocesses_nthreads(cores)[0]
-
-
-@functools.cache
-def _client_versions() -> tuple[str, str]:
-    return "%d.%d" % sys.version_info[:2], version("distributed")
-
-
-def _worker_versions_check(python: list[str]) -> str:
-    """A script line that stops the job with a clear message when the worker
-    environment's Python or distributed differs from the client's: a mismatch
-    otherwise surfaces as crashed workers on the first task."""
-    want = list(_client_versions())
-    code = (
-        "import sys, importlib.metadata as m; "
-        'have = ["%d.%d" % sys.version_info[:2], m.version("distributed")]; '
-        "want = sys.argv[1:]; "
-        'have == want or sys.exit("jqref: this worker environment has Python %s and '
-        "distributed %s but the client has Python %s and distributed %s; "
-        'use the same environment on both sides" % tuple(have + want))'
-    )
-    return " ".join([*python, shlex.join(["-c", code, *want])]) + " || exit 3"
 
 
 def supervised(command: str, signal: str, action: str) -> list[str]:
@@ -175,8 +159,9 @@ class Job(ProcessInterface):
         scheduler: str | None = None,
         name: str | None = None,
         *,
-        batch: BatchQueue | None = None,
+        batch: JobQueue | None = None,
         security: Security | None = None,
+        preloads: Mapping[str, str] | None = None,
         config_name: str | None = None,
         shared_options: Options | None = None,
         **options: Any,
@@ -184,7 +169,9 @@ class Job(ProcessInterface):
         """`options` are the keys of this scheduler's section in `jqref.yaml`
         (as keywords: `job_name` for `name`, underscores for dashes), and
         dask-jobqueue's names for them. A cluster passes its jobs
-        `shared_options` instead: resolved once for all of them."""
+        `shared_options` instead: resolved once for all of them, and
+        `preloads`, the files of jqref's code it writes for them
+        (`worker_files`; a job on its own runs none)."""
         super().__init__(scheduler=scheduler, name=name)
         if not getattr(type(self), "config_name", None):
             raise ValueError(
@@ -273,6 +260,7 @@ class Job(ProcessInterface):
                     stacklevel=2,
                 )
         self.security = security
+        self.preloads = dict(preloads or {})
         self.configure()
         if shared_options is None:  # a cluster's jobs share options its template job already rendered
             self.job_script()  # so that options no script can carry fail here, not at submission
@@ -369,7 +357,8 @@ class Job(ProcessInterface):
             if self.processes > 1:
                 args += ["--nworkers", str(self.processes)]
             args.append("--nanny" if self.nanny else "--no-nanny")
-            args += worker_preload_args(self.nanny, tls=self.security is not None)
+            if self.preloads:
+                args += worker_preload_args(self.nanny, self.preloads)
         if self.death_timeout is not None:
             args += ["--death-timeout", f"{parse_timedelta(self.death_timeout):g}"]
         for flag, path in ((self.security and worker_paths(self.security)) or {}).items():
@@ -419,18 +408,17 @@ class Job(ProcessInterface):
         return " ".join(self.worker_words())
 
     def worker_environment(self) -> dict[str, str]:
-        """Variables the workers need beyond the command line (TLS material)."""
+        """Variables the workers need beyond the command line (TLS material given inline)."""
         if self.security is None or worker_paths(self.security):
             return {}
         return worker_environment(self.security)
 
     def shell_commands(self) -> list[str]:
-        """What the job runs: the prologue, the version check, the workers, the epilogue."""
+        """What the job runs: the prologue, the workers, the epilogue."""
         return [
             *self.job_script_prologue,
             *self.element_name_selection(),  # after the prologue: names may refer to what it sets
             *(f"export {name}={shlex.quote(value)}" for name, value in self.worker_environment().items()),
-            _worker_versions_check(self.python_words),
             *self.run_workers(" ".join(self.worker_words())),
         ]
 
@@ -477,10 +465,12 @@ class Job(ProcessInterface):
     # ---- ProcessInterface ------------------------------------------------
 
     async def start(self):
-        if self.batch is None:  # a job on its own, as dask-jobqueue's can be: submitted from here
-            from .batch import BatchQueue  # which needs this module first
-
-            self.batch = BatchQueue(type(self), LocalRunner())
+        if self.batch is None:
+            cls = type(self).__name__
+            raise RuntimeError(
+                f"{cls}.start() submits through the queue that tracks and cancels its jobs: make it with "
+                f"batch=jqref.BatchQueue({cls}, jqref.LocalRunner()), or let a cluster start it"
+            )
         self.job_id = await self.batch.submit(self)
         await super().start()
 

@@ -83,7 +83,7 @@ class InvalidHostCertificate(HostKeyRefused):
 class ChangedHostKey(HostKeyRefused, paramiko.BadHostKeyException):
     """known_hosts lists another key for the host."""
 
-    def __init__(self, message: str, hostname: str, got_key: paramiko.PKey, expected_key: paramiko.PKey | None):
+    def __init__(self, message: str, hostname: str, got_key: paramiko.PKey, expected_key: paramiko.PKey):
         paramiko.SSHException.__init__(self, message)
         self.hostname, self.key, self.expected_key = hostname, got_key, expected_key
 
@@ -190,18 +190,23 @@ def parse_line(text: str, path: str, number: int) -> Entry | None:
     if fields[0].startswith("@"):
         marker, *fields = fields
         if marker not in MARKERS:
-            return skip(f"unknown marker {marker}")
+            skip(f"unknown marker {marker}")
+            return None
     if len(fields) < 3:
-        return skip("not 'hosts key-type base64-key'")
+        skip("not 'hosts key-type base64-key'")
+        return None
     hosts, key_type, data = fields[:3]
     if hosts.startswith("|") and not _valid_hash(hosts):
-        return skip("a hashed host name that is not |1|salt|hash")
+        skip("a hashed host name that is not |1|salt|hash")
+        return None
     try:
         key = base64.b64decode(data, validate=True)
     except binascii.Error:
-        return skip("the key is not base64")
+        skip("the key is not base64")
+        return None
     if _blob_type(key) != key_type:
-        return skip(f"the key is not of type {key_type}")
+        skip(f"the key is not of type {key_type}")
+        return None
     return Entry(path, number, marker, hosts, key_type, key)
 
 
@@ -238,11 +243,31 @@ def _openssh_blob(public_key) -> bytes:
     return base64.b64decode(public_key.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).split()[1])
 
 
-def _pkey(entry: Entry) -> paramiko.PKey | None:
+class ListedKey(paramiko.PKey):
+    """A public key of a type paramiko cannot load (``ssh-dss``, the ``sk-``
+    types), as a known_hosts line lists it: its type and blob, which is all a
+    `paramiko.BadHostKeyException`'s ``expected_key`` is read for."""
+
+    def __init__(self, key_type: str, blob: bytes):
+        self.key_type, self.blob = key_type, blob
+        self.public_blob = None  # as paramiko's own keys have it: no certificate
+
+    def asbytes(self) -> bytes:
+        return self.blob
+
+    def get_name(self) -> str:
+        return self.key_type
+
+    @property
+    def _fields(self) -> tuple[str, bytes]:
+        return self.key_type, self.blob
+
+
+def _pkey(entry: Entry) -> paramiko.PKey:
     try:
         return paramiko.PKey.from_type_string(entry.key_type, entry.key)
-    except Exception:  # a type paramiko does not know, or a broken key: there is nothing to show
-        return None
+    except Exception:  # a type paramiko does not know, or a broken key: its type and blob as listed
+        return ListedKey(entry.key_type, entry.key)
 
 
 def certificate(key: paramiko.PKey) -> SSHCertificate | None:
@@ -251,10 +276,12 @@ def certificate(key: paramiko.PKey) -> SSHCertificate | None:
     if blob is None or not blob.key_type.endswith(CERT_SUFFIX):
         return None
     try:
-        return load_ssh_public_identity(blob.key_type.encode() + b" " + base64.b64encode(blob.key_blob))
+        identity = load_ssh_public_identity(blob.key_type.encode() + b" " + base64.b64encode(blob.key_blob))
     except (ValueError, UnsupportedAlgorithm) as e:
         logger.debug("host certificate %s not readable (%s): its plain key is checked", blob.key_type, e)
         return None
+    # A certificate type reads as a certificate; a plain key here would be cryptography's change, not the server's.
+    return identity if isinstance(identity, SSHCertificate) else None
 
 
 def _when(timestamp: int) -> str:

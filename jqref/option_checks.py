@@ -65,6 +65,12 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _plain_number(value: numbers.Real) -> int | float:
+    """A number as the int or float dask's parsers take: they read any other
+    number (numpy's ints, a Fraction) as text, which fails or misreads it."""
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 200 else text[:197] + "..."
@@ -133,6 +139,8 @@ class ByteSize:
     def __call__(self, value):
         if isinstance(value, bool) or not isinstance(value, (str, numbers.Real)):
             raise Refused(_a(value))
+        if isinstance(value, numbers.Real):
+            value = _plain_number(value)
         try:
             nbytes = parse_bytes(value)
         except (ValueError, TypeError, OverflowError):
@@ -157,6 +165,8 @@ class Duration:
     def __call__(self, value):
         if isinstance(value, bool) or not isinstance(value, (str, numbers.Real, datetime.timedelta)):
             raise Refused(_a(value))
+        if isinstance(value, numbers.Real):
+            value = _plain_number(value)
         try:
             seconds = parse_timedelta(value)
         except Exception:  # KeyError, IndexError, ValueError: whatever it cannot read
@@ -285,7 +295,8 @@ class Strings:
                     stacklevel=2,
                 )
             value = list(value)
-        if not isinstance(value, (list, tuple, *((set, frozenset) if self.sets else ()))):
+        containers = (list, tuple, set, frozenset) if self.sets else (list, tuple)
+        if not isinstance(value, containers):
             raise Refused(_a(value))
         for item in value:
             if not isinstance(item, str):

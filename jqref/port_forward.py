@@ -1,5 +1,5 @@
-"""A local port forwarded over the runner's SSH connection (`SSHRunner.forward`,
-like ``ssh -L``), so that this machine reaches the login node's side without
+"""A local port forwarded over an SSH connection (`SSHRunner.forward`, like
+``ssh -L``), so that this machine reaches the login node's side without
 another login."""
 
 from __future__ import annotations
@@ -9,12 +9,9 @@ import logging
 import select
 import socket
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import paramiko
-
-if TYPE_CHECKING:
-    from .ssh import SSHRunner
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +20,10 @@ class PortForward:
     """A local listening port whose connections are carried over the SSH
     connection to a host and port as the login node reaches them."""
 
-    def __init__(self, runner: SSHRunner, remote_host: str, remote_port: int):
-        self.runner = runner
+    def __init__(self, transport: Callable[[], paramiko.Transport], remote_host: str, remote_port: int):
+        """`transport` gives the connection's transport for each new
+        connection: the connection may have been made again since."""
+        self.transport = transport
         self.remote = (remote_host, remote_port)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.local_port = self._listener.getsockname()[1]
@@ -42,18 +41,19 @@ class PortForward:
             # first have to connect again, which must not hold up the others.
             threading.Thread(target=self._carry, args=(conn, peer), daemon=True).start()
 
-    def _carry(self, conn: socket.socket, peer) -> None:
+    def _carry(self, conn: socket.socket, peer: tuple[str, int]) -> None:
         try:
-            channel = self.runner._transport().open_channel("direct-tcpip", self.remote, peer)
+            channel = self.transport().open_channel("direct-tcpip", self.remote, peer)
         except Exception as e:  # the far end refused or the link is down: this connection fails, not the forward
             logger.warning("forwarding to %s:%d over SSH failed: %s", *self.remote, e)
             conn.close()
             return
         pair = (conn, channel)
         self._open.add(pair)
+        ends: list[socket.socket | paramiko.Channel] = [conn, channel]
         try:
             while True:
-                readable, _, _ = select.select([conn, channel], [], [], 1.0)
+                readable, _, _ = select.select(ends, [], [], 1.0)
                 if conn in readable:
                     data = conn.recv(65536)
                     if not data:

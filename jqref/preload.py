@@ -1,34 +1,31 @@
-"""jqref's code inside the jobs, where jqref is not installed: distributed preloads.
+"""jqref's code in processes where jqref is not installed: distributed preloads.
 
-distributed reads a preload that is not a module name or a path as the
-source text of one, so a module of jqref that needs only distributed travels
-as text on the worker's command line. It goes as one line of base64 (no
-quoting surprises in any job script or submit description) and is run with
-the file name it has here, so that its tracebacks say where it comes from.
+In the jobs, the preloads are files the cluster writes (`worker_files`),
+named on the worker's command line. A scheduler on the login node gets them
+as text, in the options it reads from its SSH channel: distributed reads a
+preload that is not a module name or a path as the source text of one. The
+text is one line of base64 (no quoting surprises on any command line) run
+with the file name it has here, so that its tracebacks say where it comes
+from.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
-import importlib.resources
 import zlib
+from collections.abc import Mapping
 
 import dask.config
 
-from . import ssl_error_queue, tls_roles, worker_signals
-
-#: Run in every job's worker processes.
-WORKER_MODULES = (worker_signals,)
-#: Run in every process of a cluster that talks TLS: nanny, workers, scheduler.
-TLS_MODULES = (ssl_error_queue,)
+from . import tls_roles
+from .worker_files import TLS_MODULES, module_name, module_source
 
 
 @functools.cache
 def preload_text(module) -> str:
-    name = module.__name__.rpartition(".")[2] + ".py"
-    source = importlib.resources.files(__package__).joinpath(name).read_bytes()
-    packed = base64.b64encode(zlib.compress(source, 9)).decode()
+    name = module_name(module) + ".py"
+    packed = base64.b64encode(zlib.compress(module_source(module).encode(), 9)).decode()
     # One expression; distributed takes it for source because it has spaces.
     return (
         f"exec(compile(__import__('zlib').decompress(__import__('base64').b64decode({packed!r})), "
@@ -36,12 +33,15 @@ def preload_text(module) -> str:
     )
 
 
-def worker_preload_args(nanny: bool, tls: bool) -> list[str]:
-    """`dask worker` options that load these modules in the worker processes and the nanny."""
-    tls_modules = TLS_MODULES if tls else ()
-    args = [arg for module in (*WORKER_MODULES, *tls_modules) for arg in ("--preload", preload_text(module))]
-    if nanny:
-        args += [arg for module in tls_modules for arg in ("--preload-nanny", preload_text(module))]
+def worker_preload_args(nanny: bool, files: Mapping[str, str]) -> list[str]:
+    """`dask worker` options that load jqref's modules from `files` (module
+    short name to path, `WorkerFiles.preloads`): the version check in the
+    job's first process, the nanny if there is one; the SIGTERM handling in
+    the worker processes; the TLS fix in all of them."""
+    args = ["--preload-nanny" if nanny else "--preload", files["worker_versions"], "--preload", files["worker_signals"]]
+    for module in TLS_MODULES:
+        if (path := files.get(module_name(module))) is not None:
+            args += ["--preload", path, *(["--preload-nanny", path] if nanny else [])]
     return args
 
 

@@ -29,8 +29,8 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
+from .placement.detached import stop_scheduler
 from .runners import LocalRunner, Runner
-from .session import stop_scheduler
 
 #: A record being written is a file named so until it is renamed into place.
 PARTIAL_PREFIX = ".tmp-"
@@ -99,8 +99,9 @@ class JobRecord:
     names: dict[str, str] = field(default_factory=dict)
     #: A detached cluster's session (see `session.detached_session`), else None.
     session: dict | None = None
-    #: The workers' TLS credential files where the commands run, by `Security` field.
-    credentials: dict[str, str] = field(default_factory=dict)
+    #: The files the jobs read where the commands run (`worker_files`): TLS
+    #: credentials by `Security` field, jqref's preloads by "preload:<module>".
+    worker_files: dict[str, str] = field(default_factory=dict)
 
     @property
     def path(self) -> pathlib.Path:
@@ -179,10 +180,10 @@ class JobRecord:
                 outcome.errors.append(
                     f"{' '.join(result.argv)} failed (exit {result.returncode}): {result.stderr.strip()}"
                 )
-        if self.credentials:  # the workers' key, of no use to anyone once the jobs are gone
-            removed = runner.run_blocking(["rm", "-f", "--", *self.credentials.values()])
+        if self.worker_files:  # the workers' key among them, of no use to anyone once the jobs are gone
+            removed = runner.run_blocking(["rm", "-f", "--", *self.worker_files.values()])
             if not removed.ok:
-                outcome.errors.append(f"could not remove the workers' credentials: {removed.stderr.strip()}")
+                outcome.errors.append(f"could not remove the files the jobs read: {removed.stderr.strip()}")
         return outcome
 
 

@@ -14,7 +14,7 @@ import shlex
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -130,34 +130,38 @@ class LocalRunner:
     def __init__(self, timeout: float = DEFAULT_TIMEOUT):
         self.timeout = timeout
 
-    async def run(self, argv, *, stdin=None, timeout=None):
-        argv = _checked_argv(argv)
+    async def run(
+        self, argv: Sequence[str], *, stdin: str | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        args = _checked_argv(argv)
         timeout = timeout or self.timeout
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv,
+                *args,
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
             )
         except OSError as e:
-            return CommandResult(argv, 127, "", f"cannot run {argv[0]}: {e.strerror}")
+            return CommandResult(args, 127, "", f"cannot run {args[0]}: {e.strerror}")
         try:
             out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else None), timeout)
         except TimeoutError:
             _kill_group(proc.pid)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(proc.wait(), KILLED_GROUP_GRACE)
-            raise CommandTimeout(argv, timeout) from None
-        return CommandResult(argv, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+            raise CommandTimeout(args, timeout) from None
+        # communicate() returned once the process ended: wait() has its exit code at once.
+        returncode = await proc.wait()
+        return CommandResult(args, returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 
-    def run_blocking(self, argv, *, timeout=None):
-        argv = _checked_argv(argv)
+    def run_blocking(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
+        args = _checked_argv(argv)
         timeout = timeout or self.timeout
         try:
             proc = subprocess.Popen(
-                argv,
+                args,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -165,39 +169,42 @@ class LocalRunner:
                 start_new_session=True,
             )
         except OSError as e:
-            return CommandResult(argv, 127, "", f"cannot run {argv[0]}: {e.strerror}")
+            return CommandResult(args, 127, "", f"cannot run {args[0]}: {e.strerror}")
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc.pid)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(KILLED_GROUP_GRACE)
-            proc.stdout.close()
-            proc.stderr.close()
-            raise CommandTimeout(argv, timeout) from None
-        return CommandResult(argv, proc.returncode, out, err)
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:  # both are pipes
+                    stream.close()
+            raise CommandTimeout(args, timeout) from None
+        return CommandResult(args, proc.returncode, out, err)
 
-    async def write_private_files(self, directory, files, *, private_directory):
-        directory = os.path.join(os.path.expanduser("~"), os.path.expanduser(directory))
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+    async def write_private_files(
+        self, directory: str, files: Mapping[str, str], *, private_directory: bool
+    ) -> dict[str, str]:
+        folder = os.path.join(os.path.expanduser("~"), os.path.expanduser(directory))
+        os.makedirs(folder, mode=0o700, exist_ok=True)
         if private_directory:
-            os.chmod(directory, 0o700)
+            os.chmod(folder, 0o700)
         paths = {}
         for name, text in files.items():
-            path = os.path.join(directory, name)
+            path = os.path.join(folder, name)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(text)
             paths[name] = path
         return paths
 
-    async def remove_files(self, paths):
+    async def remove_files(self, paths: Sequence[str]) -> None:
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
     @contextlib.asynccontextmanager
-    async def script_file(self, text):
+    async def script_file(self, text: str) -> AsyncIterator[str]:
         fd, path = tempfile.mkstemp(prefix="jqref-", suffix=".sh")
         try:
             with os.fdopen(fd, "w") as f:
@@ -206,8 +213,8 @@ class LocalRunner:
         finally:
             os.unlink(path)
 
-    async def close(self):
+    async def close(self) -> None:
         pass
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "LocalRunner()"

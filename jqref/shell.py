@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -142,7 +142,7 @@ def _split(what: str, text: str) -> list[tuple[str, list[Part]]]:
     return words
 
 
-def _reference_or_character(text: str, i: int, add) -> int:
+def _reference_or_character(text: str, i: int, add: Callable[[Part], None]) -> int:
     """Add the `$NAME`/`${NAME}` at `i`, or else the one character there; return the next index."""
     reference = _REFERENCE.match(text, i)
     if reference:
@@ -152,7 +152,7 @@ def _reference_or_character(text: str, i: int, add) -> int:
     return i + 1
 
 
-def _double_quoted(what: str, text: str, i: int, add) -> int:
+def _double_quoted(what: str, text: str, i: int, add: Callable[[Part], None]) -> int:
     """Read a double-quoted run starting after its quote; return the index after the closing one."""
     add("")  # "" is a word of its own, as in the shell
     while i < len(text):
@@ -170,8 +170,9 @@ def _double_quoted(what: str, text: str, i: int, add) -> int:
 def _render(prefix: str, parts: list[Part]) -> str:
     """Shell text for one word: single quotes when nothing expands, otherwise
     double quotes with every special character but the references escaped."""
-    if not any(isinstance(part, Reference) for part in parts):
-        rest = "".join(parts)
+    texts = [part for part in parts if isinstance(part, str)]
+    if len(texts) == len(parts):
+        rest = "".join(texts)
         return prefix + (shlex.quote(rest) if rest or not prefix else "")
     body = "".join(
         "${%s}" % part.name if isinstance(part, Reference) else _DOUBLE_QUOTE_SPECIAL.sub(r"\\\1", part)

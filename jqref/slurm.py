@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .cluster import JobQueueCluster
 from .job import Job, JobState, memory_rounded_up, rows
+from .placement.allocation import SLURMAllocation
 from .runners import CommandError
 
 #: scancel's exit status for ESLURM_ALREADY_DONE (2021 % 256): "Job/step already
@@ -132,3 +133,7 @@ class SLURMCluster(JobQueueCluster):
     """Dask workers in SLURM jobs. See `JobQueueCluster` for the options."""
 
     job_cls = SLURMJob
+
+
+#: dask-jobqueue's name for a whole cluster inside one Slurm allocation (jqref's runners run batch commands).
+SLURMRunner = SLURMAllocation

@@ -29,7 +29,9 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import NoReturn
 
 import paramiko
 
@@ -40,6 +42,15 @@ from .ssh_config import Hop, _split_destination, hops_to
 from .ssh_process import RemoteProcess
 
 logger = logging.getLogger(__name__)
+
+
+def _connected(client: paramiko.SSHClient) -> paramiko.Transport:
+    """The connection of a client that connected; closed since, it has none."""
+    transport = client.get_transport()
+    if transport is None:
+        raise paramiko.SSHException("the SSH connection was closed")
+    return transport
+
 
 #: The longest wait between two attempts to open a channel that sshd refused.
 MAX_CHANNEL_RETRY_DELAY = 0.5
@@ -101,6 +112,8 @@ class SSHRunner:
         reconnect_attempts: int = 5,
         timeout: float = DEFAULT_TIMEOUT,
     ):
+        if reconnect_attempts < 1:
+            raise ValueError(f"reconnect_attempts must be at least 1, got {reconnect_attempts}")
         self._description = {
             "kind": "ssh",
             "destination": destination,
@@ -139,7 +152,7 @@ class SSHRunner:
         self._pool = ThreadPoolExecutor(max_workers=max_sessions + 1, thread_name_prefix="jqref-ssh")
         self._forwards: list[PortForward] = []
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"SSHRunner({self.destination!r})"
 
     def describe(self) -> dict:
@@ -174,7 +187,7 @@ class SSHRunner:
                     hop.hostname,
                     hop.port,
                     username=hop.user,
-                    key_filename=list(hop.identity_files) or None,
+                    key_filename=list(hop.identity_files) or None,  # type: ignore[arg-type]  # a list, as paramiko takes; its stubs say str
                     sock=sock,
                     timeout=self.connect_timeout,
                     banner_timeout=self.connect_timeout,
@@ -183,15 +196,17 @@ class SSHRunner:
                 )
                 if i + 1 < len(self.hops):
                     nxt = self.hops[i + 1]
-                    sock = client.get_transport().open_channel(
+                    sock = _connected(client).open_channel(
                         "direct-tcpip", (nxt.hostname, nxt.port), ("127.0.0.1", 0), timeout=self.connect_timeout
                     )
         except Exception:
             for client in reversed(clients):
                 client.close()
             raise
-        self._tune(clients[0].get_transport().sock)
-        clients[-1].get_transport().set_keepalive(int(self.keepalive))
+        first_hop = _connected(clients[0]).sock
+        if isinstance(first_hop, socket.socket):  # always: paramiko connected it (the later hops are channels)
+            self._tune(first_hop)
+        _connected(clients[-1]).set_keepalive(int(self.keepalive))
         self._clients = clients
 
     def _tune(self, sock: socket.socket) -> None:
@@ -215,22 +230,25 @@ class SSHRunner:
         """The live connection, re-opened with backoff if it died. Authentication
         and host-key errors are not retried: they will not fix themselves."""
         with self._connect_lock:
-            if self._clients and self._clients[-1].get_transport() and self._clients[-1].get_transport().is_active():
-                return self._clients[-1].get_transport()
+            live = self._clients[-1].get_transport() if self._clients else None
+            if live is not None and live.is_active():
+                return live
             self._drop()
+            error: Exception | None = None
             for attempt in range(self.reconnect_attempts):
+                if error is not None:
+                    delay = min(2 ** (attempt - 1), 15)
+                    logger.warning("SSH to %s failed (%s); retrying in %d s", self.destination, error, delay)
+                    time.sleep(delay)
                 try:
                     self._open()
-                    return self._clients[-1].get_transport()
+                    return _connected(self._clients[-1])
                 except (paramiko.AuthenticationException, paramiko.BadHostKeyException, paramiko.SSHException) as e:
                     if isinstance(e, (paramiko.AuthenticationException, paramiko.BadHostKeyException, HostKeyRefused)):
                         raise
                     error = e
                 except OSError as e:
                     error = e
-                delay = min(2**attempt, 15)
-                logger.warning("SSH to %s failed (%s); retrying in %d s", self.destination, error, delay)
-                time.sleep(delay)
             raise ConnectionError(f"cannot reach {self.destination} over SSH: {error}")
 
     # ---- commands ---------------------------------------------------------
@@ -329,7 +347,7 @@ class SSHRunner:
         except CommandError as e:
             logger.warning("could not end the timed-out command (pid %s) on %s: %s", pid, self.destination, e)
 
-    def _not_started_or_lost(self, channel: paramiko.Channel, argv, reason) -> None:
+    def _not_started_or_lost(self, channel: paramiko.Channel, argv: tuple[str, ...], reason: object) -> NoReturn:
         """A channel closed before its command started: `_NotStarted` while the
         connection lives, else the connection is dropped and the loss raised."""
         if channel.get_transport().is_active():
@@ -340,7 +358,7 @@ class SSHRunner:
     def _collect(
         self,
         channel: paramiko.Channel,
-        argv,
+        argv: tuple[str, ...],
         marker: str,
         deadline: float,
         timeout: float,
@@ -373,7 +391,7 @@ class SSHRunner:
             else:
                 select.select([channel], [], [], 0.05)
 
-    def _closed_early(self, channel: paramiko.Channel, argv, marker: str, out: bytearray) -> None:
+    def _closed_early(self, channel: paramiko.Channel, argv: tuple[str, ...], marker: str, out: bytearray) -> NoReturn:
         """The channel ended without an exit status. Before the marker, the
         command never started; after it, it may have run."""
         pid = _remote_pid(out, marker)
@@ -383,16 +401,18 @@ class SSHRunner:
             self._drop()
         raise ConnectionLost(argv, "the SSH connection closed before the command finished", pid)
 
-    async def run(self, argv, *, stdin=None, timeout=None):
-        argv = _checked_argv(argv)
+    async def run(
+        self, argv: Sequence[str], *, stdin: str | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        args = _checked_argv(argv)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._exec, argv, stdin, timeout or self.timeout)
+        return await loop.run_in_executor(self._pool, self._exec, args, stdin, timeout or self.timeout)
 
-    def run_blocking(self, argv, *, timeout=None):
+    def run_blocking(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
         return self._exec(_checked_argv(argv), None, timeout or self.timeout)
 
     @contextlib.asynccontextmanager
-    async def script_file(self, text: str):
+    async def script_file(self, text: str) -> AsyncIterator[str]:
         """A file on the login node holding `text`, in a private 0700 directory,
         removed afterwards (for submit commands that cannot read stdin)."""
         loop = asyncio.get_running_loop()
@@ -418,11 +438,13 @@ class SSHRunner:
         with self._sessions, self._clients_sftp() as sftp, contextlib.suppress(OSError):
             sftp.remove(path)
 
-    async def write_private_files(self, directory, files, *, private_directory):
+    async def write_private_files(
+        self, directory: str, files: Mapping[str, str], *, private_directory: bool
+    ) -> dict[str, str]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._write_private_files, directory, files, private_directory)
 
-    def _write_private_files(self, directory: str, files, private_directory: bool) -> dict[str, str]:
+    def _write_private_files(self, directory: str, files: Mapping[str, str], private_directory: bool) -> dict[str, str]:
         with self._sessions, self._clients_sftp() as sftp:
             made = ""
             for part in directory.split("/"):
@@ -431,24 +453,26 @@ class SSHRunner:
                     sftp.mkdir(made, mode=0o700)
             if private_directory:
                 sftp.chmod(directory, 0o700)
-            directory = sftp.normalize(directory)
+            folder = sftp.normalize(directory)
             paths = {}
             for name, text in files.items():
-                path = posixpath.join(directory, name)
+                path = posixpath.join(folder, name)
                 with sftp.open(path, "wx") as f:
                     f.chmod(0o600)
                     f.write(text)
                 paths[name] = path
             return paths
 
-    async def remove_files(self, paths):
+    async def remove_files(self, paths: Sequence[str]) -> None:
         loop = asyncio.get_running_loop()
         for path in paths:
             await loop.run_in_executor(self._pool, self._remove, path)
 
     @contextlib.contextmanager
-    def _clients_sftp(self):
+    def _clients_sftp(self) -> Iterator[paramiko.SFTPClient]:
         sftp = paramiko.SFTPClient.from_transport(self._transport())
+        if sftp is None:
+            raise paramiko.SSHException(f"{self.destination} did not start its SFTP subsystem")
         try:
             yield sftp
         finally:
@@ -456,26 +480,26 @@ class SSHRunner:
 
     # ---- long-running commands and port forwards ------------------------
 
-    def spawn(self, argv, *, stdin: str = "") -> RemoteProcess:
+    def spawn(self, argv: Sequence[str], *, stdin: str = "") -> RemoteProcess:
         """Start `argv` on the login node and leave it running; `stdin` is sent
         first and stdin then stays open for as long as this connection lives.
         It does not take one of the `max_sessions` command slots."""
-        argv = _checked_argv(argv)
+        args = _checked_argv(argv)
         marker = f"jqref-{uuid.uuid4().hex}"
-        channel = self._open_channel(argv, self.timeout)
-        channel.exec_command(self._command_line(argv, marker))
+        channel = self._open_channel(args, self.timeout)
+        channel.exec_command(self._command_line(args, marker))
         if stdin:
             channel.sendall(stdin.encode())
-        return RemoteProcess(channel, argv, marker)
+        return RemoteProcess(channel, args, marker)
 
     def forward(self, remote_host: str, remote_port: int) -> PortForward:
         """Carry connections to a local port to `remote_host:remote_port` as the
         login node reaches it (``ssh -L``); closed with the runner."""
-        forward = PortForward(self, remote_host, remote_port)
+        forward = PortForward(self._transport, remote_host, remote_port)
         self._forwards.append(forward)
         return forward
 
-    async def close(self):
+    async def close(self) -> None:
         for forward in self._forwards:
             forward.close()
         self._drop()

@@ -6,12 +6,10 @@ scheduler runs whatever code its clients send, as the cluster's owner, and
 anyone on the same machine can reach its port. A scheduler on the login node
 gets its material over the SSH channel.
 
-The workers get theirs as files, as dask-jobqueue gives them: written where
-the batch commands run (this machine, or the login node over SFTP) into the
-`shared_temp_directory`, or else into ``~/.jqref/credentials`` (0700), each
-file the user's alone (0600), their paths on the worker's command line, and
-removed when the cluster closes. Job scripts carry paths, never keys. Material
-given as paths is passed as those paths.
+The workers get theirs as files, as dask-jobqueue gives them, written and
+removed with the jobs' other files (`worker_files`): their paths on the
+worker's command line. Job scripts carry paths, never keys. Material given as
+paths is passed as those paths.
 """
 
 from __future__ import annotations
@@ -116,12 +114,6 @@ def worker_paths(security: Security) -> dict[str, str] | None:
     if any(value is None or "\n" in value for value in values.values()):
         return None
     return values
-
-
-#: Where the workers' credentials go without a shared_temp_directory: in the
-#: home where the commands run (a relative path is the home's), which compute
-#: nodes share with the login node at the sites jqref is for.
-DEFAULT_CREDENTIALS_DIRECTORY = ".jqref/credentials"
 
 
 def worker_credential_files(security: Security) -> dict[str, tuple[str, str]]:

@@ -40,15 +40,21 @@ import contextvars
 import datetime
 import inspect
 import logging
+import ssl
 import weakref
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 import distributed.protocol
 from distributed.comm.core import CommClosedError
-from distributed.comm.tcp import TLS
+from distributed.comm.tcp import TCP, TLS
 from distributed.core import Status, error_message
 from distributed.protocol import core as protocol_core
 from distributed.protocol.serialize import ToPickle
 from distributed.security import Security
+
+if TYPE_CHECKING:
+    from distributed.core import ErrorMessage
 
 logger = logging.getLogger("jqref.tls_roles")
 
@@ -241,15 +247,27 @@ class PickleRefused(Exception):
 _HOOKS = "_jqref_tls_roles_hooks"
 
 
+class _Read(Protocol):
+    """A comm's read method, as `TCP.read` is."""
+
+    def __call__(self, comm: TCP, /, deserializers: Any = None) -> Coroutine[Any, Any, Any]: ...
+
+
 class _ProcessHooks:
     """What every copy of this source in a process shares (the preload text
     runs anew for each scheduler): the SSL contexts of guarded schedulers,
     and the restricted peer a comm being read comes from, if any."""
 
-    def __init__(self):
-        self.contexts = weakref.WeakSet()
-        self.reading = contextvars.ContextVar("jqref_tls_roles_reading", default=None)
-        self.stream_role = contextvars.ContextVar("jqref_tls_roles_stream", default=None)
+    def __init__(self) -> None:
+        self.contexts: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()
+        #: The restricted peer whose message is being read, as the refusal names it.
+        self.reading: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+            "jqref_tls_roles_reading", default=None
+        )
+        #: The role of the restricted peer whose stream is being served.
+        self.stream_role: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+            "jqref_tls_roles_stream", default=None
+        )
         self.refuses_pickles = False
 
     def restricted_peer(self, comm) -> str | None:
@@ -260,10 +278,10 @@ class _ProcessHooks:
         role = peer_role(comm)
         return None if role in UNRESTRICTED else f"{comm.peer_address} ({_describe(role)})"
 
-    def guarded_read(self, read):
+    def guarded_read(self, read: _Read) -> _Read:
         hooks = self
 
-        async def read_refusing_pickles(self, *args, **kwargs):
+        async def read_refusing_pickles(self: TCP, *args: Any, **kwargs: Any) -> Any:
             peer = hooks.restricted_peer(self)
             if peer is None:
                 return await read(self, *args, **kwargs)
@@ -283,7 +301,7 @@ class _ProcessHooks:
             finally:
                 hooks.reading.reset(token)
 
-        read_refusing_pickles.__wrapped__ = read
+        read_refusing_pickles.__wrapped__ = read  # type: ignore[attr-defined]  # a function takes it; inspect reads it
         return read_refusing_pickles
 
 
@@ -333,8 +351,9 @@ def _process_hooks() -> _ProcessHooks:
     if hooks is not None:
         return hooks
     hooks = _ProcessHooks()
-    protocol_core.pickle = _PickleGate(protocol_core.pickle, hooks)
-    TLS.read = hooks.guarded_read(TLS.read)
+    # Replacing distributed's own: the gate passes everything to the module but loads; the read wraps TLS's.
+    protocol_core.pickle = _PickleGate(protocol_core.pickle, hooks)  # type: ignore[assignment]  # a module's stand-in
+    TLS.read = hooks.guarded_read(TLS.read)  # type: ignore[method-assign]  # wrapping it is the point
     setattr(TLS, _HOOKS, hooks)
     hooks.refuses_pickles = _refuses_pickles(hooks)
     if not hooks.refuses_pickles:
@@ -383,6 +402,7 @@ def _refuse(comm, op: str, role: str | None):
         why += "; a task cannot start a client (get_client, worker_client), its worker has only the workers' one"
     logger.warning(why)
 
+    reply: list[dict[str, str]] | ErrorMessage
     if op == "register-client":  # a Client reads its stream's first message, and raises its "error"
         reply = [{"op": "stream-start", "error": why}]
     else:  # an rpc raises this
@@ -417,7 +437,7 @@ def _guard(op: str, handler, hooks: _ProcessHooks):
         role = peer_role(comm)
         if role in UNRESTRICTED:
             return call(comm, msg)
-        if op not in _ALLOWED_OPS.get(role, ()):
+        if role is None or op not in _ALLOWED_OPS.get(role, ()):
             return _refuse(comm, op, role)
         # A stream it opens (register-worker) is served with the same role.
         token = hooks.stream_role.set(role)
@@ -428,7 +448,7 @@ def _guard(op: str, handler, hooks: _ProcessHooks):
         return with_stream_role(role, result) if inspect.iscoroutine(result) else result
 
     guarded.__name__ = guarded.__qualname__ = getattr(handler, "__name__", op)
-    guarded.__signature__ = _signature_with_comm(handler)
+    guarded.__signature__ = _signature_with_comm(handler)  # type: ignore[attr-defined]  # inspect reads it
     return guarded
 
 

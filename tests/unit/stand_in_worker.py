@@ -1,7 +1,6 @@
 """A compute node's Python for job scripts run by the real shell in unit tests.
 
-It passes the job's version check (`-c`); as the worker command it logs
-"started <whether SIGUSR2 is ignored>", then each SIGTERM it gets, and exits
+As the worker command it logs "started <whether SIGUSR2 is ignored>", then each SIGTERM it gets, and exits
 7 a second after the first, as a closing worker would.
 """
 
@@ -13,8 +12,6 @@ import time
 
 SOURCE = f"""#!{sys.executable}
 import os, signal, sys, time
-if "-c" in sys.argv:
-    sys.exit(0)
 log = os.environ["SIGNAL_LOG"]
 def term(*_):
     with open(log, "a") as f:

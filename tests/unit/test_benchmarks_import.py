@@ -59,39 +59,9 @@ def test_every_benchmark_module_imports(name):
 # ---- measure.py: helpers --------------------------------------------------------------
 
 
-def test_the_version_check_line_is_jqrefs_and_passes_in_this_environment(measure):
-    from jqref import SLURMJob
-
-    line = measure.version_check_line(sys.executable)
-    assert line in SLURMJob(None, "w", cores=1, memory="1GiB", python=sys.executable).job_script().splitlines()
-    done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+def test_the_startup_cases_run_this_interpreter(measure):
     cases = measure.startup_cases(sys.executable)
-    assert cases["jqref version check"] == ["bash", "-c", line]
-    assert all(argv[0] in (sys.executable, "bash") for argv in cases.values())
-
-
-@pytest.mark.parametrize("shape", [1, 8])
-def test_the_no_check_job_is_jqrefs_script_without_the_version_check(measure, shape):
-    from jqref import SLURMJob
-
-    s = measure.SHAPES[shape]
-    options = dict(
-        cores=s["cores"],
-        memory=s["memory"],
-        processes=s["processes"],
-        job_cpu=s["job_cpu"],
-        python=measure.PYTHON,
-        job_script_prologue=[measure.stamp_line("/stamps", measure.JQREF_JOB_ID)],
-    )
-    real = SLURMJob(None, "w", **options)
-    nocheck = measure.no_check_job()(None, "w", **options)
-    check = measure.version_check_line()
-    assert check in real.job_script().splitlines()
-    assert nocheck.shell_commands() == [line for line in real.shell_commands() if line != check]
-    assert check not in nocheck.job_script()
-    array = nocheck.array_of([nocheck, measure.no_check_job()(None, "w2", **options)])
-    assert check not in array.job_script() and "w2" in array.job_script()
+    assert all(argv[0] == sys.executable for argv in cases.values())
 
 
 def test_the_floor_script_is_a_valid_script_of_the_shape(measure):
@@ -117,7 +87,7 @@ def test_the_counting_runner_counts_commands_and_leaves_the_rest_to_the_runner(m
     assert measure.job_of("SLURMCluster-3-1", processes=2) == "SLURMCluster-3"
 
 
-@pytest.mark.parametrize("contender", ["jqref-local", "jqref-noarray", "jqref-nocheck"])
+@pytest.mark.parametrize("contender", ["jqref-local", "jqref-noarray"])
 def test_each_jqref_contender_is_made_with_the_benchmarks_options(measure, contender, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
@@ -128,7 +98,6 @@ def test_each_jqref_contender_is_made_with_the_benchmarks_options(measure, conte
         assert (
             "#SBATCH --cpus-per-task=1" in script and measure.stamp_line("/stamps/bjob", measure.JQREF_JOB_ID) in script
         )
-        assert (measure.version_check_line() in script.splitlines()) == (contender != "jqref-nocheck")
     finally:
         cluster.close()
 
@@ -139,7 +108,7 @@ def test_each_jqref_contender_is_made_with_the_benchmarks_options(measure, conte
 SMOKE = {
     **{
         f"workers {c}": ["workers", "--contender", c, "--n", "1", "--poll-interval", "0.5"]
-        for c in ("floor", "floor-nonanny", "jqref-local", "jqref-noarray", "jqref-nocheck", "djq")
+        for c in ("floor", "floor-nonanny", "jqref-local", "jqref-noarray", "djq")
     },
     **{
         f"queue {c}": [

@@ -168,7 +168,7 @@ def test_cleanup_dry_run_says_what_it_would_do_and_changes_nothing(tmp_path, sta
     key = tmp_path / "worker.key"
     key.write_text("a stand-in for the workers' key\n")
     orphan = record(["touch", str(cancelled)], pid=dead_pid())
-    orphan.credentials = {"tls_worker_key": str(key)}
+    orphan.worker_files = {"tls_worker_key": str(key)}
     orphan.save({"7": "w-0", "8": "w-1"})
     alive = record(["touch", str(cancelled)], pid=os.getpid())
     alive.save({"9"})
@@ -189,7 +189,7 @@ def test_cleanup_dry_run_says_what_it_would_do_and_changes_nothing(tmp_path, sta
     out = capsys.readouterr().out
     assert (
         f"{orphan.id}: would cancel 2 job(s) on {socket.gethostname()}: touch {cancelled} 7 8; remove the "
-        f"workers' credentials on {socket.gethostname()}: {key}; remove its record {orphan.path}"
+        f"files the jobs read on {socket.gethostname()}: {key}; remove its record {orphan.path}"
     ) in out
     assert f"{session.id}: left alone: a detached session one can attach to" in out
     assert alive.id not in out
@@ -282,7 +282,7 @@ def test_status_of_a_detached_session_shows_its_state_directory_and_how_to_attac
         "directory": f".jqref/sessions/{session.id}",
         "started": 0,
     }
-    session.credentials = {"tls_worker_key": f".jqref/sessions/{session.id}/worker.key"}
+    session.worker_files = {"tls_worker_key": f".jqref/sessions/{session.id}/worker.key"}
     session.save({"12": "SLURMCluster-3"})
     assert main(["status", session.id]) == 0
     out = capsys.readouterr().out
@@ -290,7 +290,7 @@ def test_status_of_a_detached_session_shows_its_state_directory_and_how_to_attac
     assert f"state:        ~/.jqref/sessions/{session.id} on login" in out
     assert f"attach:       SLURMCluster.attach('{session.id}') (attachable now)" in out
     assert re.search(r"started: +[\d.]+ days ago", out)
-    assert f"credentials:  .jqref/sessions/{session.id}/worker.key" in out
+    assert f"job files:    .jqref/sessions/{session.id}/worker.key" in out
     assert "(its jobs are orphaned" not in out  # a session's scheduler cancels them when left idle
 
 

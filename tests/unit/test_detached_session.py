@@ -1,5 +1,5 @@
-"""A detached scheduler's session (`login_scheduler_main.Session`) and the
-client side of a reconnect (`client_reconnect`), with a real scheduler, worker
+"""A detached scheduler's session (`placement.login_main.Session`) and the
+client side of a reconnect (`placement.reconnect`), with a real scheduler, worker
 and client in this process: the connection drop is a real closed comm."""
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import pytest
 from distributed import Client, Scheduler, Worker
 from distributed.core import rpc
 
-from jqref import client_reconnect, login_scheduler_main
-from jqref.login_scheduler_main import Session
+from jqref.placement import login_main
+from jqref.placement import reconnect as client_reconnect
+from jqref.placement.login_main import Session
 
 
 def run(coro):
@@ -80,7 +81,7 @@ def test_a_detached_scheduler_keeps_its_state_private_and_ended_by_a_signal_canc
         },
     }
     start = subprocess.run(
-        [sys.executable, login_scheduler_main.__file__],
+        [sys.executable, login_main.__file__],
         input=json.dumps(spec) + "\n",
         cwd=tmp_path,
         capture_output=True,

@@ -17,11 +17,6 @@ class DirectTransport:
         return socket.create_connection(destination)
 
 
-class FakeRunner:
-    def _transport(self):
-        return DirectTransport()
-
-
 def echo_server():
     server = socket.create_server(("127.0.0.1", 0))
 
@@ -41,7 +36,7 @@ def echo_server():
 
 def test_bytes_go_both_ways_on_concurrent_connections_and_close_ends_them():
     server = echo_server()
-    forward = PortForward(FakeRunner(), "127.0.0.1", server.getsockname()[1])
+    forward = PortForward(DirectTransport, "127.0.0.1", server.getsockname()[1])
     clients = [socket.create_connection(("127.0.0.1", forward.local_port), timeout=10) for _ in range(3)]
     payload = bytes(range(256)) * 1000
     for i, client in enumerate(clients):
@@ -68,7 +63,7 @@ def listening_addresses(port):
 
 def test_the_forwarded_port_listens_on_loopback_only():
     """Anyone who reaches the port reaches the login node's side as this user: not other hosts."""
-    forward = PortForward(FakeRunner(), "127.0.0.1", 9)
+    forward = PortForward(DirectTransport, "127.0.0.1", 9)
     try:
         addresses = listening_addresses(forward.local_port)
         assert addresses, "nothing listens on the forwarded port"

@@ -11,9 +11,9 @@ import pytest
 from distributed.security import Security
 
 from jqref.__main__ import main
-from jqref.login_scheduler_main import process_start
+from jqref.placement.detached import certificate_fingerprint
+from jqref.placement.login_main import process_start
 from jqref.records import JobRecord, RecordError, load_records, runner_from
-from jqref.session import certificate_fingerprint
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +115,7 @@ def test_cleanup_removes_the_workers_credentials_a_crashed_client_left(tmp_path,
     key.write_text("a stand-in for the workers' key\n")
     certificate.write_text("-----BEGIN CERTIFICATE-----\n")
     orphan = record(["echo", "cancel"], pid=dead_pid())
-    orphan.credentials = {"tls_worker_key": str(key), "tls_worker_cert": str(certificate)}
+    orphan.worker_files = {"tls_worker_key": str(key), "tls_worker_cert": str(certificate)}
     orphan.save({"7"})
     assert main(["cleanup", orphan.id]) == 0
     assert not key.exists() and not certificate.exists()
@@ -263,8 +263,8 @@ def test_attaching_to_an_unknown_session_names_the_ones_there():
 
 
 def test_a_session_whose_scheduler_has_another_certificate_is_not_attached_to_or_stopped(tmp_path, monkeypatch):
+    from jqref.placement.detached import read_state
     from jqref.runners import LocalRunner
-    from jqref.session import read_state
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s").mkdir()

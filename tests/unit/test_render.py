@@ -1,5 +1,6 @@
 """Job script rendering: directives, worker command, quoting, validation."""
 
+import asyncio
 import os
 import shlex
 import signal
@@ -82,6 +83,14 @@ def test_skip_drops_generated_directives_and_never_the_users_own():
     assert not any("--time" in line for line in lines[:-3])
 
 
+def test_a_clusters_job_loads_jqrefs_preload_files():
+    files = {"worker_versions": "/h/versions.py", "worker_signals": "/h/signals.py"}
+    script = make_job(preloads=files).job_script()
+    assert worker_preload_args(True, files) == command_line(script)[-6:-2]
+    other = make_job(preloads=files, worker_command="dask_cuda.cli").job_script()
+    assert "--preload" not in other, "another worker command may not know --preload"
+
+
 def test_prologue_comes_before_the_worker():
     script = make_job(job_script_prologue=["module load python", "source env/bin/activate"]).job_script()
     lines = script.splitlines()
@@ -114,7 +123,6 @@ def test_worker_command():
         "--nworkers",
         "2",
         "--nanny",
-        *worker_preload_args(nanny=True, tls=False),
         "--death-timeout",
         "30",
         "--interface",
@@ -187,3 +195,8 @@ def test_an_epilogue_runs_after_the_workers_which_still_get_the_batch_shells_sig
     assert shell.wait(timeout=20) == 7
     assert log.read_text().splitlines() == ["started False", "TERM"]
     assert after.read_text() == "workers ended: 7\n"
+
+
+def test_a_job_on_its_own_says_how_to_give_it_a_queue_when_started():
+    with pytest.raises(RuntimeError, match=r"batch=jqref\.BatchQueue\(SLURMJob, jqref\.LocalRunner\(\)\)"):
+        asyncio.run(make_job().start())

@@ -13,7 +13,7 @@ from distributed.security import Security
 
 from jqref import HTCondorCluster, HTCondorJob, SLURMCluster
 from jqref.job import InlineKeyWarning
-from jqref.login_scheduler import MAIN_SOURCE
+from jqref.placement.login import MAIN_SOURCE
 from jqref.slurm import SLURMJob
 from jqref.tls import InsecureSchedulerWarning, cluster_security, role_options, worker_environment
 

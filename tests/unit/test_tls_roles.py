@@ -34,7 +34,7 @@ from distributed.security import Security
 
 from jqref import tls_roles
 from jqref.job import InlineKeyWarning
-from jqref.login_scheduler import MAIN_SOURCE
+from jqref.placement.login import MAIN_SOURCE
 from jqref.preload import preload_text
 from jqref.slurm import SLURMJob
 from jqref.tls import role_options

@@ -1,3 +1,3 @@
 """jqref's SLURMCluster, SLURMJob under dask-jobqueue's module name."""
 
-from jqref.slurm import SLURMCluster, SLURMJob  # noqa: F401
+from jqref.slurm import SLURMCluster, SLURMJob, SLURMRunner  # noqa: F401

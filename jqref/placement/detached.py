@@ -1,7 +1,7 @@
 """A detached cluster's session, from the client's side (``detach=True``).
 
 The scheduler on the login node keeps the session's state in
-``~/.jqref/sessions/<id>/state.json`` (see `login_scheduler_main`): its
+``~/.jqref/sessions/<id>/state.json`` (see `login_main`): its
 address, pid and start time, jobs and the fingerprint of its certificate. A
 client reads it to attach, checks that the scheduler there is the one whose
 certificate it holds, and keeps telling the scheduler it is alive. When a
@@ -16,22 +16,20 @@ import hashlib
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
-from .login_scheduler_main import process_start
-from .runners import CommandError
-from .tls import security_contents
+from ..runners import CommandError, Runner
+from ..tls import security_contents
+from .login_main import process_start
 
 if TYPE_CHECKING:
-    from .cluster import JobQueueCluster
+    from distributed.security import Security
 
 logger = logging.getLogger(__name__)
 
-# Tasks started and not awaited, held until done: the event loop keeps only weak references to tasks.
-_closing: set[asyncio.Future] = set()
 
-
-def detached_session(cluster_cls: type, record_id: str, options: dict, security) -> dict:
+def detached_session(cluster_cls: type, record_id: str, options: dict[str, Any], security: Security) -> dict[str, Any]:
     """A detached cluster's session: what `attach` makes it again from. The
     options must be plain data (they are written as JSON)."""
     options = {k: v for k, v in options.items() if v is not None}
@@ -59,7 +57,7 @@ def certificate_fingerprint(pem: str) -> str:
     return hashlib.sha256(pem.strip().encode()).hexdigest()
 
 
-def read_state(runner, session: dict) -> dict:
+def read_state(runner: Runner, session: dict[str, Any]) -> dict[str, Any]:
     """The state a detached scheduler keeps on the login node, checked
     against the certificate this client holds; a `LookupError` if it is gone."""
     where = getattr(runner, "destination", "this machine")
@@ -78,7 +76,7 @@ def read_state(runner, session: dict) -> dict:
     return state
 
 
-def stop_scheduler(runner, session: dict) -> str:
+def stop_scheduler(runner: Runner, session: dict[str, Any]) -> str:
     """Stop the session's scheduler and say what happened; a `RuntimeError` if
     it could not be stopped, a `PermissionError` if the scheduler there is
     another session's. Its pid is trusted only while the process with that pid
@@ -106,13 +104,13 @@ def stop_scheduler(runner, session: dict) -> str:
     return f"its detached scheduler (pid {pid} on {where}) was stopped"
 
 
-def process_start_of(runner, pid: int) -> str | None:
+def process_start_of(runner: Runner, pid: int) -> str | None:
     """When process `pid` started, where `runner` runs commands; None if no process has that pid."""
     result = runner.run_blocking(["cat", f"/proc/{pid}/stat"])
     return process_start(result.stdout) if result.ok else None
 
 
-async def ended(runner, session: dict) -> bool:
+async def ended(runner: Runner, session: dict[str, Any]) -> bool:
     """Whether the session's scheduler is known to have ended (False when the login node cannot say)."""
     try:
         result = await runner.run(["test", "-e", state_path(session["directory"])])
@@ -121,29 +119,29 @@ async def ended(runner, session: dict) -> bool:
     return result.returncode == 1
 
 
-async def keep_alive(cluster: JobQueueCluster) -> None:
-    """Tell the detached scheduler that `cluster` is alive and which jobs it
-    has, for it to cancel if it is ever left alone. If the scheduler has
-    ended meanwhile, close the cluster: there is nothing left to control."""
-    session = cluster.batch.record.session
+async def keep_alive(
+    heartbeat: Callable[[], Awaitable[object]],
+    runner: Runner,
+    session: dict[str, Any],
+    idle_timeout: float,
+    on_ended: Callable[[], None],
+) -> None:
+    """Tell the detached scheduler that its client is alive (`heartbeat`
+    does, with the jobs the client has, for the scheduler to cancel if it is
+    ever left alone). If the scheduler has ended meanwhile, `on_ended`:
+    there is nothing left to control."""
     while True:
         try:
-            await cluster.scheduler_comm.jqref_heartbeat(
-                jobs={job_id: job.name for job_id, job in cluster.batch.active.items()}
-            )
+            await heartbeat()
         except OSError:  # the connection is down: the next heartbeat counts, unless the scheduler is gone
-            if await ended(cluster.runner, session):
+            if await ended(runner, session):
                 logger.error(
-                    "the detached scheduler of %s on %s has ended (closed elsewhere, or after %g s "
-                    "without a client): closing the cluster",
-                    cluster.batch.record.id,
-                    cluster.runner.destination,
-                    cluster.idle_timeout,
+                    "the detached scheduler on %s (%s) has ended (closed elsewhere, or after %g s without a "
+                    "client): closing the cluster",
+                    getattr(runner, "destination", "this machine"),
+                    session["directory"],
+                    idle_timeout,
                 )
-                await cluster.scheduler.close()  # its forwards; and the cluster does not wait for it to answer
-                cluster.shutdown_scheduler = False
-                closing = asyncio.ensure_future(cluster._close())
-                _closing.add(closing)
-                closing.add_done_callback(_closing.discard)
+                on_ended()
                 return
-        await asyncio.sleep(min(cluster.idle_timeout / 3, 10))
+        await asyncio.sleep(min(idle_timeout / 3, 10))

@@ -4,7 +4,7 @@ distributed's Client cancels every pending future as soon as its connection
 to the scheduler drops, before it tries to reconnect: with a scheduler that
 went away they could never complete. A detached scheduler on the login node
 stays, and holds what a dropped client wanted until that client is back
-(`login_scheduler_main.Session`). So for the clients of a detached cluster
+(`login_main.Session`). So for the clients of a detached cluster
 the cancel is skipped, and they keep trying for as long as the scheduler
 waits for them (its idle timeout): the futures complete once the client has
 reconnected, which it does to the same forwarded local port.
@@ -16,7 +16,7 @@ from collections import UserDict
 
 from distributed import Client
 
-from .compat_versions import warn_if_untested_distributed
+from ..compat_versions import warn_if_untested_distributed
 
 _MARK = "_jqref_keeps_futures"
 
@@ -49,7 +49,8 @@ def _keeping_futures(reconnect):
         if cluster is None:
             return await reconnect(self)
         futures = self.futures
-        self.futures = _KeptFutures(self)  # it cancels, then clears, every future before it reconnects
+        # It cancels, then clears, every future before it reconnects: a stand-in for the dict meanwhile.
+        self.futures = _KeptFutures(self)  # type: ignore[assignment]  # reads as the dict does, all _reconnect uses
         timeout, self._timeout = self._timeout, max(self._timeout, cluster.idle_timeout)
         try:
             await reconnect(self)
@@ -65,4 +66,4 @@ def apply() -> None:
     """Make clients of detached clusters keep their futures; applying again changes nothing."""
     warn_if_untested_distributed()  # the private method patched here may have changed
     if not getattr(Client._reconnect, _MARK, False):
-        Client._reconnect = _keeping_futures(Client._reconnect)
+        Client._reconnect = _keeping_futures(Client._reconnect)  # type: ignore[method-assign]  # patching it is the point

@@ -1,7 +1,7 @@
 """The Dask scheduler on the login node, for clients the compute nodes cannot reach.
 
 With ``scheduler_on="login"``, a cluster driven over SSH starts its scheduler
-on the login node (`login_scheduler_main`, over the same connection) and
+on the login node (`login_main`, over the same connection) and
 talks to it through a forwarded local port. Workers connect to the login
 node, which they can reach; this machine only ever connects out, over SSH.
 By default the scheduler's lifetime is the SSH channel's: when the client
@@ -17,18 +17,24 @@ import asyncio
 import importlib.resources
 import json
 import logging
+from typing import TYPE_CHECKING, Any
 
 from distributed.comm import parse_address
 from distributed.comm.addressing import parse_host_port
 from distributed.deploy.spec import ProcessInterface
 from distributed.security import Security
 
-from .runners import CommandError
-from .tls import role_options
+from ..runners import CommandError
+from ..tls import role_options
+
+if TYPE_CHECKING:
+    from ..port_forward import PortForward
+    from ..ssh import SSHRunner
+    from ..ssh_process import RemoteProcess
 
 logger = logging.getLogger(__name__)
 
-MAIN_SOURCE = importlib.resources.files(__package__).joinpath("login_scheduler_main.py").read_text()
+MAIN_SOURCE = importlib.resources.files(__package__).joinpath("login_main.py").read_text()
 
 
 class LoginNodeScheduler(ProcessInterface):
@@ -38,7 +44,7 @@ class LoginNodeScheduler(ProcessInterface):
 
     def __init__(
         self,
-        runner,
+        runner: SSHRunner,
         python: list[str],
         options: dict,
         security: Security | None = None,
@@ -57,13 +63,13 @@ class LoginNodeScheduler(ProcessInterface):
         self.options = options
         self.security = security
         self.start_timeout = start_timeout
-        self.process = None
+        self.process: RemoteProcess | None = None
         self.pid: int | None = None
         self.external_address: str | None = None
         self.dashboard_link = ""
-        self._forwards = []
+        self._forwards: list[PortForward] = []
 
-    async def start(self):
+    async def start(self) -> None:
         started = self.running or await self._start_remote()
         self.address = started["address"]
         self.pid = started["pid"]
@@ -77,7 +83,7 @@ class LoginNodeScheduler(ProcessInterface):
             self.dashboard_link = f"http://127.0.0.1:{dashboard.local_port}/status"
         await super().start()
 
-    async def _start_remote(self) -> dict:
+    async def _start_remote(self) -> dict[str, Any]:
         spec = {
             "options": self.options,
             "session": self.session,
@@ -86,23 +92,23 @@ class LoginNodeScheduler(ProcessInterface):
         # Through sh, so that `python` expands as it does in job scripts ($HOME/...): its
         # words are rendered by the policy in `shell`; the source is an argument, never shell text.
         command = ["sh", "-c", f'exec {" ".join(self.python)} -c "$1"', "jqref-scheduler", MAIN_SOURCE]
-        self.process = await asyncio.to_thread(self.runner.spawn, command, stdin=json.dumps(spec) + "\n")
+        process = self.process = await asyncio.to_thread(self.runner.spawn, command, stdin=json.dumps(spec) + "\n")
         try:
-            return json.loads(await asyncio.to_thread(self.process.read_line, self.start_timeout))
+            return json.loads(await asyncio.to_thread(process.read_line, self.start_timeout))
         except (CommandError, ValueError) as e:
-            self.process.close()
+            process.close()
             raise RuntimeError(
                 f"the Dask scheduler on the login node ({self.runner.destination}) did not start: {e}\n"
                 f"It runs {' '.join(self.python)} there, which needs the workers' environment "
                 "(the same Python and distributed as this one)."
             ) from None
 
-    def _forward(self, host: str, port: int):
+    def _forward(self, host: str, port: int) -> PortForward:
         forward = self.runner.forward(host, port)
         self._forwards.append(forward)
         return forward
 
-    async def close(self):
+    async def close(self) -> None:
         """Called once SpecCluster told the scheduler to close: wait for it to be gone."""
         for forward in self._forwards:
             forward.close()

@@ -57,13 +57,18 @@ def own_process_start():
         return None
 
 
-def signalled():
+def signalled() -> asyncio.Future[str]:
     """A future set to the name of the first SIGTERM or SIGINT this process gets,
     which then no longer kills it outright."""
     loop = asyncio.get_running_loop()
-    received = loop.create_future()
+    received: asyncio.Future[str] = loop.create_future()
+
+    def receive(name: str) -> None:
+        if not received.done():
+            received.set_result(name)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, lambda name=signum.name: received.done() or received.set_result(name))
+        loop.add_signal_handler(signum, receive, signum.name)
     return received
 
 
@@ -196,19 +201,19 @@ async def serve(spec, announce=sys.stdout):
             "pid": os.getpid(),
             "process_start": own_process_start(),
         }
-        if security is not None:  # what an attaching client checks (jqref.session.certificate_fingerprint)
+        if security is not None:  # what an attaching client checks (jqref.placement.detached.certificate_fingerprint)
             started["certificate"] = hashlib.sha256(spec["security"]["tls_scheduler_cert"].strip().encode()).hexdigest()
         if session:
             signal_name = signalled()  # before the state exists: a signal from then on ends the scheduler cleanly
             detached = Session(
                 scheduler, session["directory"], session["idle_timeout"], session["cancel_command"], started
             )
-            ended = [detached.expire(), detached.end_on(signal_name)]
+            ends = [detached.expire(), detached.end_on(signal_name)]
         else:
-            ended = [stdin_closed()]
+            ends = [stdin_closed()]
         print(json.dumps(started), file=announce, flush=True)
-        ended = [asyncio.ensure_future(waiting) for waiting in (*ended, scheduler.finished())]
-        await asyncio.wait(ended, return_when=asyncio.FIRST_COMPLETED)
+        waiting = [asyncio.ensure_future(end) for end in (*ends, scheduler.finished())]
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
 
 
 async def stdin_closed():
@@ -251,8 +256,8 @@ def detach(spec):
     with os.fdopen(read_end) as child:
         line = child.readline()
     if not line:  # it never listened: say why, and leave nothing
-        with contextlib.suppress(OSError), open(log_path) as log:
-            line = log.read()[-4000:]
+        with contextlib.suppress(OSError), open(log_path) as log_file:
+            line = log_file.read()[-4000:]
         shutil.rmtree(directory, ignore_errors=True)
         sys.exit(line or "the detached scheduler exited before it listened")
     sys.stdout.write(line)

@@ -1,0 +1,130 @@
+"""Where a cluster's Dask scheduler runs, and how its client reaches it.
+
+A cluster asks its placement (`placement_for`, by ``scheduler_on``) for its
+scheduler's options and its SpecCluster scheduler entry; the rest of the
+cluster is the same wherever the scheduler runs. In this folder:
+
+- here (`ClientPlacement`): the scheduler in the client's process, listening
+  where the workers reach it;
+- ``scheduler_on="login"`` (`LoginPlacement`, `login.py`): on the login node,
+  started over the SSH connection (`login_main.py` is the program it runs
+  there), reached through forwarded local ports; for clients the compute
+  nodes cannot reach;
+- ``detach=True`` as well (`detached.py`): that scheduler outlives the SSH
+  connection; clients attach to it and keep it alive, and `reconnect.py`
+  keeps a client's futures across reconnections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from distributed.security import Security
+from distributed.utils import get_ip
+
+from ..preload import roles_guard, scheduler_preloads, with_preloads
+from ..runners import Runner
+from ..ssh import SSHRunner
+from ..tls_roles import has_roles
+from .login import LoginNodeScheduler
+
+
+class Placement:
+    """Where the scheduler runs. Subclasses say which options they default
+    and which SpecCluster scheduler entry starts it."""
+
+    scheduler_on: ClassVar[str]
+    #: Where the dashboard listens unless the options say.
+    dashboard_address: ClassVar[str]
+
+    def __init__(self, runner: Runner):
+        self.runner = runner
+
+    def scheduler_options(self, options: Mapping[str, Any], interface: str | None) -> dict:
+        """`options` with this placement's defaults. The workers' interface
+        is the scheduler's too, unless it is given its own host or interface."""
+        options = {"dashboard_address": self.dashboard_address, **options}
+        if "host" not in options and "interface" not in options and interface is not None:
+            options["interface"] = interface
+        return options
+
+    def scheduler_spec(self, options: dict, security: Security | None, scheduler_cls: type) -> dict:
+        """The SpecCluster entry that starts the scheduler with `options`."""
+        raise NotImplementedError
+
+    def unreachable_hint(self) -> str:
+        """The usual cause when workers never connect, if this placement has one."""
+        return ""
+
+
+class ClientPlacement(Placement):
+    """The scheduler in this process."""
+
+    scheduler_on = "client"
+    dashboard_address = ":8787"
+
+    def scheduler_options(self, options, interface):
+        options = super().scheduler_options(options, interface)
+        if "host" not in options and "interface" not in options:
+            # The address workers reach it at, rather than every interface of this machine.
+            options["host"] = get_ip()
+        return options
+
+    def scheduler_spec(self, options, security, scheduler_cls):
+        if has_roles(security):  # the roles' guard first: the scheduler listens before it runs its preloads
+            options = with_preloads(options, roles_guard(as_text=False), [], here=True)
+        return {"cls": scheduler_cls, "options": {**options, "security": security}}
+
+    def unreachable_hint(self):
+        if not isinstance(self.runner, SSHRunner):
+            return ""
+        return (
+            " Compute nodes often cannot open connections to a client outside the cluster (NAT, "
+            "firewalls): scheduler_on='login' runs the scheduler on the login node instead."
+        )
+
+
+class LoginPlacement(Placement):
+    """The scheduler on the login node, started over the runner's SSH
+    connection with the compute nodes' Python. `session` (its directory,
+    idle timeout and cancel command) detaches it; `running` is the state of
+    a detached one to attach to instead of starting one."""
+
+    scheduler_on = "login"
+    # On a shared login node a fixed port may be taken: any free one will do. It
+    # listens on the login node's loopback, out of the cluster network's reach, and is forwarded.
+    dashboard_address = "127.0.0.1:0"
+
+    def __init__(self, runner, python: list[str], session: dict | None = None, running: dict | None = None):
+        if not isinstance(runner, SSHRunner):
+            raise ValueError("scheduler_on='login' starts the scheduler over SSH: give ssh= (or an SSHRunner)")
+        super().__init__(runner)
+        self.python = python
+        self.session = session
+        self.running = running
+
+    def scheduler_spec(self, options, security, scheduler_cls):
+        guard = roles_guard(as_text=True) if has_roles(security) else []
+        remote = with_preloads(options, guard, scheduler_preloads(security is not None), here=False)
+        return {
+            "cls": LoginNodeScheduler,
+            "options": {
+                "runner": self.runner,
+                "python": self.python,
+                "options": remote,
+                "security": security,
+                "session": self.session,
+                "running": self.running,
+            },
+        }
+
+
+#: Each placement by its ``scheduler_on`` name.
+PLACEMENTS: dict[str, type[Placement]] = {cls.scheduler_on: cls for cls in (ClientPlacement, LoginPlacement)}
+
+
+def check_scheduler_on(value: str) -> str:
+    if value not in PLACEMENTS:
+        raise ValueError(f"scheduler_on must be {' or '.join(map(repr, PLACEMENTS))}, got {value!r}")
+    return value
