@@ -183,7 +183,7 @@ def outcome_counts(terminalreporter) -> dict[str, int]:
 
 
 def describe(counts: dict[str, int]) -> str:
-    """ "4 passed, 0 failed, 2 skipped": passed and failed always, the rest when there are any."""
+    """Counts as pytest says them, "4 passed, 0 failed, 2 skipped": passed and failed always, the rest if any."""
     return ", ".join(f"{n} {key}" for key, n in counts.items() if n or key in ("passed", "failed"))
 
 
