@@ -56,13 +56,13 @@ docs: $(TOOLS_VENV)/.installed ## Build the documentation site into build/site (
 	$(TOOLS_VENV)/bin/mkdocs build --strict
 
 unit: install ## Unit tests: no Docker, seconds
-	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests/unit --durations=10 $(PYTEST_ARGS)
 
 # dask-jobqueue's own unit tests (from its wheel, a test dependency) against jqref: tests/dask_jobqueue_suite.
 DASK_JOBQUEUE_TESTS = $(shell $(VENV)/bin/python -c 'import importlib.metadata as m; print(m.distribution("dask-jobqueue").locate_file("dask_jobqueue/tests"))' 2>/dev/null)
 
 compat: install ## dask-jobqueue's own unit tests, run against jqref (differences: tests/dask_jobqueue_suite/differences.yaml)
-	PYTHONPATH=tests/dask_jobqueue_suite $(VENV)/bin/python -m pytest -p jqref_suite $(DASK_JOBQUEUE_TESTS) --timeout 120 $(PYTEST_ARGS)
+	PYTHONPATH=tests/dask_jobqueue_suite $(VENV)/bin/python -m pytest -p jqref_suite $(DASK_JOBQUEUE_TESTS) --timeout 120 --durations=10 $(PYTEST_ARGS)
 
 # The scheduler on the login node, on testbeds whose compute nodes cannot reach this machine.
 ISOLATED_SCHEDULERS := slurm sge
@@ -81,7 +81,7 @@ down-%: ## Remove a testbed, its containers and volumes
 	scripts/testbed.sh down $*
 
 # The suite brings its testbed up itself (pytest-docker) and tears down what it started.
-SUITE = $(VENV)/bin/python -m pytest tests/integration --scheduler $* -v --timeout 900 $(if $(filter 1,$(KEEP)),--keep-testbed)
+SUITE = $(VENV)/bin/python -m pytest tests/integration --scheduler $* -v --timeout 900 --durations=10 $(if $(filter 1,$(KEEP)),--keep-testbed)
 
 test-%: install ## Bring a testbed up, run the suite on it (MODE=local|ssh|both, default both), tear it down (KEEP=1 keeps it)
 	$(SUITE) --mode $(or $(MODE),both) $(PYTEST_ARGS)

@@ -7,7 +7,10 @@ after `--settle` seconds, until a poll has seen the jobs running (so that
 `close()` takes its two-step path: SIGTERM to the workers, then the cancel
 only for what is still there), then times `client.close(); cluster.close()`
 and checks with `squeue` that no job is left. Prints one JSON line per round
-and a summary with the machine and its load.
+and a summary with the machine and its load; with `--out FILE`, also writes
+the rounds and the summary to FILE, once every round has run (to a temporary
+name, then renamed), so a run that fails half way leaves FILE as it was.
+The integration suite runs one round of it (tests/integration/test_benchmarks_smoke.py).
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from distributed import Client
@@ -54,12 +59,28 @@ def one_round(jobs: int, settle: float, python: str) -> dict:
     return {"close_s": round(took, 3), "jobs": jobs, "left_in_queue": len(left)}
 
 
+def write_whole(path: str, text: str) -> None:
+    """`path` holds `text` at once or stays as it was: written under a temporary name, then renamed."""
+    target = pathlib.Path(path).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(partial, 0o644)
+        os.replace(partial, target)
+    except BaseException:
+        pathlib.Path(partial).unlink(missing_ok=True)
+        raise
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--settle", type=float, default=3.0, help="seconds between the workers' arrival and close()")
     parser.add_argument("--python", default=sys.executable, help="the compute nodes' interpreter")
+    parser.add_argument("--out", help="also write the rounds and the summary to this JSON file, once all have run")
     args = parser.parse_args()
     load_before = os.getloadavg()
     rounds = []
@@ -67,17 +88,15 @@ def main() -> None:
         rounds.append(one_round(args.jobs, args.settle, args.python))
         print(json.dumps(rounds[-1]), flush=True)
     times = [r["close_s"] for r in rounds]
-    print(
-        json.dumps(
-            {
-                "machine": f"{platform.node()}: {os.cpu_count()} CPUs, {platform.platform()}",
-                "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-                "close_s": {"min": min(times), "median": statistics.median(times), "max": max(times)},
-                "left_in_queue": sum(r["left_in_queue"] for r in rounds),
-            }
-        ),
-        flush=True,
-    )
+    summary = {
+        "machine": f"{platform.node()}: {os.cpu_count()} CPUs, {platform.platform()}",
+        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        "close_s": {"min": min(times), "median": statistics.median(times), "max": max(times)},
+        "left_in_queue": sum(r["left_in_queue"] for r in rounds),
+    }
+    print(json.dumps(summary), flush=True)
+    if args.out:
+        write_whole(args.out, json.dumps({"rounds": rounds, "summary": summary}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ def main(src, png):
     mach = data["machine"]
     nodes = "2 nodes advertising 32 CPUs each (SCALE=1)" if data["config"].get("scale") else "2 compute nodes x 2 CPUs"
     ax.set_title(
-        f"SLURM testbed ({nodes}), {data['config']['rounds']} rounds\n"
+        f"SLURM testbed ({nodes}), {data['config']['rounds']} round{'s' if data['config']['rounds'] > 1 else ''}"
+        f"{' (a smoke run: these figures are not results)' if data['config'].get('smoke') else ''}\n"
         f"{mach['date']}, {mach['cpu']}: bars = median, whiskers = min/max",
         fontsize=9,
     )

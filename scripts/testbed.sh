@@ -44,7 +44,24 @@ else
 fi
 compose=(docker compose --project-name "$project" --project-directory "$dir" "${compose_files[@]}")
 
-log() { printf 'testbed[%s]: %s\n' "$sched" "$*" >&2; }
+# Every line with the time of day, and every step of bringing a testbed up or
+# down with how long it took: a slow build and a slow cluster start look different.
+log() { printf 'testbed[%s] %s: %s\n' "$sched" "$(date +%T)" "$*" >&2; }
+now_ms() { local t=${EPOCHREALTIME//[!0-9]/}; echo $((t / 1000)); }
+# timed WHAT COMMAND...: run COMMAND, then log "WHAT in 12.3s" (or that it failed, after how long).
+timed() {
+    local what=$1 start status=0 ms
+    shift
+    start=$(now_ms)
+    "$@" || status=$?
+    ms=$(($(now_ms) - start))
+    if [ "$status" = 0 ]; then
+        log "$what in $((ms / 1000)).$((ms % 1000 / 100))s"
+    else
+        log "$what failed after $((ms / 1000)).$((ms % 1000 / 100))s (exit status $status)"
+    fi
+    return "$status"
+}
 
 ready() { "${compose[@]}" exec -T login bash /src/docker/"$sched"/ready.sh; }
 
@@ -129,7 +146,7 @@ start_sshd() {
 
 wait_ready() {
     [ -f "$dir/ready.sh" ] || return 0
-    local deadline=$((SECONDS + READY_TIMEOUT)) out
+    local deadline=$((SECONDS + READY_TIMEOUT)) out waited=$SECONDS
     log "waiting up to ${READY_TIMEOUT}s for the cluster to be ready"
     until out=$(ready 2>&1); do
         if [ "$SECONDS" -ge "$deadline" ]; then
@@ -140,7 +157,8 @@ wait_ready() {
         fi
         sleep 2
     done
-    log "ready in ${SECONDS}s"
+    # "ready in Ns" counts from the start of `up` (bench_slurm.py reads it).
+    log "ready in ${SECONDS}s (ready.sh passing after $((SECONDS - waited))s of waiting)"
 }
 
 # Another project's command in the testbed: its wheels installed offline on
@@ -193,16 +211,18 @@ run_project() {
 
 case "$action" in
     prepare)
-        "$here/scripts/docker-engine.sh"
-        "$here/scripts/node-image.sh"
-        [ -x "$dir/prepare.sh" ] && "$dir/prepare.sh"
+        timed "docker engine ready" "$here/scripts/docker-engine.sh"
+        timed "node image ready (base image, wheelhouse, build)" "$here/scripts/node-image.sh"
+        if [ -x "$dir/prepare.sh" ]; then timed "$sched's prepare.sh" "$dir/prepare.sh"; fi
         ssh_keys
         ;;
     up)
-        "$0" prepare "$sched"
-        "${compose[@]}" up --detach --build --quiet-pull
+        log "bringing up $project"
+        timed "prepared" "$0" prepare "$sched"
+        timed "images built and containers started (compose up --build)" "${compose[@]}" up --detach --build --quiet-pull
         wait_ready
-        "$0" access "$sched"
+        timed "SSH access ready" "$0" access "$sched"
+        log "$project up in ${SECONDS}s"
         ;;
     access)
         start_sshd
@@ -210,7 +230,7 @@ case "$action" in
         ;;
     down)
         if [ "${ISOLATED:-0}" = 1 ]; then unisolate; fi
-        "${compose[@]}" down --volumes --remove-orphans --timeout 5
+        timed "$project down" "${compose[@]}" down --volumes --remove-orphans --timeout 5
         ;;
     unisolate) unisolate ;;
     project) echo "$project" ;;

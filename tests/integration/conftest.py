@@ -103,9 +103,45 @@ def mode_options(mode: str) -> dict:
     return {**ssh, "scheduler_options": {"host": os.environ["JQREF_SCHEDULER_HOST"]}}
 
 
+#: Why a test never runs in this run, by marker: the terminal summary counts
+#: each reason, so nothing deselected goes unsaid.
+DESELECTED = pytest.StashKey[dict]()
+
+
+def why_not_here(item, config) -> str | None:
+    """Why `item` cannot run in this run (None: it runs). Tests that can never
+    run in a target are deselected for a reason said here, never skipped."""
+    scheduler, mode, isolated = config.getoption("--scheduler"), config.option.mode, config.getoption("--isolated")
+    # From this machine the local mode is one test that runs the suite on the
+    # login node; that test is the only one there, and nowhere else.
+    if item.path.name == "test_login_node.py":
+        if ON_LOGIN_NODE:
+            return "the local mode's launcher (it runs this suite here, from outside the testbed)"
+        return None if mode in ("local", "both") else "the local mode (not in this run: --mode ssh or --isolated)"
+    if not ON_LOGIN_NODE and mode == "local":
+        return "run on the login node by test_login_node.py (--mode local)"
+    only = item.get_closest_marker("schedulers")
+    if only and scheduler not in only.args:
+        return f"for {' and '.join(only.args)} only"
+    if item.get_closest_marker("isolated") and not isolated:
+        return "need the isolated testbed (make test-isolated-<s>, --isolated): the Dask scheduler on the login node"
+    # "host" tests drive the testbed from this machine; the isolated variant adds nothing to them,
+    # nor to those where the scheduler's placement changes nothing: the SSH mode runs those, and
+    # the local mode (on the login node) only what differs from it.
+    if item.get_closest_marker("host") and (ON_LOGIN_NODE or isolated):
+        return "drive the testbed from this machine (host): the SSH mode runs them"
+    if item.get_closest_marker("placement_independent") and (ON_LOGIN_NODE or isolated):
+        return "placement-independent: the SSH mode runs them"
+    if ON_LOGIN_NODE and item.get_closest_marker("needs_docker"):
+        return "need docker on the host (root on the nodes), which the test user on the login node has not"
+    if ON_LOGIN_NODE and item.get_closest_marker("ssh_mode"):
+        return "SSH mode only (SSHRunner's own promises)"
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
-    scheduler, mode = config.getoption("--scheduler"), config.option.mode
-    if scheduler is None:
+    if config.getoption("--scheduler") is None:
+        # Not a target that cannot run them: no target was named (a real cause, said).
         skip = pytest.mark.skip(
             reason="needs a testbed: pass --scheduler (e.g. pytest tests/integration "
             "--scheduler slurm), or run make test-<scheduler>"
@@ -113,24 +149,92 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             item.add_marker(skip)
         return
-    # From this machine the local mode is one test that runs the suite on the
-    # login node; that test is the only one there, and nowhere else.
-    delegating = not ON_LOGIN_NODE and mode in ("local", "both")
-    in_process = ON_LOGIN_NODE or mode in ("ssh", "both")
-    keep, drop = [], []
+    keep, drop, why = [], [], {}
     for item in items:
-        delegate = item.path.name == "test_login_node.py"
-        # "host" tests drive the testbed from this machine; the isolated variant adds nothing to them,
-        # nor to those where the scheduler's placement changes nothing: the SSH mode runs those, and
-        # the local mode (on the login node) only what differs from it.
-        isolated = config.getoption("--isolated")
-        host_only = item.get_closest_marker("host") and (ON_LOGIN_NODE or isolated)
-        repeated = (isolated or ON_LOGIN_NODE) and item.get_closest_marker("placement_independent")
-        wanted = delegating if delegate else in_process and not host_only and not repeated
-        (keep if wanted else drop).append(item)
+        reason = why_not_here(item, config)
+        (keep if reason is None else drop).append(item)
+        if reason is not None:
+            why[reason] = why.get(reason, 0) + 1
+    config.stash[DESELECTED] = why
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+#: What the local mode's run on the login node counted (test_login_node.py puts it here):
+#: {"counts": {outcome: n} or None if that run never finished, "seconds": its duration, "nodeid": the test's}.
+LOGIN_NODE_RUN = pytest.StashKey[dict]()
+#: Set by test_login_node.py for the run on the login node: where it writes its counts.
+COUNTS_FILE = os.environ.get("JQREF_COUNTS_FILE")
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+SESSION_START = pytest.StashKey[float]()
+
+
+def pytest_sessionstart(session):
+    session.config.stash[SESSION_START] = time.monotonic()
+
+
+def outcome_counts(terminalreporter) -> dict[str, int]:
+    """This run's tests by outcome, as pytest's own summary line counts them."""
+    stats = terminalreporter.stats
+    counts = {key: sum(getattr(r, "count_towards_summary", True) for r in stats.get(key, [])) for key in OUTCOMES}
+    counts["deselected"] = len(stats.get("deselected", []))
+    return counts
+
+
+def describe(counts: dict[str, int]) -> str:
+    """Counts as pytest says them, "4 passed, 0 failed, 2 skipped": passed and failed always, the rest if any."""
+    return ", ".join(f"{n} {key}" for key, n in counts.items() if n or key in ("passed", "failed"))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    why = config.stash.get(DESELECTED, {})
+    if why:
+        terminalreporter.ensure_newline()  # else the first line after the header is blank
+        terminalreporter.section("deselected: why these tests do not run here", sep="-")
+        for reason, count in why.items():
+            terminalreporter.write_line(f"{count:3d} {'test' if count == 1 else 'tests'}: {reason}")
+        chosen = len(terminalreporter.stats.get("deselected", [])) - sum(why.values())
+        if chosen > 0:
+            terminalreporter.write_line(
+                f"{chosen:3d} {'test' if chosen == 1 else 'tests'}: not chosen (-k, -m, --deselect)"
+            )
+    if ON_LOGIN_NODE and COUNTS_FILE:
+        # For the test that started this run: the counts it reports outside (and the outcome it must have).
+        seconds = time.monotonic() - config.stash.get(SESSION_START, time.monotonic())
+        pathlib.Path(COUNTS_FILE).write_text(
+            json.dumps({"counts": outcome_counts(terminalreporter), "seconds": seconds})
+        )
+    if Timings.KEY in config.stash:
+        terminalreporter.ensure_newline()
+        terminalreporter.section("testbed", sep="-")
+        terminalreporter.write_line(config.stash[Timings.KEY].summary())
+    login = config.stash.get(LOGIN_NODE_RUN, None)
+    if login is None:
+        return
+    terminalreporter.ensure_newline()
+    terminalreporter.section("the local mode, run on the login node", sep="-")
+    name = login["nodeid"].split("::")[-1]
+    if login["counts"] is None:
+        terminalreporter.write_line(f"login node: no counts, its run did not finish (see {name}'s output)", red=True)
+        return
+    inner = login["counts"]
+    bad = inner["failed"] or inner["error"]
+    terminalreporter.write_line(
+        f"login node: {describe(inner)} in {login['seconds']:.1f}s (run inside {name}, which counts as one test here)",
+        red=bool(bad),
+        green=not bad,
+    )
+    # Everything this run ran: the tests here, less the one that ran the login node's, and the login node's.
+    total = outcome_counts(terminalreporter)
+    del total["deselected"]
+    for key in OUTCOMES:
+        if any(r.nodeid == login["nodeid"] for r in terminalreporter.stats.get(key, [])):
+            total[key] -= 1
+            break
+    for key in OUTCOMES:
+        total[key] += inner[key]
+    terminalreporter.write_line(f"in all, here and on the login node: {describe(total)}")
 
 
 def wait_for(condition, what: str, timeout: float = PATIENCE, interval: float = 0.5):
@@ -182,12 +286,55 @@ def docker_compose_project_name(scheduler_name, isolated) -> str:
     return testbed_script("project", scheduler_name, isolated).strip()
 
 
+class Timings:
+    """How long each step of bringing the testbed up (and down) took: said on
+    the terminal as each step ends, so that a slow build shows as a build and
+    not as a slow first test, and all of them again in the final summary."""
+
+    KEY = pytest.StashKey["Timings"]()
+
+    def __init__(self, config, project: str):
+        self.config, self.project, self.steps = config, project, []
+        #: When the teardown that ends with `compose down` began (testbed_up's teardown sets it).
+        self.down_from: float | None = None
+
+    @contextlib.contextmanager
+    def step(self, what: str):
+        started = time.monotonic()
+        yield
+        self.add(what, time.monotonic() - started)
+
+    def add(self, what: str, seconds: float) -> None:
+        self.steps.append((what, seconds))
+        self.say(f"{what}: {seconds:.1f}s")
+
+    def say(self, text: str) -> None:
+        """A line on the terminal now, outside the output captured for the test that is starting."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.ensure_newline()
+            reporter.write_line(f"[{time.strftime('%H:%M:%S')}] testbed {self.project}: {text}")
+
+    def summary(self) -> str:
+        return f"testbed {self.project}: " + ", ".join(f"{what} {seconds:.1f}s" for what, seconds in self.steps)
+
+
 @pytest.fixture(scope="session")
-def containers(scheduler_name, docker_compose_project_name, isolated):
+def timings(request, docker_compose_project_name) -> Timings:
+    request.config.stash[Timings.KEY] = Timings(request.config, docker_compose_project_name)
+    return request.config.stash[Timings.KEY]
+
+
+@pytest.fixture(scope="session")
+def containers(scheduler_name, docker_compose_project_name, isolated, timings):
     """The testbed's containers (Docker SDK); the host-side steps done first."""
     from .testbeds.containers import Containers
 
-    testbed_script("prepare", scheduler_name, isolated, docker_compose_project_name)
+    with timings.step("prepare (docker engine, node image, keys)"):
+        testbed_script("prepare", scheduler_name, isolated, docker_compose_project_name)
     os.environ.setdefault("NODE_IMAGE", "jqref/node:trixie")
     os.environ.setdefault("JQREF_SRC", str(ROOT))
     return Containers(docker_compose_project_name)
@@ -205,29 +352,39 @@ def docker_setup(reused):
 
 
 @pytest.fixture(scope="session")
-def docker_cleanup(reused, request):
+def docker_cleanup(reused, request, timings):
     if reused or request.config.getoption("--keep-testbed"):
-        return []
-    return ["down --volumes --remove-orphans --timeout 5"]
+        yield []
+        return
+    yield ["down --volumes --remove-orphans --timeout 5"]
+    # pytest-docker's docker_services, torn down just before this, has run it since testbed_up's teardown ended.
+    if timings.down_from is not None:
+        timings.add("compose down", time.monotonic() - timings.down_from)
 
 
 @pytest.fixture(scope="session")
-def testbed_up(scheduler_name, docker_compose_project_name, isolated, containers, docker_services, docker_cleanup):
+def testbed_up(request, scheduler_name, docker_compose_project_name, isolated, containers, reused, timings):
     """The testbed running jobs and reachable over SSH; its addresses in the
     environment, where the suite and the clients it starts in other processes read them."""
 
     def ready() -> tuple[int, str, str]:
         return containers.exec("login", "bash", f"/src/docker/{scheduler_name}/ready.sh", check=False)
 
+    with timings.step("already up, reused" if reused else "compose up --build (images, containers)"):
+        docker_services = request.getfixturevalue("docker_services")
+    docker_cleanup = request.getfixturevalue("docker_cleanup")
     try:
-        docker_services.wait_until_responsive(check=lambda: ready()[0] == 0, timeout=READY_TIMEOUT, pause=2)
+        with timings.step("ready.sh passing"):
+            docker_services.wait_until_responsive(check=lambda: ready()[0] == 0, timeout=READY_TIMEOUT, pause=2)
     except Exception:
         _, out, err = ready()
         raise RuntimeError(
             f"the {scheduler_name} testbed was not ready after {READY_TIMEOUT:g} s; ready.sh says: "
             f"{(out + err).strip()[-2000:]} (daemon logs: make logs-{scheduler_name})"
         ) from None
-    testbed_script("access", scheduler_name, isolated, docker_compose_project_name)
+    with timings.step("SSH access (sshd, keys, certificates)"):
+        testbed_script("access", scheduler_name, isolated, docker_compose_project_name)
+    timings.say(f"up in {sum(seconds for _, seconds in timings.steps):.1f}s")
     config = ROOT / "build" / "ssh" / f"{docker_compose_project_name}.config"
     bastion = f"Host {docker_compose_project_name}-via-bastion" in config.read_text()
     os.environ.update(
@@ -239,7 +396,9 @@ def testbed_up(scheduler_name, docker_compose_project_name, isolated, containers
     )
     yield containers
     if isolated and docker_cleanup:
-        testbed_script("unisolate", scheduler_name, isolated, docker_compose_project_name)
+        with timings.step("unisolate (host firewall rule removed)"):
+            testbed_script("unisolate", scheduler_name, isolated, docker_compose_project_name)
+    timings.down_from = time.monotonic()
 
 
 # ---- what every test gets -------------------------------------------------------
@@ -381,13 +540,3 @@ def node_containers():
     from .testbeds.containers import Containers
 
     return Containers(os.environ["JQREF_TESTBED_PROJECT"])
-
-
-def needs_docker(mode: str, fault: str) -> None:
-    """Skip in local mode: the suite runs as an unprivileged user inside the
-    login container there, with no docker and no root (no sudo) to cause `fault`."""
-    if mode != "ssh":
-        pytest.skip(
-            f"{fault} needs docker on the host (root on the nodes): SSH mode only; "
-            "local mode runs as the unprivileged user dask in the login container"
-        )

@@ -11,7 +11,6 @@ from jqref import JobState
 
 from .conftest import (
     PATIENCE,
-    needs_docker,
     node_containers,
     start_and_kill_client,
     wait_for,
@@ -206,10 +205,8 @@ def test_bad_input_is_refused_and_leaves_nothing(make_cluster, testbed, job_name
     assert testbed.active_jobs(job_name) == set()
 
 
-def test_another_user_gets_nothing_and_the_workers_key_cannot_act_as_a_client(
-    make_cluster, cluster_options, runner, mode
-):
-    needs_docker(mode, "acting as another user of the login node")
+@pytest.mark.needs_docker("acting as another user of the login node")
+def test_another_user_gets_nothing_and_the_workers_key_cannot_act_as_a_client(make_cluster, cluster_options, runner):
     cluster = make_cluster()
     script = cluster.job_script()
     ca, cert, key = (

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from .conftest import LOGS, PATIENCE, needs_docker, start_and_kill_client, wait_for, worker_count
+from .conftest import LOGS, PATIENCE, start_and_kill_client, wait_for, worker_count
 
 pytestmark = pytest.mark.integration
 
@@ -94,12 +94,12 @@ def test_client_crash_leaves_a_record_and_jqref_cleanup_cancels_its_jobs(testbed
 
 
 @pytest.mark.placement_independent
-def test_controller_restart_is_not_a_job_outcome(make_cluster, client_for, testbed, job_name, mode, caplog):
+@pytest.mark.needs_docker("restarting the batch system's controller")
+def test_controller_restart_is_not_a_job_outcome(make_cluster, client_for, testbed, job_name, caplog):
     # The controller goes down and comes back restarted while two jobs run and
     # two wait. Polls fail meanwhile; a failed poll is not a job outcome: no
     # job is replaced, the same jobs are there after, and scaling down leaves
     # nothing in the queue.
-    needs_docker(mode, "restarting the batch system's controller")
     cluster = make_cluster(cores=2, memory="1GiB", processes=1)
     client = client_for(cluster)
     cluster.scale(jobs=4)
@@ -117,12 +117,12 @@ def test_controller_restart_is_not_a_job_outcome(make_cluster, client_for, testb
     wait_for(lambda: not testbed.active_jobs(job_name), "scale(0) to empty the queue")
 
 
-def test_compute_node_lost_workers_come_back_and_work_completes(make_cluster, client_for, testbed, job_name, mode):
+@pytest.mark.needs_docker("killing a compute node")
+def test_compute_node_lost_workers_come_back_and_work_completes(make_cluster, client_for, testbed, job_name):
     # A compute node dies while its worker holds tasks and results. The
     # computation completes on the other node, the lost tasks recomputed; once
     # the node is back the cluster has two workers again, whether the batch
     # system requeued the job (Slurm) or it ended and jqref replaced it.
-    needs_docker(mode, "killing a compute node")
     cluster = make_cluster(cores=2, memory="1GiB", processes=1)  # a node each
     client = client_for(cluster)
     cluster.scale(jobs=2)

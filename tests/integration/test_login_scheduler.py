@@ -19,15 +19,13 @@ from distributed import Client
 
 from jqref.records import records_dir
 
-from .conftest import client_process, node_containers, scheduler_on, start_and_kill_client, wait_for, worker_count
+from .conftest import client_process, node_containers, start_and_kill_client, wait_for, worker_count
 from .intruder import CONNECT_WITHOUT_THE_CERTIFICATE, REFUSED
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(scheduler_on() != "login", reason="scheduler on the login node only (--isolated)"),
+    pytest.mark.isolated("the Dask scheduler on the login node (scheduler_on='login')"),
 ]
-
-ISOLATED = os.environ.get("JQREF_ISOLATED") == "1"
 
 
 def scheduler_processes(runner) -> list[str]:
@@ -83,7 +81,7 @@ def test_killed_client_takes_the_remote_scheduler_and_then_the_jobs_with_it(
     wait_for(lambda: not testbed.active_jobs(job_name), "the jobs to end after death-timeout", timeout=15 + 90)
 
 
-@pytest.mark.skipif(not ISOLATED, reason="needs compute nodes that cannot reach this machine (--isolated)")
+@pytest.mark.isolated("compute nodes that cannot reach this machine")
 def test_scheduler_here_fails_with_a_diagnosis_when_compute_nodes_cannot_reach_it(
     make_cluster, testbed, job_name, caplog
 ):

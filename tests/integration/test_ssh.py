@@ -15,15 +15,9 @@ from jqref import SSHRunner
 
 from .conftest import node_containers, scheduler_on, wait_for, worker_count
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.ssh_mode]
 
 HOSTILE = ["two words", 'it\'s "quoted"', "$(touch /tmp/pwned)", "`id`", "a;b|c&&d", "${HOME}*", "\\n"]
-
-
-@pytest.fixture(autouse=True)
-def ssh_only(mode):
-    if mode != "ssh":
-        pytest.skip("SSH mode only")
 
 
 @pytest.fixture
@@ -130,7 +124,7 @@ def test_connection_killed_during_scale_ends_with_exactly_the_requested_jobs(
 
 
 @pytest.fixture(autouse=True)
-def testbed_reachable(ssh_only, request):
+def testbed_reachable(request):
     """Every test here, `ssh_files` ones too, runs with the testbed up and its
     ssh config in the environment, even when it runs first or alone."""
     request.getfixturevalue("runner")
