@@ -286,8 +286,8 @@ command is run. Exits 1 if a record named does not exist or cannot be read."""
 CLEANUP_DESCRIPTION = """\
 Cancel the jobs of recorded clusters whose process is gone (a crashed or killed
 client), with the batch system and runner (local or SSH) the cluster used;
-remove the workers' TLS credential files they left, and their records; and
-remove records whose writing never finished. Naming IDs limits it to those.
+remove the files their jobs read (the workers' TLS credentials, jqref's
+preloads) and their records; and remove records whose writing never finished. Naming IDs limits it to those.
 A detached session is cleaned up only when named (or with --all), and its
 scheduler on the login node is stopped too. A cluster whose process still
 runs, or runs on another host, is left alone unless --all is given.
