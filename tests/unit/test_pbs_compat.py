@@ -427,10 +427,9 @@ JOBCOMP_ENV = {
     "DERIVED_EC": "0:0",
     "UID": "1000",
     "USERNAME": "dask",
-    "GROUPID": "1000",
     "PARTITION": "workq",
     "ACCOUNT": "",
-    "LIMIT": "10",
+    "LIMIT": "00:10:00",
     "SUBMIT": "1796590403",
     "START": "1796590404",
     "END": "1796590410",
@@ -438,9 +437,10 @@ JOBCOMP_ENV = {
     "NODECNT": "2",
     "PROCS": "4",
     "WORK_DIR": "/home/dask",
-    "STDOUT": "/home/dask/psij.job.o31",
-    "STDERR": "/home/dask/psij.job.e31",
+    "STDOUT": "/home/dask/psij.job.o%A",  # as jobcomp gives them: patterns
+    "STDERR": "/home/dask/%x.e%j",
     "BATCH": "yes",
+    "GID": "1000",
     "PATH": "/usr/bin:/bin",
 }
 
@@ -455,6 +455,16 @@ def test_the_recorder_keeps_a_finished_job_that_qstat_x_reads_back(tmp_path):
     assert attrs["job_state"] == "F" and attrs["Exit_status"] == 2
     assert attrs["exec_host"] == "compute1/0*2+compute2/0*2"
     assert attrs["Resource_List"]["nodect"] == 2 and attrs["Resource_List"]["walltime"] == "00:10:00"
+    assert attrs["Output_Path"] == "login:/home/dask/psij.job.o31"
+    assert attrs["Error_Path"] == "login:/home/dask/psij.job.e31"
+
+
+@pytest.mark.parametrize(
+    ("limit", "minutes"),
+    [("00:10:00", 10), ("1-02:00:00", 1560), ("05:30", 5), ("90", 90), ("UNLIMITED", None), ("", None)],
+)
+def test_jobcomp_time_limits(limit, minutes):
+    assert compat._limit_minutes(limit) == minutes
 
 
 def test_the_recorder_forgets_records_older_than_two_weeks_and_ignores_odd_ids(tmp_path):
@@ -473,3 +483,17 @@ def test_hostlists_are_spelt_out():
     assert compat._expand_hostlist("compute[1-2]") == ["compute1", "compute2"]
     assert compat._expand_hostlist("n[01-02,05],login") == ["n01", "n02", "n05", "login"]
     assert compat._expand_hostlist("compute1") == ["compute1"]
+
+
+def test_no_answer_from_slurmctld_is_an_error_not_an_empty_queue(monkeypatch, capsys):
+    # scontrol --json exits 0 with no jobs when the controller cannot be reached; only its time tells.
+    silent = {"jobs": [], "last_update": {"set": True, "infinite": False, "number": 0}, "errors": [], "meta": {}}
+
+    def scontrol(argv, **kwargs):
+        return compat.subprocess.CompletedProcess(argv, 0, json.dumps(silent), "scontrol: error: Unable to contact")
+
+    monkeypatch.setattr(compat.subprocess, "run", scontrol)
+    with pytest.raises(RuntimeError, match="Unable to contact"):
+        compat.load_live()
+    assert compat.qstat_main(["-f", "-F", "json", "-x", "5"]) == 1
+    assert "cannot reach the batch server" in capsys.readouterr().err

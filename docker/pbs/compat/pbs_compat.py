@@ -293,6 +293,22 @@ def _slurm_time(value: str | None) -> int | None:
         return None
 
 
+def _limit_minutes(value: str | None) -> int | None:
+    """A jobcomp time limit (``[days-]hours:minutes:seconds``, ``UNLIMITED``) in minutes."""
+    match = re.fullmatch(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)", (value or "").strip())
+    if not match:
+        return _number(value)
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return ((days * 24 + hours) * 60 * 60 + minutes * 60 + seconds) // 60
+
+
+def _output_path(pattern: str, env: Mapping[str, str]) -> str:
+    """An output file name as Slurm gives it to jobcomp, its %A/%j/%x/%u filled in."""
+    fields = {"A": env.get("JOBID", ""), "j": env.get("JOBID", ""), "x": env.get("JOBNAME", "")}
+    fields["u"] = env.get("USERNAME", "")
+    return re.sub(r"%([%Ajxu])", lambda m: "%" if m[1] == "%" else fields[m[1]], pattern)
+
+
 def record_from_jobcomp(env: Mapping[str, str]) -> dict:
     """The environment ``jobcomp/script`` runs its script with (a finished
     job), as the same record."""
@@ -325,9 +341,9 @@ def record_from_jobcomp(env: Mapping[str, str]) -> dict:
         "nodes": nodes,
         "per_node": per_node,
         "memory_mb": None,
-        "time_limit": _number(env.get("LIMIT")),
-        "stdout": env.get("STDOUT", ""),
-        "stderr": env.get("STDERR", ""),
+        "time_limit": _limit_minutes(env.get("LIMIT")),
+        "stdout": _output_path(env.get("STDOUT", ""), env),
+        "stderr": _output_path(env.get("STDERR", ""), env),
         "workdir": env.get("WORK_DIR", ""),
         "requeue": False,
         "restarts": 0,
@@ -606,6 +622,12 @@ def load_live() -> tuple[dict[str, dict], str]:
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip() or f"scontrol exited {done.returncode}")
     report = json.loads(done.stdout)
+    # scontrol exits 0 with no jobs when it cannot reach slurmctld; only an
+    # answer from it has the controller's time. No answer is not "no jobs".
+    if report.get("errors") or not _number(report.get("last_update")):
+        errors = "; ".join(str(e.get("description", e)) for e in report.get("errors") or [])
+        last = done.stderr.strip().splitlines()[-1:]
+        raise RuntimeError(errors or (last[0] if last else "no answer from slurmctld"))
     version = ((report.get("meta") or {}).get("slurm") or {}).get("release", "")
     return {str(job["job_id"]): record_from_slurm_json(job) for job in report.get("jobs", [])}, version
 
