@@ -104,3 +104,16 @@ def test_unknown_jobs_and_unimplemented_options_are_errors(compat):
     assert json.loads(result.stdout)["Jobs"] == {}
     result = qstat(compat, "-x", "-n")
     assert result.returncode == 2 and "not implemented by the compat layer" in result.stderr
+
+
+def test_jobs_find_pbs_variables_and_a_node_file(compat):
+    out = f"{LOGS}/compat-env-{uuid.uuid4().hex[:8]}.txt"
+    body = (
+        "#!/bin/bash\n#PBS -l select=1:ncpus=2:mpiprocs=2\n"
+        f'{{ echo "$PBS_JOBID $PBS_JOBNAME $PBS_ENVIRONMENT $PBS_QUEUE"; cat "$PBS_NODEFILE"; }} > {out}\n'
+    )
+    job_id = submit(compat, body, "-N", "compat-env")
+    wait_for(lambda: state_of(compat, job_id) == "F", f"job {job_id} to finish")
+    first, *nodes = compat.run("cat", out).splitlines()
+    assert first == f"{job_id} compat-env PBS_BATCH workq"
+    assert len(nodes) == 2 and len(set(nodes)) == 1 and nodes[0].startswith("compute")  # once per MPI process
