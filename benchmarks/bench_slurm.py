@@ -137,22 +137,26 @@ def jqref_export(ref):
     return sha
 
 
+#: `testbed.sh exec` as the testbed's unprivileged user, in its home.
+AS_TEST_USER = ("exec", "slurm", "-u", "dask", "-w", "/home/dask")
+
+
 def container_path(*extra):
     return ":".join([*extra, *([f"/src/{JQREF_DIR}"] if JQREF_DIR else []), "/src"])
 
 
 def in_login(args, pythonpath=None, timeout=600):
+    return in_node("login", args, pythonpath, timeout)
+
+
+def in_node(node, args, pythonpath=None, timeout=600):
+    """measure.py with `args`, as the test user on `node` of the testbed; its JSON result."""
     pythonpath = pythonpath or container_path()
     p = testbed(
-        "exec",
-        "slurm",
-        "-u",
-        "dask",
-        "-w",
-        "/home/dask",
+        *AS_TEST_USER,
         "-e",
         f"PYTHONPATH={pythonpath}",
-        "login",
+        node,
         "python",
         "/src/benchmarks/measure.py",
         *args,
@@ -270,12 +274,7 @@ def install_djq():
             timeout=300,
         )
     testbed(
-        "exec",
-        "slurm",
-        "-u",
-        "dask",
-        "-w",
-        "/home/dask",
+        *AS_TEST_USER,
         "login",
         "bash",
         "-c",
@@ -385,26 +384,7 @@ def ssh_round_trips():
 
 
 def startup_components():
-    p = testbed(
-        "exec",
-        "slurm",
-        "-u",
-        "dask",
-        "-w",
-        "/home/dask",
-        "-e",
-        f"PYTHONPATH={container_path()}",
-        "compute1",
-        "python",
-        "/src/benchmarks/measure.py",
-        "startup",
-        "--repeat",
-        "7",
-        *STEP_ARGS.get("startup", []),
-        check=False,
-        timeout=300,
-    )
-    return bench_json(p)
+    return in_node("compute1", ["startup", "--repeat", "7", *STEP_ARGS.get("startup", [])], timeout=300)
 
 
 def versions_in_image():

@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pathlib
 import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
+from bench_slurm import write_atomically  # this folder is on the path: the script's own
 from distributed import Client
 
 from jqref import SLURMCluster
@@ -59,21 +58,6 @@ def one_round(jobs: int, settle: float, python: str) -> dict:
     return {"close_s": round(took, 3), "jobs": jobs, "left_in_queue": len(left)}
 
 
-def write_whole(path: str, text: str) -> None:
-    """`path` holds `text` at once or stays as it was: written under a temporary name, then renamed."""
-    target = pathlib.Path(path).resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(partial, 0o644)
-        os.replace(partial, target)
-    except BaseException:
-        pathlib.Path(partial).unlink(missing_ok=True)
-        raise
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -96,7 +80,7 @@ def main() -> None:
     }
     print(json.dumps(summary), flush=True)
     if args.out:
-        write_whole(args.out, json.dumps({"rounds": rounds, "summary": summary}, indent=1) + "\n")
+        write_atomically(args.out, json.dumps({"rounds": rounds, "summary": summary}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

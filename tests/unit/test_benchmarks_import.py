@@ -31,6 +31,8 @@ BENCH_SLURM_RESULTS = ["slurm", "slurm-scale", "slurm-scale-64", "slurm-version-
 
 
 def load(name):
+    if str(BENCHMARKS) not in sys.path:  # as when run as a script: its own folder is on the path
+        sys.path.insert(0, str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
