@@ -118,6 +118,10 @@ class Allocation(SyncMethodMixin):
         """This process's rank in the launch."""
         raise NotImplementedError
 
+    async def size(self) -> int | None:
+        """How many processes the launch has, where the launcher says."""
+        return None
+
     async def publish(self, address: str, security: Security | None) -> None:
         """Tell the other ranks where the scheduler listens and its TLS material."""
         raise NotImplementedError
@@ -135,6 +139,9 @@ class Allocation(SyncMethodMixin):
         if self.status != Status.created:
             return
         self.status = Status.starting
+        size = await self.size()
+        if size is not None:
+            check_size(size, self.scheduler, self.client)
         self.role = role_of(await self.rank(), self.scheduler, self.client)
         if self.security is not False:
             ssl_error_queue.apply()  # every TLS process of a cluster, as jqref's other placements
@@ -219,7 +226,11 @@ class Allocation(SyncMethodMixin):
         await self._close()
 
     def __enter__(self):
-        self.sync(self._start)
+        try:
+            self.sync(self._start)
+        except BaseException:
+            self._loop_runner.stop()
+            raise
         if self.role is not Role.client:
             self._loop_runner.stop()
         self._leave_unless_client()
@@ -296,30 +307,32 @@ class SLURMAllocation(FileAllocation):
     def __init__(self, *args, scheduler_file: str | os.PathLike = "scheduler-{job_id}.json", **kwargs):
         job_id = _environment_int(("SLURM_JOB_ID",), "the Slurm job", "srun inside an allocation")
         super().__init__(*args, scheduler_file=str(scheduler_file).format(job_id=job_id), **kwargs)
-        self.size = _environment_int(("SLURM_NTASKS",), "the number of tasks", "srun -n N")
-        check_size(self.size, self.scheduler, self.client)
 
     async def rank(self):
         return _environment_int(("SLURM_PROCID",), "the task's rank", "srun")
 
+    async def size(self):
+        return _environment_int(("SLURM_NTASKS",), "the number of tasks", "srun -n N")
+
 
 class MPIAllocation(FileAllocation):
-    """Launched with ``mpirun``/``mpiexec`` (Open MPI, MPICH, PMIx, Intel
-    MPI): ranks from the launcher's environment, without importing MPI;
+    """Launched with ``mpirun``/``mpiexec`` (Open MPI, MPICH, Intel MPI, a
+    PMIx launcher): ranks from the launcher's environment, without importing MPI;
     for PBS and SGE allocations as well. `scheduler_file` is required and
     should be unique to the launch (a stale file would send the others to a
     scheduler that is gone)."""
 
-    RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "MPI_LOCALRANKID")
-    SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MPI_LOCALNRANKS")
-
-    def __init__(self, *args, scheduler_file: str | os.PathLike, **kwargs):
-        super().__init__(*args, scheduler_file=scheduler_file, **kwargs)
-        self.size = _environment_int(self.SIZE_VARIABLES, "the number of ranks", "mpirun -n N")
-        check_size(self.size, self.scheduler, self.client)
+    #: Each launcher's names for the rank in the whole launch and its size
+    #: (never a node's local rank); a PMIx launcher gives the rank alone.
+    RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK")
+    SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 
     async def rank(self):
         return _environment_int(self.RANK_VARIABLES, "the process's rank", "mpirun")
+
+    async def size(self):
+        sizes = [os.environ[name] for name in self.SIZE_VARIABLES if name in os.environ]
+        return int(sizes[0]) if sizes else None
 
 
 class InProcessWorld:

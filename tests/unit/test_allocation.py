@@ -127,3 +127,23 @@ def test_without_a_scheduler_the_others_give_up_naming_the_file(tmp_path):
     outcomes = ended(processes, 60)
     for code, _, err in outcomes.values():
         assert code != 0 and f"scheduler file {scheduler_file}" in err and "did it start?" in err, err
+
+
+def test_an_mpi_launch_reads_the_global_rank_and_size_and_refuses_a_launch_too_small(monkeypatch, tmp_path):
+    from jqref.placement.allocation import MPIAllocation
+
+    async def rank_and_size(allocation):
+        return await allocation.rank(), await allocation.size()
+
+    monkeypatch.setenv("PMI_RANK", "3")
+    monkeypatch.setenv("PMI_SIZE", "5")
+    monkeypatch.setenv("MPI_LOCALRANKID", "0")  # Intel MPI's rank on the node: not the one
+    allocation = MPIAllocation(scheduler_file=tmp_path / "s.json", asynchronous=False)
+    try:
+        assert asyncio.run(rank_and_size(allocation)) == (3, 5)
+    finally:
+        allocation._loop_runner.stop()
+    monkeypatch.setenv("PMI_SIZE", "2")
+    with pytest.raises(ValueError, match=r"2 process\(es\) were launched"):
+        with MPIAllocation(scheduler_file=tmp_path / "s.json"):
+            pass
