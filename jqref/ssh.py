@@ -86,15 +86,41 @@ class _NotStarted(Exception):
 
 
 class SSHRunner:
-    """Run batch commands on `destination` (``[user@]host[:port]`` or an alias
-    from the ssh config) over one persistent connection.
+    """Run batch commands on `destination` over one persistent connection.
 
-    ``trust_unknown_hosts=True`` accepts a host key seen for the first time
-    and appends it to the first known_hosts file (hashed under ``HashKnownHosts
-    yes``), like ``StrictHostKeyChecking accept-new``; by default such hosts
-    are refused, like ``StrictHostKeyChecking yes``. With ``login_shell`` set,
-    commands run through ``bash -l`` so that site profiles (``module``, PATH)
-    apply.
+    Parameters
+    ----------
+    destination : str
+        ``[user@]host[:port]``, or an alias from the ssh config.
+    config_file : str or None
+        The ssh config read as OpenSSH reads it (``HostName``, ``User``,
+        ``Port``, ``IdentityFile``, ``UserKnownHostsFile``, ``ProxyJump``
+        chains); None reads none. Default ``~/.ssh/config``.
+    known_hosts : str, optional
+        Another known_hosts file to check host keys against.
+    identity_file : str, optional
+        A private key to try first.
+    trust_unknown_hosts : bool
+        Accept a host key seen for the first time and append it to the first
+        known_hosts file (hashed under ``HashKnownHosts yes``), like
+        ``StrictHostKeyChecking accept-new``. By default such hosts are
+        refused, like ``StrictHostKeyChecking yes``; a changed key always is.
+    login_shell : bool
+        Run each command through ``bash -l``, so that the site's profile
+        (``module``, ``PATH``) applies.
+    max_sessions : int
+        Commands running at once, each a channel of the one connection (keep
+        it below sshd's ``MaxSessions``, 10 by default). Default 4.
+    keepalive : float
+        Seconds between keepalives; a connection silent for three of them is
+        taken as dead and made again. Default 15.
+    connect_timeout : float
+        Seconds to connect, exchange banners and authenticate, per hop. Default 30.
+    reconnect_attempts : int
+        Attempts to connect again, with backoff, before a command fails
+        with `ConnectionLost`. Default 5.
+    timeout : float
+        Seconds a command may take unless its caller says otherwise. Default 120.
     """
 
     def __init__(
