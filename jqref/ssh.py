@@ -112,8 +112,9 @@ class SSHRunner:
         Commands running at once, each a channel of the one connection (keep
         it below sshd's ``MaxSessions``, 10 by default). Default 4.
     keepalive : float
-        Seconds between keepalives; a connection silent for three of them is
-        taken as dead and made again. Default 15.
+        Seconds between keepalives; a connection whose traffic stays
+        unacknowledged for three of them is taken as dead and made again.
+        Default 15.
     connect_timeout : float
         Seconds to connect, exchange banners and authenticate, per hop. Default 30.
     reconnect_attempts : int
