@@ -43,6 +43,8 @@ from ..tls_roles import has_roles
 
 #: How long the client and the workers wait for the scheduler to say where it is.
 START_TIMEOUT = 120.0
+#: How long the client's rank tries to reach the scheduler to shut it down at the end of its block.
+SHUTDOWN_TIMEOUT = 10.0
 #: A worker whose scheduler is gone stops after this long, unless worker_options say otherwise.
 WORKER_DEATH_TIMEOUT = 60.0
 
@@ -191,12 +193,13 @@ class Allocation(SyncMethodMixin):
         """The client's block has ended: shut the scheduler down, and with it the workers."""
         if self.role is Role.client and self.status == Status.running:
             self.status = Status.closing
+            options = {"timeout": SHUTDOWN_TIMEOUT, **self.client_options}
             try:
                 async with Client(
-                    self.scheduler_address, security=self.security, asynchronous=True, **self.client_options
+                    self.scheduler_address, security=self.security, asynchronous=True, **options
                 ) as client:
                     await client.shutdown()
-            except OSError:  # it had gone already (killed, or ended on its own): nothing left to stop
+            except (OSError, TimeoutError):  # it had gone already (killed, or ended on its own): nothing to stop
                 pass
         self.status = Status.closed
 

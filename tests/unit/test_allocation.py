@@ -61,7 +61,7 @@ from jqref.slurm import SLURMRunner
 
 options = {"worker_options": {"death_timeout": 5}, "start_timeout": float(sys.argv[2])}
 with SLURMRunner(scheduler_file=sys.argv[1], **options) as runner:
-    with Client(runner) as client:
+    with Client(runner, timeout=5) as client:  # a lost scheduler fails its tasks after 5 s, not 30
         client.wait_for_workers(2)
         print("block", client.submit(lambda x: x + 1, 20, workers=[3]).result(), flush=True)
         if sys.argv[3] == "keep-computing":
