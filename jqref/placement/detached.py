@@ -119,6 +119,10 @@ async def ended(runner: Runner, session: dict[str, Any]) -> bool:
     return result.returncode == 1
 
 
+#: How long one heartbeat may take before it counts as failed.
+HEARTBEAT_TIMEOUT = 30.0
+
+
 async def keep_alive(
     heartbeat: Callable[[], Awaitable[object]],
     runner: Runner,
@@ -130,10 +134,15 @@ async def keep_alive(
     does, with the jobs the client has, for the scheduler to cancel if it is
     ever left alone). If the scheduler has ended meanwhile, `on_ended`:
     there is nothing left to control."""
+    interval = min(idle_timeout / 3, 10)
     while True:
         try:
-            await heartbeat()
-        except OSError:  # the connection is down: the next heartbeat counts, unless the scheduler is gone
+            await asyncio.wait_for(heartbeat(), HEARTBEAT_TIMEOUT)
+        except Exception as e:
+            # The connection is down or refused (an OSError, a timeout, or tornado's ValueError on a
+            # forward the login node refused): the next heartbeat counts, unless the scheduler is gone.
+            # Whatever the heartbeat raises, this loop must go on: it is what notices the scheduler's end.
+            logger.debug("heartbeat to the detached scheduler failed: %r", e)
             if await ended(runner, session):
                 logger.error(
                     "the detached scheduler on %s (%s) has ended (closed elsewhere, or after %g s without a "
@@ -144,4 +153,4 @@ async def keep_alive(
                 )
                 on_ended()
                 return
-        await asyncio.sleep(min(idle_timeout / 3, 10))
+        await asyncio.sleep(interval)

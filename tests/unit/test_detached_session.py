@@ -249,3 +249,20 @@ def test_without_a_detached_cluster_a_dropped_client_loses_its_futures_as_distri
                 return pending.status
 
     assert run(main()) == "cancelled"
+
+
+@pytest.mark.parametrize("failure", [OSError("refused"), ValueError("IOStream is not idle"), TimeoutError()])
+def test_a_client_whose_heartbeats_fail_closes_once_the_scheduler_is_gone_whatever_they_raise(tmp_path, failure):
+    """A laptop waking up finds its detached scheduler ended: however the heartbeat
+    fails through the dead forward, the loop asks whether the scheduler's state is
+    gone and closes the cluster, instead of dying with the exception."""
+    from jqref import LocalRunner
+    from jqref.placement.detached import keep_alive
+
+    async def heartbeat():
+        raise failure
+
+    closed = []
+    session = {"directory": str(tmp_path / "gone")}  # no state.json: the scheduler has ended
+    asyncio.run(asyncio.wait_for(keep_alive(heartbeat, LocalRunner(), session, 3, lambda: closed.append(1)), 30))
+    assert closed == [1]
