@@ -38,7 +38,7 @@ def test_the_first_process_checks_versions_workers_handle_sigterm_and_tls_proces
     assert scheduler_preloads(tls=True) == [preload_text(ssl_error_queue)] and scheduler_preloads(tls=False) == []
 
 
-def written_files(directory, tls=False) -> WorkerFiles:
+def written_files(directory) -> WorkerFiles:
     files = WorkerFiles.for_cluster(None, str(directory))
     asyncio.run(files.write(LocalRunner()))
     return files
