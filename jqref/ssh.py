@@ -40,6 +40,7 @@ from .port_forward import PortForward
 from .runners import DEFAULT_TIMEOUT, CommandError, CommandResult, CommandTimeout, ConnectionLost, _checked_argv
 from .ssh_config import Hop, _split_destination, hops_to
 from .ssh_process import RemoteProcess
+from .ssh_prompts import PromptAnswerer, PromptAnswers, ask_on_terminal
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,12 @@ class SSHRunner:
         with `ConnectionLost`. Default 5.
     timeout : float
         Seconds a command may take unless its caller says otherwise. Default 120.
+    answer_prompts : callable, optional
+        Answers what a host asks after the key (a one-time password):
+        ``answer_prompts(title, instructions, prompts)`` returns one string per
+        ``(text, echo)`` prompt. Asked once per connection (the runner keeps
+        it for the session); a reconnect asks again. Default: ask on the
+        terminal, hidden (or in the notebook), refused at once without one.
     """
 
     def __init__(
@@ -138,6 +145,7 @@ class SSHRunner:
         connect_timeout: float = 30,
         reconnect_attempts: int = 5,
         timeout: float = DEFAULT_TIMEOUT,
+        answer_prompts: PromptAnswerer | None = None,
     ):
         if reconnect_attempts < 1:
             raise ValueError(f"reconnect_attempts must be at least 1, got {reconnect_attempts}")
@@ -173,6 +181,7 @@ class SSHRunner:
         self.connect_timeout = connect_timeout
         self.reconnect_attempts = reconnect_attempts
         self.timeout = timeout
+        self.answer_prompts = answer_prompts
         self._clients: list[paramiko.SSHClient] = []
         self._connect_lock = threading.Lock()
         self._sessions = threading.BoundedSemaphore(max_sessions)
@@ -210,17 +219,23 @@ class SSHRunner:
             for i, hop in enumerate(self.hops):
                 client, policy = self._client_for(hop)
                 clients.append(client)
-                client.connect(
-                    hop.hostname,
-                    hop.port,
-                    username=hop.user,
-                    key_filename=list(hop.identity_files) or None,  # type: ignore[arg-type]  # a list, as paramiko takes; its stubs say str
-                    sock=sock,
-                    timeout=self.connect_timeout,
-                    banner_timeout=self.connect_timeout,
-                    auth_timeout=self.connect_timeout,
-                    transport_factory=policy.transport,
-                )
+                host = f"{hop.user}@{hop.hostname}" if hop.user else hop.hostname
+                prompts = PromptAnswers(host, self.answer_prompts or ask_on_terminal(host))
+                try:
+                    client.connect(
+                        hop.hostname,
+                        hop.port,
+                        username=hop.user,
+                        key_filename=list(hop.identity_files) or None,  # type: ignore[arg-type]  # a list, as paramiko takes; its stubs say str
+                        sock=sock,
+                        timeout=self.connect_timeout,
+                        banner_timeout=self.connect_timeout,
+                        auth_timeout=self.connect_timeout,
+                        transport_factory=prompts.answering(policy.transport),
+                    )
+                except paramiko.AuthenticationException:
+                    prompts.raise_kept()
+                    raise
                 if i + 1 < len(self.hops):
                     nxt = self.hops[i + 1]
                     sock = _connected(client).open_channel(
