@@ -161,9 +161,14 @@ wait_ready() {
     log "ready in ${SECONDS}s (ready.sh passing after $((SECONDS - waited))s of waiting)"
 }
 
-# Another project's command in the testbed: its wheels installed offline on
-# every node (the same environment everywhere), its tree on the shared home,
-# the command run there as the test user on the login node.
+# Another project's command in the testbed, as a user who logged in would
+# run it: over SSH to the login node as the test user, with a terminal (a
+# login session: os.getlogin() answers), in its tree on the shared home.
+# Its wheels go into an environment of its own on the shared home
+# (/home/dask/.jqref-runs/<name>, so every node sees it), made from the
+# nodes' Python and seeing the nodes' packages (/opt/jqref: the same
+# distributed) after its own: a project that pins older versions gets them,
+# and /opt/jqref, which jqref's own suite runs in, never changes.
 # INTERFACE_ALIASES=1 for `run`: the interface aliases dask-jobqueue's own CI
 # gives its nodes, eth0:scheduler on the login node and eth0:worker on the
 # compute nodes, each an extra address on eth0 in 10.99.0.0/24 (one network:
@@ -185,18 +190,7 @@ interface_aliases() {
 }
 
 run_project() {
-    local wheels=${WHEELS:-} tree=${TREE:-} cmd=${CMD:?run: say what to run, CMD='...'} workdir=/home/dask service name
-    if [ -n "$wheels" ]; then
-        ls "$wheels"/*.whl >/dev/null 2>&1 || { echo "testbed: WHEELS=$wheels holds no *.whl files" >&2; exit 2; }
-        "${compose[@]}" exec -T login rm -rf /home/dask/.jqref-wheels
-        "${compose[@]}" cp "$wheels/." login:/home/dask/.jqref-wheels >/dev/null
-        for service in $("${compose[@]}" ps --services --status running); do
-            [ "$service" = bastion ] && continue
-            log "installing $(ls "$wheels"/*.whl | wc -l) wheel(s) on $service"
-            "${compose[@]}" exec -T "$service" bash -c \
-                '/opt/jqref/bin/python -m pip install --quiet --disable-pip-version-check --no-index --find-links /home/dask/.jqref-wheels /home/dask/.jqref-wheels/*.whl'
-        done
-    fi
+    local wheels=${WHEELS:-} tree=${TREE:-} cmd=${CMD:?run: say what to run, CMD='...'} workdir=/home/dask name=run run_env
     if [ -n "$tree" ]; then
         name=$(basename "$(cd "$tree" && pwd)")
         workdir=/home/dask/$name
@@ -204,9 +198,29 @@ run_project() {
         "${compose[@]}" cp "$tree/." "login:$workdir" >/dev/null
         "${compose[@]}" exec -T login chown -R dask:dask "$workdir"
     fi
+    run_env=/home/dask/.jqref-runs/$name
+    log "environment $run_env: its own packages first, then the nodes' (/opt/jqref, unchanged)"
+    "${compose[@]}" exec -T -u dask login bash -euc '
+        [ -x "$1/bin/python" ] || python3 -m venv --without-pip "$1"
+        purelib() { "$1" -c "import sysconfig; print(sysconfig.get_path(\"purelib\"))"; }
+        purelib /opt/jqref/bin/python >"$(purelib "$1/bin/python")/_jqref_nodes.pth"' - "$run_env"
+    if [ -n "$wheels" ]; then
+        ls "$wheels"/*.whl >/dev/null 2>&1 || { echo "testbed: WHEELS=$wheels holds no *.whl files" >&2; exit 2; }
+        "${compose[@]}" exec -T login rm -rf /home/dask/.jqref-wheels
+        "${compose[@]}" cp "$wheels/." login:/home/dask/.jqref-wheels >/dev/null
+        "${compose[@]}" exec -T login chown -R dask:dask /home/dask/.jqref-wheels
+        log "installing $(ls "$wheels"/*.whl | wc -l) wheel(s) into $run_env"
+        "${compose[@]}" exec -T -u dask login bash -c '/opt/jqref/bin/python -m pip --python "$1/bin/python" install \
+            --quiet --disable-pip-version-check --no-index --find-links /home/dask/.jqref-wheels /home/dask/.jqref-wheels/*.whl' \
+            - "$run_env"
+    fi
     if [ "${INTERFACE_ALIASES:-0}" = 1 ]; then interface_aliases; fi
-    log "running as dask in $workdir on login: $cmd"
-    "${compose[@]}" exec -T -u dask -w "$workdir" login bash -c "$cmd"
+    # A login session needs utmp, where sshd records it and getlogin() looks.
+    "${compose[@]}" exec -T login bash -c '[ -e /run/utmp ] || install -m 0664 -g utmp /dev/null /run/utmp'
+    [ -f "$ssh_dir/$project.config" ] || "$0" access "$sched"
+    log "running as dask in $workdir on login, logged in over SSH: $cmd"
+    ssh -F "$ssh_dir/$project.config" -tt -o LogLevel=ERROR "$project-login" \
+        "cd $(printf %q "$workdir") && export VIRTUAL_ENV=$run_env PATH=$run_env/bin:/opt/jqref/bin:\$PATH && exec bash -c $(printf %q "$cmd")" </dev/null
 }
 
 case "$action" in

@@ -1,10 +1,12 @@
 """The testbeds for other projects: `scripts/testbed.sh run` (`make run-<s>`)
-installs an outside project's wheels on every node, puts its tree on the
-shared home and runs its suite there, here `tests/outside/batchprobe`, a
-client written against the batch commands only."""
+installs an outside project's wheels into an environment of its own on the
+shared home, puts its tree there and runs its suite in a login session, here
+`tests/outside/batchprobe`, a client written against the batch commands only,
+with an older `packaging` pinned, as projects pin what the nodes' Python has."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -18,20 +20,26 @@ pytestmark = [pytest.mark.integration, pytest.mark.host]
 PROBE = ROOT / "tests" / "outside" / "batchprobe"
 
 
-def test_another_projects_suite_runs_in_the_testbed(testbed_up, scheduler_name, isolated, tmp_path):
+#: Older than the lock's, from PyPI: what the outside project pins.
+OLDER_PACKAGING = "24.2"
+
+
+def test_another_projects_suite_runs_in_a_login_session_and_its_pins_stay_its_own(
+    testbed_up, scheduler_name, isolated, tmp_path
+):
     tree, wheels = tmp_path / "batchprobe", tmp_path / "wheels"
     shutil.copytree(PROBE, tree)  # building writes into the tree
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(tree)],
-        check=True,
-    )
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(tree)], check=True)
+    subprocess.run([*pip, "download", "--quiet", "--no-deps", "-d", str(wheels), f"packaging=={OLDER_PACKAGING}"], check=True)
     env = {
         **os.environ,
         "TESTBED_PROJECT": testbed_up.project,
         "ISOLATED": "1" if isolated else "0",
         "WHEELS": str(wheels),
         "TREE": str(PROBE),
-        "CMD": "python -m pytest -v -p no:cacheprovider",
+        "CMD": 'python -c "import os, packaging; print(\'login\', os.getlogin(), \'packaging\', packaging.__version__)"'
+        " && python -m pytest -v -p no:cacheprovider --color=no",
     }
     done = subprocess.run(
         [str(ROOT / "scripts" / "testbed.sh"), "run", scheduler_name],
@@ -41,9 +49,11 @@ def test_another_projects_suite_runs_in_the_testbed(testbed_up, scheduler_name, 
         timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    assert f"login dask packaging {OLDER_PACKAGING}" in done.stdout, done.stdout
     assert "test_a_job_imports_this_package_on_a_compute_node PASSED" in done.stdout, done.stdout
-    # Installed on the compute nodes too, from the wheel, not found through the tree.
-    _, out, _ = testbed_up.exec(
-        "compute1", "/opt/jqref/bin/python", "-c", "import batchprobe; print(batchprobe.__file__)"
-    )
-    assert "site-packages" in out
+    # The nodes' own environment, which jqref's suite runs in, is as the lock made it.
+    nodes_python = ("/opt/jqref/bin/python", "-c")
+    _, out, _ = testbed_up.exec("compute1", *nodes_python, "import packaging; print(packaging.__version__)")
+    assert out.strip() == importlib.metadata.version("packaging")
+    code, _, err = testbed_up.exec("compute1", *nodes_python, "import batchprobe", check=False)
+    assert code != 0 and "No module named 'batchprobe'" in err
