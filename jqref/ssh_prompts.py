@@ -72,7 +72,8 @@ class PromptAnswers:
         self.kept: BaseException | None = None
 
     def __call__(self, title: str, instructions: str, prompts: Sequence[tuple[str, bool]]) -> list[str]:
-        logger.info("%s asks %d prompt(s) after the key", self.host, len(prompts))
+        if prompts:
+            logger.info("%s asks %d prompt(s) after the key", self.host, len(prompts))
         try:
             answers = [str(a) for a in self.answer(title, instructions, prompts)]
         except BaseException as e:  # kept for the connecting thread, which raises it

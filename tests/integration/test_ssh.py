@@ -1,19 +1,25 @@
 """What the SSH mode promises beyond the common suite: host keys checked on
-every hop, argv arriving intact, and a dropped connection during scale()
-ending with exactly the requested jobs."""
+every hop, argv arriving intact, a dropped connection during scale()
+ending with exactly the requested jobs, and a login that needs a one-time
+password after the key costing one code per session."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import pathlib
+import struct
 import subprocess
+import time
 
 import paramiko
 import pytest
+from distributed import Client
 
 from jqref import SSHRunner
 
-from .conftest import node_containers, scheduler_on, wait_for, worker_count
+from .conftest import ROOT, node_containers, scheduler_on, wait_for, worker_count
 
 pytestmark = [pytest.mark.integration, pytest.mark.ssh_mode]
 
@@ -185,3 +191,37 @@ def test_new_host_is_appended_hashed_and_the_file_is_otherwise_untouched(ssh_fil
     assert len(added) == len(hop_names(config))  # one line per hop, its name hashed
     assert all(line.startswith("|1|") and line.split()[1] == "ssh-ed25519" for line in added)
     assert SSHRunner(destination(), config_file=str(config)).run_blocking(["true"]).ok  # hashed lines read back
+
+
+def one_time_password(secret: bytes, at: float) -> str:
+    """The TOTP code (RFC 6238: HMAC-SHA1, 30 s steps, 6 digits) at time `at`."""
+    digest = hmac.new(secret, struct.pack(">Q", int(at // 30)), hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    return f"{(struct.unpack('>I', digest[offset : offset + 4])[0] & 0x7FFFFFFF) % 1_000_000:06d}"
+
+
+@pytest.mark.placement_independent
+@pytest.mark.schedulers("slurm")  # the SLURM testbed's user mfa logs in with key and TOTP (docker/slurm/README.md)
+def test_a_one_time_password_login_carries_a_whole_session_on_one_connection(testbed, job_name, cluster_options):
+    project = os.environ["JQREF_TESTBED_PROJECT"]
+    secret = bytes.fromhex((ROOT / "build" / "ssh" / f"{project}.mfa-secret").read_text().strip())
+    asked = []
+
+    def answer(title, instructions, prompts):
+        if not prompts:  # pam_oath's closing round
+            return []
+        asked.append([text for text, _ in prompts])
+        # The next step's code: pam_oath accepts one step of skew and refuses
+        # a code already used, as other tests' logins may have this step's.
+        return [one_time_password(secret, time.time() + 30)]
+
+    runner = SSHRunner(f"{project}-mfa", config_file=os.environ["JQREF_SSH_CONFIG"], answer_prompts=answer)
+    options = {**cluster_options, "log_directory": None, "runner": runner}
+    with testbed.cluster_cls(**options) as cluster, Client(cluster) as client:
+        cluster.scale(jobs=2)
+        assert client.submit(lambda: __import__("getpass").getuser()).result(timeout=120) == "mfa"
+        assert sum(client.gather(client.map(lambda x: x * x, range(20)))) == sum(x * x for x in range(20))
+        cluster.scale(0)
+        wait_for(lambda: not testbed.active_jobs(job_name), "the mfa user's jobs to leave the queue")
+    assert not testbed.active_jobs(job_name)
+    assert asked == [["One-time password (OATH) for `mfa': "]]  # one code for the whole session
