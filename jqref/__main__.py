@@ -146,7 +146,7 @@ def status_lines(record: JobRecord) -> list[str]:
         attach = f"{session_cluster}.attach({record.id!r})"
         add("attach", f"{attach} ({'attachable now' if record.orphaned else 'a process is attached'})")
     if record.scheduler_job:
-        add("scheduler job", f"{record.scheduler_job} (runs the Dask scheduler: scheduler_on='job')")
+        add("scheduler", f"job {record.scheduler_job} (scheduler_on='job')")
     add("jobs", f"{len(record.jobs)}" + ("" if record.jobs else " (none)"))
     width = max((len(job) for job in record.jobs), default=0)
     lines += [f"    {job:<{width}}  {record.names.get(job, '(worker name not recorded)')}" for job in record.jobs]

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -20,7 +21,7 @@ from distributed import Client
 from distributed.client import FutureCancelledError
 from distributed.core import Status
 
-from .conftest import node_containers, wait_for, worker_count
+from .conftest import node_containers, start_and_kill_client, wait_for, worker_count
 
 pytestmark = [
     pytest.mark.integration,
@@ -52,14 +53,18 @@ def compute_network_out_of_reach():
     iptables("-D", *rule)
 
 
-@pytest.fixture
-def job_options():
+def job_options_for_test() -> dict:
     """The scheduler in a small job, listening where the compute nodes are (no host: its node's address)."""
     return {
         "scheduler_on": "job",
         "scheduler_options": {"dashboard_address": ":0"},
         "scheduler_job": {"memory": "512MiB", "start_timeout": 120},
     }
+
+
+@pytest.fixture
+def job_options() -> dict:
+    return job_options_for_test()
 
 
 def exists(runner, path: str) -> bool:
@@ -107,6 +112,32 @@ def test_scheduler_job_cancelled_from_outside_is_reported_and_leaves_nothing(
         cluster.scale(jobs=1)
     assert testbed.active_jobs(job_name) == set(), "its workers' jobs cancelled"
     assert testbed.active_jobs(f"{job_name}-scheduler") == set()
+
+
+def test_a_scheduler_job_that_fails_to_start_says_why_and_leaves_nothing(testbed, job_name, cluster_options, runner):
+    options = {**cluster_options, **job_options_for_test(), "python": "/no/such/python3"}
+    with pytest.raises(RuntimeError) as failed:
+        testbed.cluster_cls(runner=runner, **options)
+    message = str(failed.value)
+    assert "the Dask scheduler's job" in message and "ended before the scheduler listened" in message
+    assert "/no/such/python3" in message, "the tail of its stderr says what went wrong"
+    assert testbed.active_jobs(f"{job_name}-scheduler") == set()
+
+
+def test_a_crashed_clients_scheduler_job_is_cancelled_by_jqref_cleanup(testbed, job_name, cluster_options, mode):
+    options = {**cluster_options, **job_options_for_test()}
+    job_ids, record = start_and_kill_client(testbed.name, mode, options, jobs=1, workers=1)
+    (scheduler_job,) = testbed.active_jobs(f"{job_name}-scheduler")
+    status = subprocess.run([sys.executable, "-m", "jqref", "status", record], capture_output=True, text=True)
+    assert f"scheduler:    job {scheduler_job} (scheduler_on='job')" in status.stdout
+    cleanup = subprocess.run([sys.executable, "-m", "jqref", "cleanup", record], capture_output=True, text=True)
+    assert cleanup.returncode == 0, cleanup.stderr
+    assert f"cancelled 2 job(s): {' '.join([*job_ids, scheduler_job])}" in cleanup.stdout
+    wait_for(
+        lambda: not testbed.active_jobs(job_name) and not testbed.active_jobs(f"{job_name}-scheduler"),
+        "the crashed client's jobs, its scheduler's too, to be cancelled",
+        timeout=60,
+    )
 
 
 @pytest.fixture(scope="module")
