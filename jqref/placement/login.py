@@ -53,7 +53,7 @@ class LoginNodeScheduler(ForwardedScheduler):
         the scheduler; `running` is the state of a detached one to attach to
         instead of starting one."""
         super().__init__(runner, options, security, start_timeout)
-        self.runner: SSHRunner = runner
+        self.runner: SSHRunner = runner  # narrowed: it spawns the scheduler, as well as forwarding to it
         self.session = session
         self.running = running
         self.python = python
