@@ -1,9 +1,10 @@
 """The Dask scheduler in a batch job of its own (``scheduler_on="job"``), for
 sites that end long-running processes on login nodes. On the isolated
-testbeds, over SSH: the compute nodes cannot reach this machine, and (for
-this module, as for a laptop outside the site) this machine cannot open a
-connection to the compute nodes either: it reaches the scheduler's job only
-through a port forwarded from the login node.
+testbeds, over SSH: the compute nodes cannot reach this machine. This
+machine can reach them on the testbed, and the first test connects
+directly; for the others (as for a laptop outside the site) it cannot open a
+connection to them either, and reaches the scheduler's job only through a
+port forwarded from the login node.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def iptables(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True)
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def compute_network_out_of_reach():
     """No new connection from this machine to the compute nodes' network (the
     login node's sshd stays reachable on its other one), removed after the module."""
@@ -71,6 +72,17 @@ def exists(runner, path: str) -> bool:
     return runner.run_blocking(["test", "-e", path]).ok
 
 
+def test_a_client_that_reaches_the_compute_nodes_connects_directly(make_cluster, client_for, job_options):
+    # First in the module: before compute_network_out_of_reach, which stays until the module ends.
+    cluster = make_cluster(**job_options)
+    assert cluster.scheduler.reached == "directly"
+    assert cluster.scheduler_address == cluster.scheduler.address, "no forward"
+    assert client_for(cluster).scheduler_info()["address"] == cluster.scheduler.address
+    with urllib.request.urlopen(cluster.dashboard_link, timeout=30) as page:
+        assert page.status == 200
+
+
+@pytest.mark.usefixtures("compute_network_out_of_reach")
 def test_compute_scale_adapt_and_close_leave_nothing(make_cluster, client_for, testbed, job_name, runner, job_options):
     cluster = make_cluster(**job_options)
     scheduler = cluster.scheduler
@@ -102,6 +114,7 @@ def close_after_its_scheduler_is_gone(client) -> None:
         client.close()
 
 
+@pytest.mark.usefixtures("compute_network_out_of_reach")
 def test_scheduler_job_cancelled_from_outside_is_reported_and_leaves_nothing(
     make_cluster, testbed, job_name, caplog, job_options
 ):
@@ -122,6 +135,7 @@ def test_scheduler_job_cancelled_from_outside_is_reported_and_leaves_nothing(
     close_after_its_scheduler_is_gone(client)
 
 
+@pytest.mark.usefixtures("compute_network_out_of_reach")
 def test_a_scheduler_job_that_fails_to_start_says_why_and_leaves_nothing(testbed, job_name, cluster_options, runner):
     options = {**cluster_options, **job_options_for_test(), "python": "/no/such/python3"}
     with pytest.raises(RuntimeError) as failed:
@@ -132,6 +146,7 @@ def test_a_scheduler_job_that_fails_to_start_says_why_and_leaves_nothing(testbed
     assert testbed.active_jobs(f"{job_name}-scheduler") == set()
 
 
+@pytest.mark.usefixtures("compute_network_out_of_reach")
 def test_a_crashed_clients_scheduler_job_is_cancelled_by_jqref_cleanup(testbed, job_name, cluster_options, mode):
     options = {**cluster_options, **job_options_for_test()}
     job_ids, record = start_and_kill_client(testbed.name, mode, options, jobs=1, workers=1)
@@ -167,6 +182,7 @@ def reaped(containers) -> str:
     return containers.exec("login", "cat", "/tmp/login-reaper.log")[1]
 
 
+@pytest.mark.usefixtures("compute_network_out_of_reach")
 @pytest.mark.needs_docker("running a process reaper on the login node")
 def test_where_the_login_node_ends_long_processes_the_login_scheduler_dies(
     login_limit, testbed, job_name, cluster_options, runner
@@ -188,6 +204,7 @@ def test_where_the_login_node_ends_long_processes_the_login_scheduler_dies(
     cluster.status = Status.closed  # its close() stopped half-way: nothing is left for exit to close
 
 
+@pytest.mark.usefixtures("compute_network_out_of_reach")
 @pytest.mark.needs_docker("running a process reaper on the login node")
 def test_where_the_login_node_ends_long_processes_the_scheduler_job_carries_on(
     login_limit, make_cluster, client_for, job_options
