@@ -145,6 +145,8 @@ def status_lines(record: JobRecord) -> list[str]:
         add("state", session_directory(record))
         attach = f"{session_cluster}.attach({record.id!r})"
         add("attach", f"{attach} ({'attachable now' if record.orphaned else 'a process is attached'})")
+    if record.scheduler_job:
+        add("scheduler", f"job {record.scheduler_job} (scheduler_on='job')")
     add("jobs", f"{len(record.jobs)}" + ("" if record.jobs else " (none)"))
     width = max((len(job) for job in record.jobs), default=0)
     lines += [f"    {job:<{width}}  {record.names.get(job, '(worker name not recorded)')}" for job in record.jobs]
@@ -207,8 +209,9 @@ def planned_cleanup(record: JobRecord) -> str:
     steps = []
     if record.session is not None:
         steps.append(f"stop its detached scheduler (state in {session_directory(record)}) if it still runs")
-    if record.jobs:
-        steps.append(f"cancel {len(record.jobs)} job(s) {where}: {shlex.join([*record.cancel_command, *record.jobs])}")
+    if record.all_jobs:
+        jobs = record.all_jobs
+        steps.append(f"cancel {len(jobs)} job(s) {where}: {shlex.join([*record.cancel_command, *jobs])}")
     else:
         steps.append("cancel no job (it records none)")
     if record.worker_files:
@@ -254,7 +257,7 @@ def cleanup(args) -> int:
             failed += 1
             print(f"{record.id}: could not cancel: {'; '.join(outcome.errors)}{notes}", file=sys.stderr)
         else:
-            print(f"{record.id}: cancelled {len(record.jobs)} job(s): {' '.join(record.jobs) or '-'}{notes}")
+            print(f"{record.id}: cancelled {len(record.all_jobs)} job(s): {' '.join(record.all_jobs) or '-'}{notes}")
             record.remove()
     for path in records.abandoned_partials:
         if args.dry_run:

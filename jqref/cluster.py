@@ -34,8 +34,8 @@ from .config import Options, UnknownOptionError
 from .docstrings import cluster_docstring
 from .job import Job
 from .option_checks import check_keywords
-from .placement import ClientPlacement, LoginPlacement, Placement, check_scheduler_on, detached, reconnect
-from .placement.login import LoginNodeScheduler
+from .placement import ClientPlacement, JobPlacement, LoginPlacement, Placement, check_scheduler_on, detached, reconnect
+from .placement.forwarded import ForwardedScheduler
 from .records import JobRecord, describe_runner, runner_from, session_record
 from .runners import CommandError, LocalRunner, Runner
 from .ssh import SSHRunner
@@ -168,6 +168,7 @@ class JobQueueCluster(SpecCluster):
         shared_temp_directory: str | None = None,
         detach: bool | None = None,
         idle_timeout: str | float | None = None,
+        scheduler_job: dict[str, Any] | None = None,
         _attached: tuple[JobRecord, dict] | None = None,
         **job_kwargs: Any,
     ):
@@ -205,11 +206,13 @@ class JobQueueCluster(SpecCluster):
             "config_name": config_name,
             "shared_temp_directory": shared_temp_directory,
             "idle_timeout": idle_timeout,
+            "scheduler_job": scheduler_job,
         }
         placement = Options(self.job_cls.config_name, config_name)
         self.scheduler_on = check_scheduler_on(placement.get("scheduler_on", scheduler_on))
         self.detach = bool(placement.get("detach", detach))
         self.idle_timeout = parse_timedelta(placement.get("idle_timeout", idle_timeout))
+        scheduler_job = placement.get("scheduler_job", scheduler_job)  # checked whatever the placement
         if self.idle_timeout < MIN_IDLE_TIMEOUT:
             raise ValueError(
                 f"idle_timeout must be at least {MIN_IDLE_TIMEOUT} s (clients are in touch every 5 s), "
@@ -313,8 +316,21 @@ class JobQueueCluster(SpecCluster):
                 else None,
                 running=running,
             )
+        elif self.scheduler_on == "job":
+            self.placement = JobPlacement(
+                self.runner,
+                self._template,
+                scheduler_job,
+                self._worker_files.directory,
+                self._worker_files.private_directory,
+                self.poll_interval,
+                on_recorded=self._record_scheduler_job,
+                on_ended=self._scheduler_job_ended,
+            )
         else:
             self.placement = ClientPlacement(self.runner)
+        #: Why the scheduler's job ended under this cluster, if it did (scheduler_on="job").
+        self._scheduler_job_end = ""
 
         # Given, they replace the config's scheduler-options, as in dask-jobqueue.
         options = self.placement.scheduler_options(
@@ -369,8 +385,8 @@ class JobQueueCluster(SpecCluster):
 
     @property
     def dashboard_link(self) -> str:
-        """On the login node, the dashboard is reached through its forwarded port."""
-        if isinstance(self.scheduler, LoginNodeScheduler):
+        """A scheduler elsewhere (login node, batch job) has its dashboard's link, forwarded or direct."""
+        if isinstance(self.scheduler, ForwardedScheduler):
             return self.scheduler.dashboard_link
         return super().dashboard_link
 
@@ -417,6 +433,7 @@ class JobQueueCluster(SpecCluster):
         """Scale to `n` workers, or `jobs` jobs, or enough jobs for `cores` or
         `memory` in total; with several given, the largest wins. Never more
         than `max_jobs`."""
+        self._check_scheduler_job()
         jobs = max([jobs, *map(math.ceil, job_counts(self._template, n, cores, memory))])
         if self.max_jobs is not None and jobs > self.max_jobs:
             logger.warning("asked for %d jobs; max_jobs=%d caps it", jobs, self.max_jobs)
@@ -439,6 +456,7 @@ class JobQueueCluster(SpecCluster):
         """Like `SpecCluster.adapt`, with bounds also in jobs, cores or memory.
         Adaptive counts workers, so every bound becomes whole jobs' worth of
         workers, and it retires whole jobs."""
+        self._check_scheduler_job()
         if self.max_jobs is not None:
             maximum_jobs = min(maximum_jobs if maximum_jobs is not None else math.inf, self.max_jobs)
         kwargs.update(
@@ -528,12 +546,30 @@ class JobQueueCluster(SpecCluster):
                     self.runner,
                     self._record.detached_session,
                     self.idle_timeout,
-                    self._detached_scheduler_ended,
+                    self._close_after_scheduler_ended,
                 )
             )
 
-    def _detached_scheduler_ended(self) -> None:
-        """Close this cluster, whose detached scheduler has ended, without waiting for it to answer."""
+    def _record_scheduler_job(self, job_id: str | None, files: dict[str, str]) -> None:
+        """The scheduler's job (scheduler_on="job") and the files it reads, in
+        this cluster's record: `jqref cleanup` cancels and removes them too."""
+        self._record.scheduler_job = job_id
+        self._record.worker_files = {**self._record.worker_files, **files}
+        self.batch.save_record_or_warn()
+
+    def _scheduler_job_ended(self, why: str) -> None:
+        """The scheduler's job ended while the cluster ran: nothing can use the
+        workers any more. Say so, cancel them and close; `scale` and `adapt` raise it."""
+        self._scheduler_job_end = why
+        logger.error("%s: cancelling the workers' jobs and closing the cluster", why)
+        self._close_after_scheduler_ended()
+
+    def _check_scheduler_job(self) -> None:
+        if self._scheduler_job_end and self.status == Status.closed:
+            raise RuntimeError(f"{type(self).__name__} is closed: {self._scheduler_job_end}")
+
+    def _close_after_scheduler_ended(self) -> None:
+        """Close this cluster, whose scheduler has ended, without waiting for it to answer."""
         self.shutdown_scheduler = False
         closing = asyncio.ensure_future(self._close_without_scheduler())
         _closing.add(closing)

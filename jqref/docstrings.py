@@ -122,9 +122,19 @@ runner : Runner
     What runs the batch commands, instead of ``ssh``: an `SSHRunner` with
     options of your own, or a `LocalRunner` (the default: this machine).
 scheduler_on : str
-    ``"client"`` (this process, the default) or ``"login"`` (the login node,
+    ``"client"`` (this process, the default), ``"login"`` (the login node,
     reached over the SSH connection, for clients the compute nodes cannot
-    reach).
+    reach) or ``"job"`` (a batch job of its own, for sites that end long
+    processes on login nodes; reached directly, or else through a port
+    forwarded over the SSH connection).
+scheduler_job : dict
+    With ``scheduler_on="job"``, the scheduler's job: ``cores`` (default 1),
+    ``memory`` (``"2GiB"``), ``walltime`` and ``queue`` (the workers'), and
+    ``start_timeout`` (``"5 minutes"``): how long to wait for it to listen,
+    queueing included. The job takes the workers' account, prologue and
+    extra directives; its script runs distributed's ``dask scheduler``
+    command. If it ends while the cluster runs, the cluster cancels its
+    workers and closes.
 detach : bool
     With ``scheduler_on="login"``: the scheduler outlives the SSH connection
     and this process, and another process can take the cluster over

@@ -468,7 +468,12 @@ OPTIONS: dict[str, Any] = {
         r"[A-Za-z_]\w*",
         fields=(("port", WholeNumber("a port number (0: any free one)", 0, 65535)),),
     ),
-    "scheduler-on": Choice(("client", "login")),
+    "scheduler-on": Choice(("client", "login", "job")),
+    "scheduler-job": Mapping(
+        "a dict of the scheduler's job's cores, memory, walltime, queue and start_timeout",
+        r"cores|memory|walltime|queue|start_timeout",
+        fields=(("cores", WholeNumber("a whole number of cores")), ("memory", SIZE), ("queue", NAME)),
+    ),
     "detach": FLAG,
     "idle-timeout": Duration(),
     # Each poll runs a batch command: 10 a second is already a lot for a batch server.

@@ -103,6 +103,13 @@ class JobRecord:
     #: The files the jobs read where the commands run (`worker_files`): TLS
     #: credentials by `Security` field, jqref's preloads by "preload:<module>".
     worker_files: dict[str, str] = field(default_factory=dict)
+    #: The job running the Dask scheduler (``scheduler_on="job"``), once submitted; its files are in `worker_files`.
+    scheduler_job: str | None = None
+
+    @property
+    def all_jobs(self) -> list[str]:
+        """The jobs cleanup cancels: the workers', and the scheduler's if it runs in one."""
+        return [*self.jobs, *([self.scheduler_job] if self.scheduler_job else [])]
 
     @property
     def path(self) -> pathlib.Path:
@@ -172,7 +179,7 @@ class JobRecord:
         return False
 
     def cancel_jobs(self) -> CancelOutcome:
-        """Cancel the recorded jobs, and stop a session's scheduler."""
+        """Cancel the recorded jobs (the scheduler's job too), and stop a session's scheduler."""
         runner = runner_from(self.runner)
         outcome = CancelOutcome()
         if self.session is not None:
@@ -180,10 +187,10 @@ class JobRecord:
                 outcome.notes.append(stop_scheduler(runner, self.session))
             except (PermissionError, RuntimeError) as e:
                 outcome.errors.append(str(e))
-        if self.jobs:
+        if self.all_jobs:
             module, _, name = self.job_class.rpartition(".")
             job_cls = getattr(importlib.import_module(module), name)
-            result = runner.run_blocking([*self.cancel_command, *self.jobs])
+            result = runner.run_blocking([*self.cancel_command, *self.all_jobs])
             if not (result.ok or job_cls.already_gone(result)):
                 outcome.errors.append(
                     f"{' '.join(result.argv)} failed (exit {result.returncode}): {result.stderr.strip()}"

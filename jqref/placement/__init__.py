@@ -12,21 +12,35 @@ cluster is the same wherever the scheduler runs. In this folder:
   nodes cannot reach;
 - ``detach=True`` as well (`detached.py`): that scheduler outlives the SSH
   connection; clients attach to it and keep it alive, and `reconnect.py`
-  keeps a client's futures across reconnections.
+  keeps a client's futures across reconnections;
+- ``scheduler_on="job"`` (`JobPlacement`, `job.py`): in a batch job of its
+  own, submitted with the cluster's job class, for sites that end long
+  processes on login nodes; reached directly or through a forwarded port.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
+from distributed.scheduler import Scheduler
 from distributed.security import Security
 from distributed.utils import get_ip
 
+from ..job import Job
 from ..preload import roles_guard, scheduler_preloads, with_preloads
 from ..runners import Runner
 from ..ssh import SSHRunner
 from ..tls_roles import has_roles
+from .job import (
+    INHERITED_OPTIONS,
+    JobScheduler,
+    SchedulerJob,
+    command_arguments,
+    scheduler_job_class,
+    scheduler_job_options,
+    scheduler_words,
+)
 from .login import LoginNodeScheduler
 
 
@@ -120,8 +134,88 @@ class LoginPlacement(Placement):
         }
 
 
+class JobPlacement(Placement):
+    """The scheduler in a batch job of its own, submitted with the cluster's
+    job class: the site's options of every job (account, prologue,
+    directives; `job.INHERITED_OPTIONS`), the resources `scheduler_job`
+    gives. `on_recorded` is told the job and the files it reads, for the
+    cluster's record; `on_ended` why the job ended while the cluster ran."""
+
+    scheduler_on = "job"
+    # On the compute node's network, as the workers' own dashboards are: a
+    # forward from the login node reaches it there, where its loopback is out of reach.
+    dashboard_address = ":0"
+
+    def __init__(
+        self,
+        runner: Runner,
+        template: Job,
+        scheduler_job: Mapping[str, Any] | None,
+        files_directory: str,
+        private_directory: bool,
+        poll_interval: float,
+        on_recorded: Callable[[str | None, dict[str, str]], None],
+        on_ended: Callable[[str], None],
+    ):
+        super().__init__(runner)
+        self.settings = scheduler_job_options(scheduler_job)
+        self.template = template
+        self.job_cls = scheduler_job_class(type(template))
+        resources = {key: self.settings.get(key) for key in ("cores", "memory", "walltime", "queue")}
+        self.job_options = {
+            **{key: template.option(key) for key in INHERITED_OPTIONS},
+            **{key: value for key, value in resources.items() if value is not None},
+            "job_name": f"{template.job_name}-scheduler",
+            "processes": 1,
+            "arrays": False,
+            "config_name": template.options.section,
+        }
+        self.files_directory = files_directory
+        self.private_directory = private_directory
+        self.poll_interval = poll_interval
+        self.on_recorded = on_recorded
+        self.on_ended = on_ended
+
+    def make_job(self, options: dict, files: Mapping[str, str], scheduler_file: str, log_file: str) -> SchedulerJob:
+        """The scheduler's job: running it with `options`, its TLS material from
+        `files` (paths by `Security` field), writing its address to `scheduler_file`."""
+        words = scheduler_words(self.template.python_words, options, files, scheduler_file)
+        return self.job_cls(None, "scheduler", command=words, log_file=log_file, **self.job_options)
+
+    def job_script(self, options: dict) -> str:
+        """The script of the scheduler's job, with placeholders for the paths known once its files are written."""
+        return self.make_job(options, {}, "SCHEDULER-FILE", "SCHEDULER-LOG").job_script()
+
+    def scheduler_spec(self, options, security, scheduler_cls):
+        if scheduler_cls is not Scheduler:
+            raise ValueError(
+                f"scheduler_cls={scheduler_cls.__name__}: with scheduler_on='job' the scheduler is distributed's "
+                "own, started by its `dask scheduler` command in the job; drop scheduler_cls or place the "
+                "scheduler elsewhere (scheduler_on='client')"
+            )
+        command_arguments(options)  # options the command cannot take fail here, not in the job
+        self.job_script(options)  # and so do job options no script can carry
+        return {
+            "cls": JobScheduler,
+            "options": {
+                "runner": self.runner,
+                "make_job": self.make_job,
+                "options": options,
+                "security": security,
+                "directory": self.files_directory,
+                "private_directory": self.private_directory,
+                "start_timeout": self.settings["start_timeout"],
+                "poll_interval": self.poll_interval,
+                "on_recorded": self.on_recorded,
+                "on_ended": self.on_ended,
+            },
+        }
+
+
 #: Each placement by its ``scheduler_on`` name.
-PLACEMENTS: dict[str, type[Placement]] = {cls.scheduler_on: cls for cls in (ClientPlacement, LoginPlacement)}
+PLACEMENTS: dict[str, type[Placement]] = {
+    cls.scheduler_on: cls for cls in (ClientPlacement, LoginPlacement, JobPlacement)
+}
 
 
 def check_scheduler_on(value: str) -> str:

@@ -19,16 +19,13 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from distributed.comm import parse_address
-from distributed.comm.addressing import parse_host_port
-from distributed.deploy.spec import ProcessInterface
 from distributed.security import Security
 
 from ..runners import CommandError
 from ..tls import role_options
+from .forwarded import ForwardedScheduler
 
 if TYPE_CHECKING:
-    from ..port_forward import PortForward
     from ..ssh import SSHRunner
     from ..ssh_process import RemoteProcess
 
@@ -37,7 +34,7 @@ logger = logging.getLogger(__name__)
 MAIN_SOURCE = importlib.resources.files(__package__).joinpath("login_main.py").read_text()
 
 
-class LoginNodeScheduler(ProcessInterface):
+class LoginNodeScheduler(ForwardedScheduler):
     """A SpecCluster scheduler entry: `address` is where workers connect (on
     the login node), `external_address` where this process does (a local
     forwarded port)."""
@@ -55,32 +52,20 @@ class LoginNodeScheduler(ProcessInterface):
         """`session` ({"directory", "idle_timeout", "cancel_command"}) detaches
         the scheduler; `running` is the state of a detached one to attach to
         instead of starting one."""
-        super().__init__()
+        super().__init__(runner, options, security, start_timeout)
+        self.runner: SSHRunner = runner  # narrowed: it spawns the scheduler, as well as forwarding to it
         self.session = session
         self.running = running
-        self.runner = runner
         self.python = python
-        self.options = options
-        self.security = security
-        self.start_timeout = start_timeout
         self.process: RemoteProcess | None = None
         self.pid: int | None = None
-        self.external_address: str | None = None
-        self.dashboard_link = ""
-        self._forwards: list[PortForward] = []
 
     async def start(self) -> None:
         started = self.running or await self._start_remote()
-        self.address = started["address"]
         self.pid = started["pid"]
-        protocol, location = parse_address(self.address)
-        host, port = parse_host_port(location)
-        scheduler_forward = self._forward(host, port)
-        self.external_address = f"{protocol}://127.0.0.1:{scheduler_forward.local_port}"
-        if started["dashboard_port"]:
-            # It listens on the login node's loopback only: the forward is the way in.
-            dashboard = self._forward("127.0.0.1", started["dashboard_port"])
-            self.dashboard_link = f"http://127.0.0.1:{dashboard.local_port}/status"
+        # Its dashboard listens on the login node's loopback only: the forward is the way in.
+        dashboard = ("127.0.0.1", started["dashboard_port"]) if started["dashboard_port"] else None
+        self._reach(started["address"], dashboard, directly=False)
         await super().start()
 
     async def _start_remote(self) -> dict[str, Any]:
@@ -103,15 +88,9 @@ class LoginNodeScheduler(ProcessInterface):
                 "(the same Python and distributed as this one)."
             ) from None
 
-    def _forward(self, host: str, port: int) -> PortForward:
-        forward = self.runner.forward(host, port)
-        self._forwards.append(forward)
-        return forward
-
     async def close(self) -> None:
         """Called once SpecCluster told the scheduler to close: wait for it to be gone."""
-        for forward in self._forwards:
-            forward.close()
+        self._close_forwards()
         if self.session is not None and self.pid is not None:
             await self._wait_detached_gone()
         elif self.process is not None:

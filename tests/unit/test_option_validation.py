@@ -125,6 +125,10 @@ BAD = [
     ("scheduler_on", "LOGIN", "'client' or 'login'"),
     ("scheduler_on", 1, "'client' or 'login'"),
     ("scheduler_on", "", "'client' or 'login'"),
+    ("scheduler_job", {"nodes": 2}, "the key 'nodes'"),
+    ("scheduler_job", {"cores": "two"}, "'cores' must be a whole number of cores"),
+    ("scheduler_job", {"memory": "lots"}, "'memory' must be a size"),
+    ("scheduler_job", "1 core", "(a str)"),
     ("worker_extra_args", "--foo", "a single string; as a list: ['--foo']"),
     ("worker_extra_args", ["--nthreads", 2], "the item 2 is an int"),
     ("worker_extra_args", ["a\nb"], "line break"),
@@ -269,7 +273,15 @@ BAD_OWN = [
 ]
 
 #: Read only by the cluster (a job alone never reads these from the config).
-CLUSTER_ONLY = {"poll_interval", "max_jobs", "scheduler_on", "detach", "idle_timeout", "scheduler_options"}
+CLUSTER_ONLY = {
+    "poll_interval",
+    "max_jobs",
+    "scheduler_on",
+    "scheduler_job",
+    "detach",
+    "idle_timeout",
+    "scheduler_options",
+}
 
 #: (keyword, wrong value, fragment) of the cluster's keywords that no config section holds.
 BAD_SSH = [
@@ -334,6 +346,7 @@ GOOD = [
     ("arrays", False),
     ("detach", False),
     ("scheduler_on", "client"),
+    ("scheduler_job", {"cores": 2, "memory": "4GiB", "walltime": "08:00:00", "queue": "long"}),
     ("worker_extra_args", []),
     ("worker_extra_args", ["--lifetime", "55m"]),
     ("worker_extra_args", ("--resources GPU=2",)),
