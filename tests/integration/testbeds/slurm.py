@@ -31,7 +31,9 @@ ENDED = {
 
 
 def slurm_node_in_service(testbed: Testbed, node: str) -> bool:
-    return testbed.run("sinfo", "--noheader", "--Node", "--format=%t", f"--nodes={node}").strip() in IN_SERVICE
+    # One line per partition the node is in (debug and short on the SLURM testbed).
+    states = set(testbed.run("sinfo", "--noheader", "--Node", "--format=%t", f"--nodes={node}").split())
+    return bool(states) and states <= IN_SERVICE
 
 
 class Slurm(Testbed):
