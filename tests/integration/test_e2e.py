@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_scale_up_computes_on_two_nodes_then_down(make_cluster, client_for, testbed, job_name):
-    cluster = make_cluster(cores=2, memory="1GiB", processes=1)
+    cluster = make_cluster(cores=testbed.cpus_per_node, memory="1GiB", processes=1)  # a whole node each
     client = client_for(cluster)
     cluster.scale(jobs=2)
     wait_for(lambda: worker_count(client) == 2, "2 workers")

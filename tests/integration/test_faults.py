@@ -100,7 +100,7 @@ def test_controller_restart_is_not_a_job_outcome(make_cluster, client_for, testb
     # two wait. Polls fail meanwhile; a failed poll is not a job outcome: no
     # job is replaced, the same jobs are there after, and scaling down leaves
     # nothing in the queue.
-    cluster = make_cluster(cores=2, memory="1GiB", processes=1)
+    cluster = make_cluster(cores=testbed.cpus_per_node, memory="1GiB", processes=1)  # a whole node each
     client = client_for(cluster)
     cluster.scale(jobs=4)
     client.wait_for_workers(2, timeout=PATIENCE)
@@ -123,7 +123,7 @@ def test_compute_node_lost_workers_come_back_and_work_completes(make_cluster, cl
     # computation completes on the other node, the lost tasks recomputed; once
     # the node is back the cluster has two workers again, whether the batch
     # system requeued the job (Slurm) or it ended and jqref replaced it.
-    cluster = make_cluster(cores=2, memory="1GiB", processes=1)  # a node each
+    cluster = make_cluster(cores=testbed.cpus_per_node, memory="1GiB", processes=1)  # a whole node each
     client = client_for(cluster)
     cluster.scale(jobs=2)
     client.wait_for_workers(2, timeout=PATIENCE)
