@@ -131,6 +131,12 @@ class SGEJob(Job):
     def find_command(self):
         return ["qstat", "-xml", "-j", self.job_name]
 
+    def error_file(self):
+        # -j y -o <dir>/: stderr is in <job name>.o<id>, an element's <id> being <job>.<task> as jqref has it.
+        if not self.log_directory or self.job_id is None:
+            return None
+        return f"{str(self.log_directory).rstrip('/')}/{self.job_name}.o{self.job_id}"
+
     @classmethod
     def parse_found(cls, result, tag):
         for job in _xml(result).iter("element"):

@@ -259,7 +259,7 @@ def test_running_jobs_are_signalled_first_and_not_cancelled_when_they_leave_with
     run(batch.cancel_all(timeout=10, interval=0.01))
     assert runner.calls[2:] == [
         ["scancel", "--batch", "--signal=TERM", "1", "2"],
-        ["squeue", "--noheader", "--array", "--states=all", "--format=%i %T", "--jobs=1,2"],
+        ["squeue", "--noheader", "--array", "--states=all", "--format=%i %T %r", "--jobs=1,2"],
     ]
     assert batch.cancelled == {} and [j.state for j in jobs] == [JobState.ENDED] * 2
 
@@ -304,7 +304,7 @@ def test_a_job_that_started_since_the_last_poll_is_signalled_not_killed():
 
     run(scenario())
     assert runner.calls[1:] == [
-        ["squeue", "--noheader", "--array", "--states=all", "--format=%i %T", "--jobs=1"],
+        ["squeue", "--noheader", "--array", "--states=all", "--format=%i %T %r", "--jobs=1"],
         ["scancel", "--batch", "--signal=TERM", "1"],
     ]
 
