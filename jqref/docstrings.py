@@ -92,9 +92,9 @@ max_array_size : int
 lifetime_margin : float or str
     With a ``walltime``, the workers retire this long before it (default
     5 minutes, at most a fifth of the walltime): they get ``--lifetime``
-    (walltime less the margin) and ``--lifetime-stagger`` (a quarter of the
-    margin), so they leave one by one, handing their data over, and are
-    replaced before the batch system kills the job. 0 turns this off; a
+    (walltime less the margin) and ``--lifetime-stagger`` (half the
+    margin), so workers started together leave one by one, handing their
+    data to the others, and are replaced before the batch system kills the job. 0 turns this off; a
     ``--lifetime`` in ``worker_extra_args`` replaces it.
 """
 

@@ -434,8 +434,9 @@ class Job(ProcessInterface):
         """`--lifetime` and `--lifetime-stagger` that retire the workers
         before the batch system kills the job at its `walltime`: the walltime
         less `lifetime_margin` (never more than a fifth of it), each worker
-        a random quarter-margin earlier or later, so they leave one by one and
-        hand their data over. None without a walltime, with the margin 0, or
+        up to half the margin earlier or later, so that workers started
+        together leave one by one, handing their data to the others, and
+        the last is gone half a margin before the kill. None without a walltime, with the margin 0, or
         when worker_extra_args sets a lifetime already."""
         if not self.walltime or not self.lifetime_margin:
             return []
@@ -444,7 +445,7 @@ class Job(ProcessInterface):
             return []
         walltime = walltime_seconds(self.walltime, self.walltime_number_seconds)
         margin = min(self.lifetime_margin, walltime / 5)
-        return ["--lifetime", f"{walltime - margin:g}s", "--lifetime-stagger", f"{margin / 4:g}s"]
+        return ["--lifetime", f"{walltime - margin:g}s", "--lifetime-stagger", f"{margin / 2:g}s"]
 
     def log_directory_directives(self) -> Iterable[Sequence[str]]:
         """`-e dir/` and `-o dir/`, as dask-jobqueue writes them for batch

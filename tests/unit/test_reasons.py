@@ -197,8 +197,8 @@ def test_workers_retire_before_the_walltime_unless_told_otherwise():
     def lifetime(**options):
         return SLURMJob("tcp://a:1", "w-0", cores=1, memory="1GiB", **options).lifetime_args()
 
-    assert lifetime(walltime="01:00:00") == ["--lifetime", "3300s", "--lifetime-stagger", "75s"]
-    assert lifetime(walltime="2") == ["--lifetime", "96s", "--lifetime-stagger", "6s"]  # a fifth of 2 minutes at most
+    assert lifetime(walltime="01:00:00") == ["--lifetime", "3300s", "--lifetime-stagger", "150s"]
+    assert lifetime(walltime="2") == ["--lifetime", "96s", "--lifetime-stagger", "12s"]  # a fifth of 2 minutes at most
     assert lifetime(walltime="01:00:00", lifetime_margin="10 minutes")[1] == "3000s"
     assert lifetime(walltime="01:00:00", lifetime_margin=0) == []
     assert HTCondorJob("tcp://a:1", "w-0", cores=1, memory="1GiB").lifetime_args() == []  # no walltime by default

@@ -134,7 +134,7 @@ def test_worker_command():
         "--lifetime",
         "1500s",
         "--lifetime-stagger",
-        "75s",
+        "150s",
     ]
 
 
