@@ -12,6 +12,8 @@
 # `login`, and optionally:
 #   prepare.sh  run on the host before `up` (generate keys into secrets/)
 #   ready.sh    run inside `login` as root; exits 0 once the cluster is ready
+#   mfa.sh      the login node has a user `mfa` whose SSH login needs a one-time
+#               password too (see one_time_password_user)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -144,6 +146,19 @@ start_sshd() {
     fi
 }
 
+# The user mfa of testbeds whose login node has one (docker/<s>/mfa.sh): its
+# TOTP secret generated once per project into build/ssh/<project>.mfa-secret
+# (hex), installed on the login node with the client key, and a host alias
+# <project>-mfa in the project's ssh config (the key; the code is asked).
+one_time_password_user() {
+    local secret="$ssh_dir/$project.mfa-secret" config="$ssh_dir/$project.config"
+    [ -s "$secret" ] || (umask 077 && od -An -tx1 -N20 /dev/urandom | tr -d ' \n' >"$secret")
+    "${compose[@]}" cp "$secret" login:/etc/jqref-ssh/mfa-secret >/dev/null
+    "${compose[@]}" exec -T login /usr/local/sbin/jqref-mfa /etc/jqref-ssh/mfa-secret
+    printf 'Host %s-mfa\n  HostName %s\n' "$project" "$(address_of login)" >>"$config"
+    printf '  User mfa\n  IdentityFile %s\n  UserKnownHostsFile %s\n' "$ssh_dir/id_ed25519" "$ssh_dir/$project.known_hosts" >>"$config"
+}
+
 wait_ready() {
     [ -f "$dir/ready.sh" ] || return 0
     local deadline=$((SECONDS + READY_TIMEOUT)) out waited=$SECONDS
@@ -226,6 +241,7 @@ case "$action" in
         ;;
     access)
         start_sshd
+        if [ -f "$dir/mfa.sh" ]; then one_time_password_user; fi
         if [ "${ISOLATED:-0}" = 1 ]; then isolate; fi
         ;;
     down)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Readiness probe of the SLURM testbed, run as root inside `login` by
 # scripts/testbed.sh. Exits 0 once the controller answers, both compute
-# nodes are idle and a trivial job run as user dask has succeeded; otherwise
-# says why not and exits 1. Bounded to about 30 s per call.
+# nodes are idle, a trivial job run as user dask has succeeded and the
+# accounting has its record; otherwise says why not and exits 1. Bounded to
+# about 35 s per call.
 set -uo pipefail
 
 not_ready() { echo "slurm not ready: $*" >&2; exit 1; }
@@ -24,4 +25,7 @@ case "$out" in
     compute1|compute2) ;;
     *) not_ready "test job ran but printed '$out'" ;;
 esac
-echo "slurm ready: nodes idle, test job ran on $out"
+accounted=$(timeout 5 sacct --noheader --allusers --name=jqref-ready --format=State --parsable2 2>&1) \
+    || not_ready "sacct failed: $accounted"
+grep -qx COMPLETED <<<"$accounted" || not_ready "sacct has no completed test job (it says: '$accounted')"
+echo "slurm ready: nodes idle, test job ran on $out, sacct has its record"

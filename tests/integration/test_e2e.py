@@ -115,16 +115,21 @@ def test_jobs_started_together_are_one_array_whose_elements_live_and_leave_on_th
     client = client_for(cluster)
     job_cls = cluster.job_cls
     commands = commands_run(cluster)
-    cluster.scale(jobs=12)  # the testbed runs 4 one-core jobs at once: 8 stay pending
-    wait_for(lambda: len(testbed.active_jobs(job_name)) == 12, "12 jobs in the queue")
+    # As many jobs as one array may have on the SLURM testbed (MaxArraySize=10), more than run at once anywhere.
+    jobs_wanted, running_at_once = 10, testbed.one_core_jobs_at_once
+    assert running_at_once < jobs_wanted, f"the testbed runs {running_at_once} jobs at once: none would stay pending"
+    cluster.scale(jobs=jobs_wanted)
+    wait_for(lambda: len(testbed.active_jobs(job_name)) == jobs_wanted, f"{jobs_wanted} jobs in the queue")
     queued = testbed.active_jobs(job_name)
     submits = [c for c in commands if c[0] == job_cls.submit_command[0]]
-    assert len(submits) == (1 if job_cls.array_index_variable else 12), submits  # PBS: no arrays (see pbs.py)
+    assert len(submits) == (1 if job_cls.array_index_variable else jobs_wanted), submits  # PBS: no arrays (pbs.py)
     jobs = list(cluster.batch.active.values())
     assert set(cluster.batch.active) == queued and {job.name for job in jobs} == set(cluster.worker_spec)
 
     # Each running element has the workers of its own spec entry.
-    wait_for(lambda: worker_count(client) == 4, "the 4 jobs that fit to have their workers")
+    wait_for(
+        lambda: worker_count(client) == running_at_once, f"the {running_at_once} jobs that fit, with their workers"
+    )
     if job_cls.array_index_variable:
         index_of = {job.name: job_cls.array_first_index + i for i, job in enumerate(jobs)}
         variable = job_cls.array_index_variable
@@ -138,10 +143,10 @@ def test_jobs_started_together_are_one_array_whose_elements_live_and_leave_on_th
     running = next(job for job in jobs if job.state is JobState.RUNNING)
     testbed.cancel(running.job_id)
     wait_for(
-        lambda: len(ids := testbed.active_jobs(job_name)) == 12 and running.job_id not in ids,
+        lambda: len(ids := testbed.active_jobs(job_name)) == jobs_wanted and running.job_id not in ids,
         "one replacement for the cancelled element",
     )
-    assert len(cluster.worker_spec) == 12 and len(cluster.batch.active) == 12
+    assert len(cluster.worker_spec) == jobs_wanted and len(cluster.batch.active) == jobs_wanted
 
     del commands[:]
     cluster.close()
@@ -153,7 +158,7 @@ def test_jobs_started_together_are_one_array_whose_elements_live_and_leave_on_th
         if c[: len(job_cls.cancel_command)] == list(job_cls.cancel_command)
         and not (signal and c[: len(signal)] == signal)
     ]
-    assert len(cancels) == 1, cancels  # one command for all 12 ids, which fit one
+    assert len(cancels) == 1, cancels  # one command for all the ids, which fit one
 
 
 @pytest.mark.placement_independent

@@ -25,9 +25,17 @@ class Testbed:
     job_variable_is_id = True
     #: Cluster options every test's clusters get here (what the suite checks the batch system granted).
     cluster_defaults: dict = {}
+    #: Compute nodes, and the CPUs each advertises to the batch system (docker/<s>/).
+    nodes = 2
+    cpus_per_node = 2
 
     def __init__(self, runner: Runner):
         self.runner = runner
+
+    @property
+    def one_core_jobs_at_once(self) -> int:
+        """How many one-core jobs (with the suite's default memory) run at once."""
+        return self.nodes * self.cpus_per_node
 
     def run(self, *argv: str) -> str:
         return self.runner.run_blocking(list(argv), timeout=60).check().stdout
@@ -101,6 +109,13 @@ class Testbed:
         """Submit the bash script at `path` as job `job_name` (what
         `active_jobs` looks for) with the batch system's own submit command,
         its output discarded; the job's id."""
+        raise NotImplementedError
+
+    # ---- the site's accounting ----------------------------------------------------
+
+    def final_state(self, job_id: str) -> str | None:
+        """How the batch system's accounting says finished job `job_id`
+        ended, in its own words (None while it has no final record)."""
         raise NotImplementedError
 
 

@@ -81,6 +81,10 @@ class HTCondor(Testbed):
         heard = [int(f[1]) for f in (line.split() for line in ads) if len(f) == 2 and f[0].split(".")[0] == node]
         return bool(heard) and time.time() - max(heard) < 20
 
+    def final_state(self, job_id):
+        ended = self.run("condor_history", job_id, "-af", "JobStatus", "ExitCode").split()
+        return f"JobStatus {ended[0]} ExitCode {ended[1]}" if ended else None
+
     def submit_script(self, path, job_name):
         # The description goes beside the script: the runner has no stdin to give condor_submit.
         self.run("chmod", "+x", path)  # HTCondor executes the script itself

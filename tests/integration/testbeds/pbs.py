@@ -73,6 +73,8 @@ class PBS(Testbed):
             warnings.warn(COMPAT_NOTE, stacklevel=2)
         # The Slurm-backed wrapper leaves the job Slurm's environment.
         self.job_variable = "PBS_JOBID" if self.flavor == "openpbs" else "SLURM_JOB_ID"
+        # docker/pbs/compat/slurm.conf's nodes have 4 CPUs; OpenPBS's MoMs 2.
+        self.cpus_per_node = 4 if self.flavor == "compat" else 2
 
     def _qstat(self, *job_ids: str) -> dict[str, dict[str, str]]:
         result = self.runner.run_blocking(["qstat", "-f", *job_ids], timeout=60)

@@ -76,6 +76,13 @@ class SGE(Testbed):
         states = [line.split()[5] for line in queue if line.startswith(f"{self.queue}@") and len(line.split()) > 5]
         return reports_load and not states
 
+    def final_state(self, job_id):
+        result = self.runner.run_blocking(["qacct", "-j", job_id], timeout=60)
+        if not result.ok:  # "job id N not found" until qmaster has written the record
+            return None
+        fields = dict(line.split(None, 1) for line in result.stdout.splitlines() if len(line.split(None, 1)) == 2)
+        return f"exit_status {fields['exit_status'].strip()}"
+
     def submit_script(self, path, job_name):
         return self.run(
             "qsub", "-terse", "-N", job_name, "-q", self.queue, "-S", "/bin/bash", "-j", "y", "-o", "/dev/null", path

@@ -16,6 +16,18 @@ STOP_SLURMCTLD = 'kill -STOP "$(cat /run/slurmctld.pid)"'
 START_SLURMCTLD = 'kill -CONT "$(cat /run/slurmctld.pid)" && scontrol reconfigure'
 #: sinfo's node states that take jobs.
 IN_SERVICE = {"idle", "mix", "alloc"}
+#: sacct's states of a job that has ended.
+ENDED = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+}
 
 
 def slurm_node_in_service(testbed: Testbed, node: str) -> bool:
@@ -27,6 +39,7 @@ class Slurm(Testbed):
     cluster_cls = SLURMCluster
     queue = "debug"
     unknown_queue_error = "invalid partition"
+    cpus_per_node = 4  # docker/slurm/slurm.conf
 
     def active_jobs(self, job_name):
         out = self.run(
@@ -65,6 +78,11 @@ class Slurm(Testbed):
 
     def node_in_service(self, node):
         return slurm_node_in_service(self, node)
+
+    def final_state(self, job_id):
+        out = self.run("sacct", "--noheader", "--parsable2", "--allocations", f"--jobs={job_id}", "--format=State")
+        state = out.split()[0] if out.split() else None  # "CANCELLED by 1000": the state is the first word
+        return state if state in ENDED else None
 
     def submit_script(self, path, job_name):
         out = self.run(
