@@ -498,7 +498,7 @@ class JobQueueCluster(SpecCluster):
         cause = end_cause(job)
         if detail in self.job_cls.blameless_ends:
             pass  # neither a failed start nor a good one
-        elif job.name in self._connected_jobs and detail not in self.job_cls.option_ends:
+        elif job.name in self._connected_jobs and job.option_at_fault() is None:
             self._failed_starts = 0
         else:
             self._failed_starts += 1

@@ -74,7 +74,7 @@ def end_cause(job: Job) -> str:
     words = job.ended_as or "ended"
     if job.reason:
         words += f" ({job.reason})"
-    option = type(job).option_ends.get(job.ended_as)
+    option = job.option_at_fault()
     if option is not None:
         words += (
             f": the batch system ended it for its {option}={job.option(option)!r}; "

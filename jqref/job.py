@@ -132,6 +132,10 @@ class Job(ProcessInterface):
     #: job counts as a failed start even if its workers had connected, so the
     #: same mistake is not resubmitted for ever.
     option_ends: ClassVar[Mapping[str, str]] = {}
+    #: The same for ends the batch system's state does not tell apart, by
+    #: what it writes into the job's stderr file (Slurm without cgroups:
+    #: FAILED, 'Exceeded job memory limit').
+    option_end_signs: ClassVar[Mapping[str, str]] = {}
     #: Words for ends no option caused (preemption): the job is replaced
     #: without counting as a failed start.
     blameless_ends: ClassVar[frozenset[str]] = frozenset()
@@ -363,6 +367,13 @@ class Job(ProcessInterface):
         words, read from the same status command's output as `parse_states`
         (no extra command per poll); empty for a job it gives no reason for."""
         return {}
+
+    def option_at_fault(self) -> str | None:
+        """The option that made the batch system end this job (`option_ends`,
+        `option_end_signs`), if its end says so."""
+        if self.ended_as in self.option_ends:
+            return self.option_ends[self.ended_as]
+        return next((option for sign, option in self.option_end_signs.items() if sign in self.error_tail), None)
 
     def site_limit_commands(self) -> list[list[str]]:
         """Commands whose answers say the site's limits on jobs like this one

@@ -52,6 +52,8 @@ class SLURMJob(Job):
     array_option = "--array"
     array_index_variable = "SLURM_ARRAY_TASK_ID"
     option_ends = {"OUT_OF_MEMORY": "memory"}
+    # slurmstepd's words: the over-memory kill without cgroups (the job ends FAILED), and the cgroup one.
+    option_end_signs = {"Exceeded job memory limit": "memory", "oom_kill event": "memory"}
     # The node's or a more urgent job's doing, not the options'.
     blameless_ends = frozenset({"PREEMPTED", "NODE_FAIL", "BOOT_FAIL"})
     walltime_number_seconds = 60
@@ -155,10 +157,12 @@ class SLURMJob(Job):
         return reasons
 
     def error_file(self):
-        # -e names it by %J, the job's own id: an array element's is not the 123_4 jqref knows.
-        if not self.log_directory or self.job_id is None or "_" in self.job_id:
+        if self.job_id is None:
             return None
-        return f"{self.log_directory}/{self.job_name}-{self.job_id}.err"
+        if not self.log_directory:  # Slurm's own, in sbatch's directory: slurm-%j.out, an element's slurm-%A_%a.out
+            return f"slurm-{self.job_id}.out"
+        # -e names it by %J, the job's own id: an array element's is not the 123_4 jqref knows.
+        return None if "_" in self.job_id else f"{self.log_directory}/{self.job_name}-{self.job_id}.err"
 
     def site_limit_commands(self):
         commands = [["scontrol", "show", "config"]]

@@ -48,6 +48,14 @@ MaxJobCount             = 10000
 """
 
 
+# The job's stderr file after that kill (sbatch --mem=100M, a Python asking 400 MiB).
+OVER_MEMORY_STDERR = """\
+slurmstepd-compute1: error: StepId=3.batch exceeded memory limit (429625344 > 104857600), being killed
+slurmstepd-compute1: error: *** JOB 3 ON compute1 CANCELLED AT 2026-12-07T00:25:17 ***
+slurmstepd-compute1: error: Exceeded job memory limit
+"""
+
+
 def squeue(stdout: str, rc: int = 0, stderr: str = "") -> CommandResult:
     return CommandResult(("squeue",), rc, stdout, stderr)
 
@@ -176,6 +184,21 @@ def test_an_out_of_memory_end_names_the_option_and_the_stderr_tail():
     assert "raise memory=" in cause and cause.endswith("/logs/dask-worker-7.err:\n" + job.error_tail)
     job.job_id = "7_1"
     assert job.error_file() is None  # named by the element's own job id, which jqref does not know
+    assert SLURMJob("tcp://a:1", "w-0", cores=1, memory="1GiB").error_file() is None  # not submitted
+    plain = SLURMJob("tcp://a:1", "w-0", cores=1, memory="1GiB")
+    plain.job_id = "7_1"
+    assert plain.error_file() == "slurm-7_1.out"  # Slurm's default, in sbatch's directory
+
+
+def test_a_memory_kill_slurm_reports_as_failed_is_told_by_its_stderr():
+    # Slurm 24.11.5 on the SLURM testbed (jobacct_gather/linux, OverMemoryKill, no cgroups):
+    # squeue said "FAILED RaisedSignal:9(Killed)", and slurmstepd wrote this to the job's stderr.
+    job = SLURMJob("tcp://a:1", "w-0", cores=1, memory="256MiB")
+    job.job_id, job.ended_as, job.reason = "2", "FAILED", "RaisedSignal:9(Killed)"
+    assert job.option_at_fault() is None
+    job.error_tail = OVER_MEMORY_STDERR
+    assert job.option_at_fault() == "memory"
+    assert "memory='256MiB'; raise memory=" in end_cause(job)
 
 
 @pytest.mark.parametrize(
