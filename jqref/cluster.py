@@ -506,7 +506,7 @@ class JobQueueCluster(SpecCluster):
             connected = "after" if job.name in self._connected_jobs else "before"
             self._gave_up = (
                 f"job {job.job_id} ({job.name}) ended {connected} its workers connected to {job.scheduler}, "
-                f"the {self._failed_starts}. failed start in a row: {cause}\nNot replacing it, and adapt stopped. "
+                f"{self._failed_starts} failed starts in a row: {cause}\nNot replacing it, and adapt stopped. "
                 "Check the job's output and the cluster's options, then scale again."
                 + self.placement.unreachable_hint()
             )

@@ -25,7 +25,7 @@ class WorkersDidNotArrive(WorkerStartTimeoutError):
         self.diagnosis = diagnosis
 
     def __str__(self) -> str:
-        return f"{super().__str__()}. {self.diagnosis}"
+        return f"{super().__str__()}\n{self.diagnosis}"
 
 
 def age(seconds: float | None) -> str:
