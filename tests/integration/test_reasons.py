@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
 #: Per batch system: options that keep a job waiting for an hour, and the reason its status command then gives.
 NEVER_STARTING = {
     "slurm": ({"job_extra_directives": ["--begin=now+1hour"]}, "BeginTime"),
+    "htcondor": ({"job_extra_directives": {"requirements": "False"}}, "no match found"),
 }
 
 

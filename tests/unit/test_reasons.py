@@ -113,18 +113,21 @@ def test_the_site_array_limit_splits_arrays_when_the_user_sets_none():
 
 
 def test_htcondor_says_why_a_job_is_held_or_idle():
-    # condor_q -af:t ClusterId ProcId JobStatus HoldReason LastRejMatchReason, HTCondor 23.9 (testbed).
+    # condor_q -af:t ClusterId ProcId JobStatus HoldReason LastRejMatchReason, HTCondor 23.9.6 on the
+    # HTCondor testbed: requirements = False, hold = True, allowed_job_duration = 2 (then a running one).
     out = (
-        "12\t0\t5\tThe job exceeded allowed execute duration of 00:00:05\tundefined\n"
-        "13\t0\t1\tundefined\tno match found \n"
-        "14\t0\t2\tundefined\tundefined\n"
+        "2\t0\t1\tundefined\tno match found \n"
+        "3\t0\t5\tsubmitted on hold at user's request\tundefined\n"
+        "4\t0\t5\tThe job exceeded allowed job duration of 00:02\tundefined\n"
+        "5\t0\t2\tundefined\tundefined\n"
     )
-    result = CommandResult(tuple(HTCondorJob.status_command(["12.0"])), 0, out, "")
-    assert HTCondorJob.parse_states(result, [])["12.0"][0] is JobState.HELD
+    result = CommandResult(tuple(HTCondorJob.status_command(["2.0"])), 0, out, "")
+    assert HTCondorJob.parse_states(result, [])["4.0"][0] is JobState.HELD
     assert HTCondorJob.parse_reasons(result, []) == {
-        "12.0": "The job exceeded allowed execute duration of 00:00:05",
-        "13.0": "no match found",
-        "14.0": "",
+        "2.0": "no match found",
+        "3.0": "submitted on hold at user's request",
+        "4.0": "The job exceeded allowed job duration of 00:02",
+        "5.0": "",
     }
 
 
