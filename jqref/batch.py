@@ -66,6 +66,9 @@ DEFAULT_MAX_ARRAY_SIZE = 1000
 ERROR_TAIL_LINES = 20
 #: Ended jobs the jobs table keeps showing.
 ENDED_JOBS_SHOWN = 10
+#: Seconds a job stays pending before, and between, asks of a batch system's
+#: own reason command (`Job.pending_reason_command`, SGE's qstat -j).
+PENDING_REASON_AFTER = 30.0
 
 
 class JobCancelError(Exception):
@@ -131,6 +134,8 @@ class BatchQueue:
         self.ended: deque[Job] = deque(maxlen=ENDED_JOBS_SHOWN)
         #: The site's limits (`Job.parse_site_limits`), once the cluster has read them.
         self.site_limits: dict[str, int] | None = None
+        #: When `pending_reason_command` last ran (time.time()).
+        self._pending_reasons_asked = 0.0
         #: Jobs submitted and not known to be over, by job id.
         self.active: dict[str, Job] = {}
         #: Jobs we asked the batch system to cancel and have not yet seen leave.
@@ -482,7 +487,8 @@ class BatchQueue:
             elif job_id in self.active:  # not cancelled while we were polling
                 job = self.active[job_id]
                 job.state = state
-                self._note_reason(job, reasons.get(job_id, ""))
+                if job_id in reasons:  # else the status command says nothing of reasons (SGE's)
+                    self._note_reason(job, reasons[job_id])
                 if state is JobState.HELD:
                     await self.cancel(job)  # it would sit in the queue for ever
                     if job_id in self.active:  # the cancel failed: still ours, tried again next poll
@@ -497,6 +503,32 @@ class BatchQueue:
                     changed = True
         if changed:
             self.save_record_or_warn()
+        await self._ask_why_pending()
+
+    async def _ask_why_pending(self) -> None:
+        """Where the status command gives no reason, ask the batch system's own
+        command about the jobs pending for `PENDING_REASON_AFTER`, at most that
+        often: it is heavier than a poll. A failure costs only the reasons."""
+        now = time.time()
+        if now - self._pending_reasons_asked < PENDING_REASON_AFTER:
+            return
+        waiting = {
+            job_id: job
+            for job_id, job in self.active.items()
+            if job.state is JobState.PENDING and job.submitted_at and now - job.submitted_at >= PENDING_REASON_AFTER
+        }
+        argv = self.job_cls.pending_reason_command(list(waiting)) if waiting else None
+        if argv is None:
+            return
+        self._pending_reasons_asked = now
+        try:
+            result = await self.runner.run(argv)
+        except CommandError as e:
+            logger.info("could not ask why jobs %s wait: %s", ", ".join(waiting), e)
+            return
+        for job_id, reason in self.job_cls.parse_pending_reasons(result, list(waiting)).items():
+            if job_id in waiting:
+                self._note_reason(waiting[job_id], reason)
 
     async def _states(self, ids: list[str]) -> dict[str, tuple[JobState, str]]:
         """What the batch system says about `ids`' states."""

@@ -385,6 +385,18 @@ class Job(ProcessInterface):
         each becomes the default of: ``max_array_size``, ``max_jobs``."""
         return {}
 
+    @classmethod
+    def pending_reason_command(cls, job_ids: Sequence[str]) -> list[str] | None:
+        """Where the status command gives no reason: a command that does, run
+        only for jobs that stay pending (`BatchQueue.PENDING_REASON_AFTER`),
+        not on every poll; None where there is none."""
+        return None
+
+    @classmethod
+    def parse_pending_reasons(cls, result: CommandResult, job_ids: Sequence[str]) -> dict[str, str]:
+        """Job id to reason, from `pending_reason_command`'s output."""
+        return {}
+
     def error_file(self) -> str | None:
         """The path of this job's stderr file, where jqref can name it (a
         `log_directory` the batch system names the files in by job id)."""

@@ -5,6 +5,8 @@ preempted jobs replaced), driven through the stand-in SLURM commands."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from test_arrays import cluster_jobs
 from test_fault_corpus import cluster_on_stand_in, stand_in, until  # noqa: F401  (fixtures)
@@ -141,6 +143,89 @@ def test_pbs_gives_the_schedulers_comment_on_a_job_it_does_not_run():
     )
     reasons = PBSJob.parse_reasons(CommandResult(("qstat", "-f"), 0, out, ""), ["31.login", "32"])
     assert reasons == {"31.login": "Not Running: Insufficient amount of resource: ncpus (R: 8 A: 2 T: 4)", "32": ""}
+
+
+# qstat -j 2,3 (Grid Engine 8.1.9 on the SGE testbed, schedd_job_info true): a held job and a held array.
+QSTAT_J = """\
+==============================================================
+job_number:                 2
+exec_file:                  job_scripts/2
+submission_time:            Mon Dec  7 00:47:01 2026
+owner:                      dask
+job_name:                   j.sh
+script_file:                /tmp/j.sh
+binding:                    NONE
+job_type:                   NONE
+scheduling info:            Job is in hold state
+==============================================================
+job_number:                 3
+exec_file:                  job_scripts/3
+submission_time:            Mon Dec  7 00:47:11 2026
+job_name:                   j.sh
+job-array tasks:            1-2:1
+binding:                    NONE
+job_type:                   NONE
+scheduling info:            Job is in hold state
+"""
+# qstat -xml -g d for them, there and then: pending, held (hqw); element 3.2's entry, like 3.1's, left out.
+QSTAT_XML_HELD = """\
+<?xml version='1.0'?>
+<job_info  xmlns:xsd="http://arc.liv.ac.uk/repos/darcs/sge/source/dist/util/resources/schemas/qstat/qstat.xsd">
+  <queue_info>
+  </queue_info>
+  <job_info>
+    <job_list state="pending">
+      <JB_job_number>2</JB_job_number>
+      <JAT_prio>0.00000</JAT_prio>
+      <JB_name>j.sh</JB_name>
+      <JB_owner>dask</JB_owner>
+      <state>hqw</state>
+      <JB_submission_time>2026-12-07T00:47:01</JB_submission_time>
+      <queue_name></queue_name>
+      <slots>1</slots>
+    </job_list>
+    <job_list state="pending">
+      <JB_job_number>3</JB_job_number>
+      <JAT_prio>0.00000</JAT_prio>
+      <JB_name>j.sh</JB_name>
+      <JB_owner>dask</JB_owner>
+      <state>hqw</state>
+      <JB_submission_time>2026-12-07T00:47:11</JB_submission_time>
+      <queue_name></queue_name>
+      <slots>1</slots>
+      <tasks>1</tasks>
+    </job_list>
+  </job_info>
+</job_info>
+"""
+
+
+def test_sge_is_asked_why_only_for_jobs_that_stay_pending_and_not_on_every_poll():
+    from jqref.sge import SGEJob
+
+    assert SGEJob.pending_reason_command(["3.1", "3.2", "2"]) == ["qstat", "-j", "2,3"]
+    assert SGEJob.parse_pending_reasons(CommandResult(("qstat",), 0, QSTAT_J, ""), ["2", "3.1", "9"]) == {
+        "2": "Job is in hold state",
+        "3.1": "Job is in hold state",
+    }
+    reported = []
+    runner = ScriptedRunner(*[(0, QSTAT_XML_HELD, "")] * 2, (0, QSTAT_J, ""), (0, QSTAT_XML_HELD, ""))
+    batch = BatchQueue(SGEJob, runner, report=reported.append)
+    job = SGEJob("tcp://a:1", "w-0", batch=batch, cores=1, memory="1GiB")
+    batch.adopt(job, "2")
+    job.state, job.submitted_at = JobState.PENDING, time.time()
+    run(batch.poll())  # just submitted: not asked
+    job.submitted_at -= 60
+    run(batch.poll())  # pending for a minute: asked
+    run(batch.poll())  # asked a moment ago: not again
+    assert [call[:2] for call in runner.calls] == [
+        ["qstat", "-xml"],
+        ["qstat", "-xml"],
+        ["qstat", "-j"],
+        ["qstat", "-xml"],
+    ]
+    assert reported == ["job 2 (w-0) is pending: Job is in hold state"]
+    assert job.reason == "Job is in hold state", "kept through polls whose status command gives no reasons"
 
 
 def test_a_reason_is_reported_once_each_time_it_changes():
