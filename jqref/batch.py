@@ -21,6 +21,12 @@ nothing; a job missing from one answer is only in doubt (status commands
 answer empty or cut short when the controller is busy): it is asked about
 again at once, and counts as gone if that answer misses it too.
 
+Each poll also reads why a job waits (the batch system's own reason, from
+the same status command), kept on the job and reported once each time it
+changes; a job that ended is described by the batch system's word for its
+end and the last lines of its stderr file where jqref can name it, for the
+cluster to decide whether to replace it.
+
 A submission whose outcome is unknown (the command timed out, the
 connection dropped, or it printed no id that can be read) is looked up by
 its tag: found, it is tracked as if submitted; confirmed absent, its error
@@ -35,6 +41,7 @@ import contextlib
 import logging
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -53,6 +60,15 @@ MAX_IDS_PER_COMMAND = 500
 MAX_ID_CHARACTERS_PER_COMMAND = 16_000
 #: The shell's exit status for a command it cannot find (LocalRunner's too).
 COMMAND_NOT_FOUND = 127
+#: Elements per array when neither the user nor the site says.
+DEFAULT_MAX_ARRAY_SIZE = 1000
+#: Lines of an ended job's stderr file shown with its end.
+ERROR_TAIL_LINES = 20
+#: Ended jobs the jobs table keeps showing.
+ENDED_JOBS_SHOWN = 10
+#: Seconds a job stays pending before, and between, asks of a batch system's
+#: own reason command (`Job.pending_reason_command`, SGE's qstat -j).
+PENDING_REASON_AFTER = 30.0
 
 
 class JobCancelError(Exception):
@@ -106,11 +122,20 @@ class BatchQueue:
         runner: Runner,
         on_ended: Callable[[Job, str], None] = lambda job, detail: None,
         record: JobRecord | None = None,
+        report: Callable[[str], None] = logger.info,
     ):
         self.job_cls = job_cls
         self.runner = runner
         self.on_ended = on_ended
         self.record = record
+        #: Where news about the jobs goes (why one waits): the cluster's log.
+        self.report = report
+        #: The last jobs that ended, newest last, for the jobs table.
+        self.ended: deque[Job] = deque(maxlen=ENDED_JOBS_SHOWN)
+        #: The site's limits (`Job.parse_site_limits`), once the cluster has read them.
+        self.site_limits: dict[str, int] | None = None
+        #: When `pending_reason_command` last ran (time.time()).
+        self._pending_reasons_asked = 0.0
         #: Jobs submitted and not known to be over, by job id.
         self.active: dict[str, Job] = {}
         #: Jobs we asked the batch system to cancel and have not yet seen leave.
@@ -167,6 +192,24 @@ class BatchQueue:
             raise outcome
         return outcome
 
+    async def read_site_limits(self, job: Job) -> dict[str, int]:
+        """The site's limits on jobs like `job` (`Job.site_limit_commands`),
+        asked once; a site that does not answer has none jqref knows of."""
+        if self.site_limits is None:
+            self.site_limits = {}
+            for argv in job.site_limit_commands():
+                try:
+                    result = await self.runner.run(argv)
+                except CommandError as e:
+                    logger.info("could not read the site's limits (%s); going without", e)
+                    continue
+                self.site_limits.update(job.parse_site_limits(result))
+            if self.site_limits:
+                self.report(
+                    "the site's limits: " + ", ".join(f"{name}={value}" for name, value in self.site_limits.items())
+                )
+        return self.site_limits
+
     def _submissions(self, jobs: list[Job]) -> list[list[Job]]:
         """`jobs` grouped into the submissions they become: an array for the
         jobs of one cluster (they share their options), up to its size limit."""
@@ -179,7 +222,7 @@ class BatchQueue:
             if not (template.array_index_variable and template.arrays):
                 submissions += [[job] for job in group]
                 continue
-            size = template.max_array_size or len(group)
+            size = template.max_array_size or (self.site_limits or {}).get("max_array_size") or DEFAULT_MAX_ARRAY_SIZE
             submissions += [group[start : start + size] for start in range(0, len(group), size)]
         return submissions
 
@@ -191,9 +234,11 @@ class BatchQueue:
             for job in jobs:
                 outcomes[job] = e
             return
+        now = time.time()
         for job, job_id in zip(jobs, job_ids):
             outcomes[job] = job_id
             self.active[job_id] = job
+            job.submitted_at = now
         self.submitted += len(jobs)
         if len(jobs) == 1:
             logger.info("submitted %s as job %s", jobs[0].name, job_ids[0])
@@ -425,10 +470,12 @@ class BatchQueue:
         ids = [*self.active, *self.cancelled]
         if not ids:
             return
-        states = await self._states(ids)
+        states, reasons = await self._states_and_reasons(ids)
         missing = [job_id for job_id in ids if job_id not in states]
         if missing:  # asked again at once: one answer is not trusted to say they left
-            states.update(await self._states(missing))
+            again, more_reasons = await self._states_and_reasons(missing)
+            states.update(again)
+            reasons.update(more_reasons)
         self.polls += 1
         changed = False
         for job_id in ids:
@@ -440,6 +487,8 @@ class BatchQueue:
             elif job_id in self.active:  # not cancelled while we were polling
                 job = self.active[job_id]
                 job.state = state
+                if job_id in reasons:  # else the status command says nothing of reasons (SGE's)
+                    self._note_reason(job, reasons[job_id])
                 if state is JobState.HELD:
                     await self.cancel(job)  # it would sit in the queue for ever
                     if job_id in self.active:  # the cancel failed: still ours, tried again next poll
@@ -447,18 +496,84 @@ class BatchQueue:
                 if not state.active:
                     self.active.pop(job_id, None)
                     job.ended(state)
+                    job.ended_as = detail
+                    job.error_tail = await self._error_tail(job)
+                    self.ended.append(job)
                     self.on_ended(job, detail)
                     changed = True
         if changed:
             self.save_record_or_warn()
+        await self._ask_why_pending()
+
+    async def _ask_why_pending(self) -> None:
+        """Where the status command gives no reason, ask the batch system's own
+        command about the jobs pending for `PENDING_REASON_AFTER`, at most that
+        often: it is heavier than a poll. A failure costs only the reasons."""
+        now = time.time()
+        if now - self._pending_reasons_asked < PENDING_REASON_AFTER:
+            return
+        waiting = {
+            job_id: job
+            for job_id, job in self.active.items()
+            if job.state is JobState.PENDING and job.submitted_at and now - job.submitted_at >= PENDING_REASON_AFTER
+        }
+        argv = self.job_cls.pending_reason_command(list(waiting)) if waiting else None
+        if argv is None:
+            return
+        self._pending_reasons_asked = now
+        try:
+            result = await self.runner.run(argv)
+        except CommandError as e:
+            logger.info("could not ask why jobs %s wait: %s", ", ".join(waiting), e)
+            return
+        for job_id, reason in self.job_cls.parse_pending_reasons(result, list(waiting)).items():
+            if job_id in waiting:
+                self._note_reason(waiting[job_id], reason)
 
     async def _states(self, ids: list[str]) -> dict[str, tuple[JobState, str]]:
-        """What the batch system says about `ids`: one status command, or one per chunk."""
-        states = {}
+        """What the batch system says about `ids`' states."""
+        return (await self._states_and_reasons(ids))[0]
+
+    async def _states_and_reasons(self, ids: list[str]) -> tuple[dict[str, tuple[JobState, str]], dict[str, str]]:
+        """What the batch system says about `ids`, their states and why the
+        waiting ones wait: one status command, or one per chunk."""
+        states, reasons = {}, {}
         for chunk in self._status_chunks(ids):
             result = await self.runner.run(self.job_cls.status_command(chunk))
             states.update(self.job_cls.parse_states(result, chunk))
-        return states
+            reasons.update(self.job_cls.parse_reasons(result, chunk))
+        return states, reasons
+
+    def _note_reason(self, job: Job, reason: str) -> None:
+        """Keep why `job` waits, and say so once each time it changes."""
+        if reason == job.reason:
+            return
+        job.reason = reason
+        if reason and job.state is not JobState.ENDED:  # an end's reason goes with the end
+            self.report(f"job {job.job_id} ({job.name}) is {job.state.value}: {reason}")
+
+    async def _error_tail(self, job: Job) -> str:
+        """The last lines of an ended job's stderr file, where jqref can name
+        it and read it through the runner; empty otherwise."""
+        path = job.error_file()
+        if path is None:
+            return ""
+        try:
+            result = await self.runner.run(["tail", "-n", str(ERROR_TAIL_LINES), "--", path])
+        except CommandError:
+            return ""
+        return result.stdout.rstrip() if result.ok else ""
+
+    def jobs_table(self) -> list[tuple[str, str, str, float | None]]:
+        """(id, state, reason, age in seconds) of each job in the queue, then
+        of the last ones that ended (their state the batch system's word for the end)."""
+        now = time.time()
+        table = []
+        for job in [*self.active.values(), *self.ended]:
+            state = (job.ended_as or "ended") if job.state is JobState.ENDED else job.state.value
+            age = now - job.submitted_at if job.submitted_at is not None else None
+            table.append((str(job.job_id), state, job.reason, age))
+        return table
 
     def _status_chunks(self, ids: list[str]) -> list[list[str]]:
         """One status command for all ids unless naming them all would make

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import datetime
 import functools
 import logging
 import math
@@ -24,6 +25,7 @@ import dask.config
 from dask.utils import parse_bytes, parse_timedelta
 from distributed.core import Status, rpc
 from distributed.deploy.spec import ProcessInterface, SpecCluster
+from distributed.exceptions import WorkerStartTimeoutError
 from distributed.objects import SchedulerInfo
 from distributed.scheduler import Scheduler
 from distributed.security import Security
@@ -31,6 +33,7 @@ from distributed.security import Security
 from . import ssl_error_queue
 from .batch import BatchQueue, JobCancelError
 from .config import Options, UnknownOptionError
+from .diagnosis import WorkersDidNotArrive, end_cause, jobs_html, jobs_text
 from .docstrings import cluster_docstring
 from .job import Job
 from .option_checks import check_keywords
@@ -298,7 +301,7 @@ class JobQueueCluster(SpecCluster):
                 record.session = detached.detached_session(type(self), record.id, reusable_options, security)
         #: The record of this cluster's jobs (`records`), which its queue keeps written.
         self._record = record
-        self.batch = BatchQueue(self.job_cls, self.runner, on_ended=self._job_ended, record=record)
+        self.batch = BatchQueue(self.job_cls, self.runner, on_ended=self._job_ended, record=record, report=self._report)
         self.poll_interval = parse_timedelta(opt("poll_interval", poll_interval))
         self.max_jobs = opt("max_jobs", max_jobs)
         #: Where the files the jobs read go (`worker_files`), as in dask-jobqueue; None: ~/.jqref/credentials.
@@ -352,6 +355,11 @@ class JobQueueCluster(SpecCluster):
         self._adopted = dict(record.names) if _attached is not None else {}
         self._connected_jobs: set[str] = set()
         self._failed_starts = 0
+        #: Why the cluster stopped replacing jobs, once it has.
+        self._gave_up = ""
+        #: Where max_jobs came from when the site set it, and whether hitting it was said.
+        self._site_max_jobs: str | None = None
+        self._site_limit_reported = False
         JobQueueCluster._live.add(self)
         # Initial jobs are part of the spec, so a failing submission raises here.
         initial_jobs = math.ceil(n_workers / self._template.processes)
@@ -436,9 +444,21 @@ class JobQueueCluster(SpecCluster):
         self._check_scheduler_job()
         jobs = max([jobs, *map(math.ceil, job_counts(self._template, n, cores, memory))])
         if self.max_jobs is not None and jobs > self.max_jobs:
-            logger.warning("asked for %d jobs; max_jobs=%d caps it", jobs, self.max_jobs)
-            jobs = self.max_jobs
+            jobs = self._capped(jobs)
         return super().scale(jobs)
+
+    def _capped(self, jobs: int) -> int:
+        """`max_jobs`, for `jobs` asked for beyond it; said once when the limit is the site's."""
+        if self._site_max_jobs is None:
+            logger.warning("asked for %d jobs; max_jobs=%d caps it", jobs, self.max_jobs)
+        elif not self._site_limit_reported:
+            self._site_limit_reported = True
+            self._report(
+                f"asked for {jobs} jobs; the site allows you {self.max_jobs} ({self._site_max_jobs}), "
+                "so the cluster keeps at most that many (max_jobs= sets another bound)",
+                logging.WARNING,
+            )
+        return self.max_jobs
 
     def adapt(  # type: ignore[override]  # bounds by keyword, in jobs too, as dask-jobqueue's; Adaptive= passes on in kwargs
         self,
@@ -478,31 +498,59 @@ class JobQueueCluster(SpecCluster):
 
     # ---- job-state tracking -----------------------------------------------
 
+    def _report(self, message: str, level: int = logging.INFO) -> None:
+        """Log `message` and keep it for `get_logs()` (its "Cluster" part)."""
+        logger.log(level, message)
+        self._cluster_manager_logs.append((datetime.datetime.now(), message))
+
     def _job_ended(self, job: Job, detail: str) -> None:
         """A job the batch system reports as over: drop it from the spec and
-        submit a replacement so the requested size is kept."""
+        submit a replacement so the requested size is kept. A job that ended
+        before its workers connected, or for a cause its options name (its
+        memory), counts as a failed start; a preempted one does not count."""
         if self.status != Status.running or self.worker_spec.get(job.name) is None:
             return
         wanted = len(self.worker_spec)
         del self.worker_spec[job.name]
         self.workers.pop(job.name, None)
-        self._failed_starts = 0 if job.name in self._connected_jobs else self._failed_starts + 1
+        cause = end_cause(job)
+        if detail in self.job_cls.blameless_ends:
+            pass  # neither a failed start nor a good one
+        elif job.name in self._connected_jobs and job.option_at_fault() is None:
+            self._failed_starts = 0
+        else:
+            self._failed_starts += 1
         if self._failed_starts >= self.max_failed_starts:
-            logger.error(
-                "job %s (%s) ended (%s) before its workers connected to %s, the %d. in a row: not replacing "
-                "it and stopping adapt. Check the job's output and the cluster's options, then scale again.%s",
-                job.job_id,
-                job.name,
-                detail,
-                job.scheduler,
-                self._failed_starts,
-                self.placement.unreachable_hint(),
+            connected = "after" if job.name in self._connected_jobs else "before"
+            self._gave_up = (
+                f"job {job.job_id} ({job.name}) ended {connected} its workers connected to {job.scheduler}, "
+                f"{self._failed_starts} failed starts in a row: {cause}\nNot replacing it, and adapt stopped. "
+                "Check the job's output and the cluster's options, then scale again."
+                + self.placement.unreachable_hint()
             )
+            self._report(self._gave_up, logging.ERROR)
             if self._adaptive is not None:
                 self._adaptive.stop(reason="jobs keep failing to start")
             return
-        logger.warning("job %s (%s) ended: %s; submitting a replacement", job.job_id, job.name, detail)
+        self._report(f"job {job.job_id} ({job.name}) ended: {cause}; submitting a replacement", logging.WARNING)
         super().scale(wanted)
+
+    def jobs_table(self) -> str:
+        """The cluster's jobs as the batch system last described them: id, state, age, reason."""
+        return jobs_text(self.batch.jobs_table())
+
+    async def _wait_for_workers(self, n_workers=0, timeout=None):
+        """distributed's wait, whose timeout also says what the batch system says about the jobs."""
+        try:
+            await super()._wait_for_workers(n_workers, timeout)
+        except WorkerStartTimeoutError as e:
+            diagnosis = self._gave_up + "\n" if self._gave_up else ""
+            raise WorkersDidNotArrive(
+                e.available_workers, e.expected_workers, e.timeout, f"{diagnosis}The jobs:\n{self.jobs_table()}"
+            ) from None
+
+    def _repr_html_(self, cluster_status=None):
+        return super()._repr_html_(cluster_status) + jobs_html(self.batch.jobs_table())
 
     def _update_worker_status(self, op, msg):
         if op == "add":
@@ -525,9 +573,23 @@ class JobQueueCluster(SpecCluster):
         del self.worker_spec[name]
         super().scale(wanted)
 
+    async def _apply_site_limits(self) -> None:
+        """The site's limits become the defaults of the options the user left
+        unset (`max_jobs`; `max_array_size` is applied where arrays are cut)."""
+        limits = await self.batch.read_site_limits(self._template)
+        if self.max_jobs is None and "max_jobs" in limits:
+            self.max_jobs = limits["max_jobs"]
+            self._site_max_jobs = "its submit limit per user"
+            surplus = list(self.worker_spec)[self.max_jobs :]
+            if surplus:
+                self._capped(len(self.worker_spec))
+                for name in surplus:
+                    del self.worker_spec[name]
+
     async def _start(self):
         await self._make_log_directory()
         if self.status == Status.created:
+            await self._apply_site_limits()
             if not self._adopted:  # an attached session's record keeps its jobs until they are adopted
                 # Before any job: a record that cannot be written stops the
                 # cluster here, not after jobs it could not account for.

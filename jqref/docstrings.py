@@ -86,7 +86,16 @@ arrays : bool
     batch system has arrays (SLURM, SGE, HTCondor; default True). False
     submits each job on its own, for sites that forbid arrays.
 max_array_size : int
-    Elements per array at most (default 1000); larger batches are split.
+    Elements per array at most; larger batches are split. Default: the
+    site's own limit where jqref can read it (Slurm's ``MaxArraySize``),
+    else 1000.
+lifetime_margin : float or str
+    With a ``walltime``, the workers retire this long before it (default
+    5 minutes, at most a fifth of the walltime): they get ``--lifetime``
+    (walltime less the margin) and ``--lifetime-stagger`` (half the
+    margin), so workers started together leave one by one, handing their
+    data to the others, and are replaced before the batch system kills the job. 0 turns this off; a
+    ``--lifetime`` in ``worker_extra_args`` replaces it.
 """
 
 CLUSTER_PARAMETERS = """

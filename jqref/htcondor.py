@@ -37,6 +37,14 @@ _STATES = {
     "7": (JobState.RUNNING, "suspended"),
 }
 
+#: What the status command asks for each job: why a held job is held, and why
+#: the negotiator last found no slot for an idle one (tab-separated: they have spaces).
+_STATUS_ATTRIBUTES = ("ClusterId", "ProcId", "JobStatus", "HoldReason", "LastRejMatchReason")
+#: Which of them explains a job in each state (JobStatus 5: held, 1: idle).
+_REASON_ATTRIBUTE = {"5": "HoldReason", "1": "LastRejMatchReason"}
+#: What -af prints for an attribute a job does not have.
+_UNDEFINED = "undefined"
+
 #: The resource requests, as expressions of the job's own ClassAds (dask-jobqueue's spelling).
 _REQUESTS = {
     "RequestCpus": "MY.DaskWorkerCores",
@@ -277,6 +285,11 @@ class HTCondorJob(Job):
         output = result.stdout + result.stderr
         return "not found" in output or "Couldn't find" in output
 
+    def error_file(self):
+        if not self.log_directory or self.job_id is None:
+            return None
+        return f"{self.log_directory}/worker-{self.job_id}.err"  # the description's Error
+
     def find_command(self):
         return ["condor_q", "-constraint", f'JqrefTag == "{self.tag}"', "-af", "ClusterId", "ProcId"]
 
@@ -287,17 +300,34 @@ class HTCondorJob(Job):
 
     @classmethod
     def status_command(cls, job_ids):
-        return ["condor_q", *job_ids, "-af", "ClusterId", "ProcId", "JobStatus"]
+        return ["condor_q", *job_ids, "-af:t", *_STATUS_ATTRIBUTES]
+
+    @classmethod
+    def _status_rows(cls, result) -> list[dict[str, str]]:
+        """The status command's lines, each its attributes by name."""
+        return [
+            dict(zip(_STATUS_ATTRIBUTES, fields))
+            for fields in (line.split("\t") for line in result.check().stdout.splitlines())
+            if len(fields) == len(_STATUS_ATTRIBUTES)
+        ]
 
     @classmethod
     def parse_states(cls, result, job_ids):
-        result.check()
         states = {}
-        for cluster, proc, status in rows(result.stdout, 3):
-            states[f"{cluster}.{proc}"] = _STATES.get(status, (JobState.RUNNING, f"status {status}"))
+        for row in cls._status_rows(result):
+            status = row["JobStatus"]
+            states[f"{row['ClusterId']}.{row['ProcId']}"] = _STATES.get(status, (JobState.RUNNING, f"status {status}"))
         if not states and "Failed" in result.stderr:
             raise CommandError(result)
         return states
+
+    @classmethod
+    def parse_reasons(cls, result, job_ids):
+        reasons = {}
+        for row in cls._status_rows(result) if result.ok else []:
+            reason = row.get(_REASON_ATTRIBUTE.get(row["JobStatus"], ""), "").strip()
+            reasons[f"{row['ClusterId']}.{row['ProcId']}"] = "" if reason == _UNDEFINED else reason
+        return reasons
 
 
 class HTCondorCluster(JobQueueCluster):

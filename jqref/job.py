@@ -127,6 +127,21 @@ class Job(ProcessInterface):
     #: without the warning it gives running jobs: a cancel waits for the job
     #: to leave them, up to `cancel_grace_period` (SGE's transfer state).
     unwarned_states: ClassVar[frozenset[str]] = frozenset()
+    #: The batch system's words for ends that a job's options caused, each
+    #: with the option to change (SLURM's OUT_OF_MEMORY: ``memory``): such a
+    #: job counts as a failed start even if its workers had connected, so the
+    #: same mistake is not resubmitted for ever.
+    option_ends: ClassVar[Mapping[str, str]] = {}
+    #: The same for ends the batch system's state does not tell apart, by
+    #: what it writes into the job's stderr file (Slurm without cgroups:
+    #: FAILED, 'Exceeded job memory limit').
+    option_end_signs: ClassVar[Mapping[str, str]] = {}
+    #: Words for ends no option caused (preemption): the job is replaced
+    #: without counting as a failed start.
+    blameless_ends: ClassVar[frozenset[str]] = frozenset()
+    #: What the batch system counts a bare number of `walltime` in: seconds,
+    #: or Slurm's minutes.
+    walltime_number_seconds: ClassVar[int] = 1
     #: Why this batch system cannot carry the workers' TLS key, if it cannot.
     tls_unavailable: ClassVar[str | None] = None
     #: Whether the submit command reads the job script from stdin; if not, the
@@ -200,6 +215,13 @@ class Job(ProcessInterface):
         #: submission's answer was lost with the connection.
         self.tag = f"jqref-{uuid.uuid4().hex[:16]}"
         self.state = JobState.PENDING
+        #: Why the batch system keeps the job waiting (or held), in its words; empty when it says nothing.
+        self.reason = ""
+        #: When the job was submitted (time.time()), for its age in the jobs table.
+        self.submitted_at: float | None = None
+        #: The batch system's word for how the job ended, and the last lines of its stderr file if readable.
+        self.ended_as = ""
+        self.error_tail = ""
 
         self.cores = opt("cores")
         self.memory = opt("memory")
@@ -248,6 +270,7 @@ class Job(ProcessInterface):
         self.cancel_grace_period = parse_timedelta(opt("cancel_grace_period"))
         self.arrays = opt("arrays")
         self.max_array_size = opt("max_array_size")
+        self.lifetime_margin = parse_timedelta(opt("lifetime_margin"))
         if security is not None and not worker_paths(security):
             if self.tls_unavailable:
                 raise ValueError(
@@ -338,6 +361,47 @@ class Job(ProcessInterface):
         says nothing about the jobs."""
         raise NotImplementedError
 
+    @classmethod
+    def parse_reasons(cls, result: CommandResult, job_ids: Sequence[str]) -> dict[str, str]:
+        """Job id to why the batch system keeps it waiting or held, in its own
+        words, read from the same status command's output as `parse_states`
+        (no extra command per poll); empty for a job it gives no reason for."""
+        return {}
+
+    def option_at_fault(self) -> str | None:
+        """The option that made the batch system end this job (`option_ends`,
+        `option_end_signs`), if its end says so."""
+        if self.ended_as in self.option_ends:
+            return self.option_ends[self.ended_as]
+        return next((option for sign, option in self.option_end_signs.items() if sign in self.error_tail), None)
+
+    def site_limit_commands(self) -> list[list[str]]:
+        """Commands whose answers say the site's limits on jobs like this one
+        (`parse_site_limits` reads them); none where jqref reads none."""
+        return []
+
+    def parse_site_limits(self, result: CommandResult) -> dict[str, int]:
+        """The limits one of `site_limit_commands` reported, by the option
+        each becomes the default of: ``max_array_size``, ``max_jobs``."""
+        return {}
+
+    @classmethod
+    def pending_reason_command(cls, job_ids: Sequence[str]) -> list[str] | None:
+        """Where the status command gives no reason: a command that does, run
+        only for jobs that stay pending (`BatchQueue.PENDING_REASON_AFTER`),
+        not on every poll; None where there is none."""
+        return None
+
+    @classmethod
+    def parse_pending_reasons(cls, result: CommandResult, job_ids: Sequence[str]) -> dict[str, str]:
+        """Job id to reason, from `pending_reason_command`'s output."""
+        return {}
+
+    def error_file(self) -> str | None:
+        """The path of this job's stderr file, where jqref can name it (a
+        `log_directory` the batch system names the files in by job id)."""
+        return None
+
     # ---- rendering -------------------------------------------------------
 
     # dask-jobqueue's names for a job's resources, which its users read.
@@ -386,7 +450,25 @@ class Job(ProcessInterface):
         words += [shell.literal(self.scheduler or "SCHEDULER-ADDRESS"), "--name", name, *map(shell.literal, args)]
         if self.local_directory is not None:
             words += ["--local-directory", shell.path("local_directory", self.local_directory)]
-        return words + shell.command("worker_extra_args", self.worker_extra_args)
+        extra = shell.command("worker_extra_args", self.worker_extra_args)
+        return words + extra + list(map(shell.literal, self.lifetime_args()))
+
+    def lifetime_args(self) -> list[str]:
+        """`--lifetime` and `--lifetime-stagger` that retire the workers
+        before the batch system kills the job at its `walltime`: the walltime
+        less `lifetime_margin` (never more than a fifth of it), each worker
+        up to half the margin earlier or later, so that workers started
+        together leave one by one, handing their data to the others, and
+        the last is gone half a margin before the kill. None without a walltime, with the margin 0, or
+        when worker_extra_args sets a lifetime already."""
+        if not self.walltime or not self.lifetime_margin:
+            return []
+        words = (word.split("=")[0] for arg in self.worker_extra_args for word in str(arg).split())
+        if any(word in ("--lifetime", "--lifetime-stagger") for word in words):
+            return []
+        walltime = walltime_seconds(self.walltime, self.walltime_number_seconds)
+        margin = min(self.lifetime_margin, walltime / 5)
+        return ["--lifetime", f"{walltime - margin:g}s", "--lifetime-stagger", f"{margin / 2:g}s"]
 
     def log_directory_directives(self) -> Iterable[Sequence[str]]:
         """`-e dir/` and `-o dir/`, as dask-jobqueue writes them for batch
@@ -509,6 +591,23 @@ class Job(ProcessInterface):
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name} job_id={self.job_id} state={self.state.value}>"
+
+
+def walltime_seconds(walltime: str | int, number_seconds: int = 1) -> float:
+    """A `walltime` as the batch system reads it, in seconds: [[H:]M:]S
+    (S.fraction too), Slurm's D-H[:M[:S]], or a bare number of
+    `number_seconds` each (60 for Slurm's minutes)."""
+    text = str(walltime).strip()
+    days, dash, clock = text.rpartition("-")
+    try:
+        parts = [float(part) for part in clock.split(":")]
+        if dash:  # D-H, D-H:M, D-H:M:S
+            return int(days) * 86400 + sum(p * unit for p, unit in zip(parts, (3600, 60, 1)))
+        if len(parts) == 1:
+            return parts[0] * number_seconds
+        return sum(p * unit for p, unit in zip(reversed(parts), (1, 60, 3600)))
+    except ValueError:
+        raise ValueError(f"walltime={walltime!r} is not a time limit such as '01:30:00'") from None
 
 
 def rows(output: str, columns: int) -> list[list[str]]:

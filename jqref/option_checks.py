@@ -463,6 +463,7 @@ OPTIONS: dict[str, Any] = {
     "submit-command-extra": STRINGS,
     "cancel-command-extra": STRINGS,
     "cancel-grace-period": Duration(minimum=0),
+    "lifetime-margin": Duration(minimum=0),
     "scheduler-options": Mapping(
         "a dict of the Dask scheduler's keyword arguments",
         r"[A-Za-z_]\w*",

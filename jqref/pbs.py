@@ -220,6 +220,12 @@ class PBSJob(Job):
     def find_command(self):
         return ["qstat", "-f"]
 
+    def error_file(self):
+        # -e <dir>/: PBS names the file <job name>.e<sequence number>.
+        if not self.log_directory or self.job_id is None:
+            return None
+        return f"{str(self.log_directory).rstrip('/')}/{self.tag}.e{sequence_number(self.job_id)}"
+
     @classmethod
     def parse_found(cls, result, tag):
         if not result.ok and not cls._silent_no_jobs(result):
@@ -243,6 +249,27 @@ class PBSJob(Job):
         return ["qstat", "-f", *job_ids]
 
     @classmethod
+    def _asked(cls, result, job_ids) -> dict[str, dict[str, str]]:
+        """The attributes of the jobs asked about in `qstat -f` output, by the id jqref knows them by."""
+        asked = set(job_ids)
+        by_sequence = {sequence_number(job_id): job_id for job_id in job_ids}
+        jobs = {}
+        for shown, attributes in parse_qstat_full(result.stdout).items():
+            job_id = shown if shown in asked else by_sequence.get(sequence_number(shown))
+            if job_id is not None:
+                jobs[job_id] = attributes
+        return jobs
+
+    @classmethod
+    def parse_reasons(cls, result, job_ids):
+        # The scheduler's comment on a job it does not run ("Not Running: Insufficient amount of resource: ncpus").
+        return {
+            job_id: attributes.get("comment", "").strip() if job_state(attributes)[0] is not JobState.RUNNING else ""
+            for job_id, attributes in cls._asked(result, job_ids).items()
+            if "job_state" in attributes
+        }
+
+    @classmethod
     def parse_states(cls, result, job_ids):
         if not result.ok:
             # qstat reports the ids it knows and complains about the others;
@@ -250,15 +277,10 @@ class PBSJob(Job):
             complaints = [line for line in result.stderr.splitlines() if line.strip() and not _GONE.search(line)]
             if complaints or not (result.stderr.strip() or cls._silent_no_jobs(result)):
                 raise CommandError(result)
-        asked = set(job_ids)
-        by_sequence = {sequence_number(job_id): job_id for job_id in job_ids}
         states = {}
-        for shown, attributes in parse_qstat_full(result.stdout).items():
-            job_id = shown if shown in asked else by_sequence.get(sequence_number(shown))
-            if job_id is None:
-                continue
+        for job_id, attributes in cls._asked(result, job_ids).items():
             if "job_state" not in attributes:
-                raise CommandError(result, what=f"printed job {shown} without a job_state")
+                raise CommandError(result, what=f"printed job {job_id} without a job_state")
             states[job_id] = job_state(attributes)
         return states
 

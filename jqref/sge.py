@@ -131,6 +131,12 @@ class SGEJob(Job):
     def find_command(self):
         return ["qstat", "-xml", "-j", self.job_name]
 
+    def error_file(self):
+        # -j y -o <dir>/: stderr is in <job name>.o<id>, an element's <id> being <job>.<task> as jqref has it.
+        if not self.log_directory or self.job_id is None:
+            return None
+        return f"{str(self.log_directory).rstrip('/')}/{self.job_name}.o{self.job_id}"
+
     @classmethod
     def parse_found(cls, result, tag):
         for job in _xml(result).iter("element"):
@@ -144,6 +150,32 @@ class SGEJob(Job):
         # Lists all of this user's jobs: one call whatever the number of jobs;
         # -g d: one entry per array element, pending ones too.
         return ["qstat", "-xml", "-g", "d"]
+
+    @classmethod
+    def pending_reason_command(cls, job_ids):
+        # The jobs' numbers (an element's reason is its array's); answered where schedd_job_info is true.
+        return ["qstat", "-j", ",".join(sorted({job_id.split(".")[0] for job_id in job_ids}))]
+
+    @classmethod
+    def parse_pending_reasons(cls, result, job_ids):
+        # Blocks of "key:   value" lines, one per job; "scheduling info:" may go on in indented lines.
+        by_number: dict[str, list[str]] = {}
+        number = None
+        info: list[str] | None = None
+        for line in result.stdout.splitlines():
+            if line.startswith("job_number:"):
+                number, info = line.partition(":")[2].strip(), None
+            elif line.startswith("scheduling info:") and number is not None:
+                info = by_number[number] = [line.partition(":")[2].strip()]
+            elif info is not None and line[:1].isspace() and line.strip():
+                info.append(line.strip())
+            else:
+                info = None
+        return {
+            job_id: "; ".join(by_number[job_id.split(".")[0]])
+            for job_id in job_ids
+            if job_id.split(".")[0] in by_number
+        }
 
     @classmethod
     def parse_states(cls, result, job_ids):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from .cluster import JobQueueCluster
-from .job import Job, JobState, memory_rounded_up, rows
+from .job import Job, JobState, memory_rounded_up
 from .placement.allocation import SLURMAllocation
 from .runners import CommandError
 
@@ -31,6 +33,14 @@ _ENDED = {
 }
 
 
+#: What squeue's %r says of a job it has no reason for (a running one).
+_NO_REASON = "None"
+#: `scontrol show config`'s line for the array limit: indices below it, so this many elements from 0.
+_MAX_ARRAY_SIZE = re.compile(r"^MaxArraySize\s*=\s*(\d+)", re.MULTILINE)
+#: The QOS a job asks for in its directives or sbatch arguments (--qos=x, --qos x, -q x).
+_QOS = re.compile(r"(?:--qos[= ]|-q\s+)(\S+)")
+
+
 class SLURMJob(Job):
     config_name = "slurm"
     directive_prefix = "#SBATCH"
@@ -41,6 +51,12 @@ class SLURMJob(Job):
     signal_command = ("scancel", "--batch", "--signal=TERM")
     array_option = "--array"
     array_index_variable = "SLURM_ARRAY_TASK_ID"
+    option_ends = {"OUT_OF_MEMORY": "memory"}
+    # slurmstepd's words: the over-memory kill without cgroups (the job ends FAILED), and the cgroup one.
+    option_end_signs = {"Exceeded job memory limit": "memory", "oom_kill event": "memory"}
+    # The node's or a more urgent job's doing, not the options'.
+    blameless_ends = frozenset({"PREEMPTED", "NODE_FAIL", "BOOT_FAIL"})
+    walltime_number_seconds = 60
 
     renamed_options = {"project": "account"}  # dask-jobqueue 0.9 deprecates project for -A
     parameter_docs = """
@@ -109,8 +125,8 @@ class SLURMJob(Job):
 
     @classmethod
     def status_command(cls, job_ids):
-        # --array: one line per element (123_4), pending ones too.
-        return ["squeue", "--noheader", "--array", "--states=all", "--format=%i %T", "--jobs=" + ",".join(job_ids)]
+        # --array: one line per element (123_4), pending ones too; %r, last: why it waits (words with spaces).
+        return ["squeue", "--noheader", "--array", "--states=all", "--format=%i %T %r", "--jobs=" + ",".join(job_ids)]
 
     @classmethod
     def parse_states(cls, result, job_ids):
@@ -119,7 +135,10 @@ class SLURMJob(Job):
                 return {}  # none of them is known any more
             raise CommandError(result)
         states = {}
-        for job_id, word in rows(result.stdout, 2):
+        for fields in (line.split(None, 2) for line in result.stdout.splitlines()):
+            if len(fields) < 2:  # a line cut short, or a login shell's noise
+                continue
+            job_id, word = fields[:2]
             if word in _ENDED:
                 states[job_id] = (JobState.ENDED, word)
             elif word in _PENDING:
@@ -127,6 +146,41 @@ class SLURMJob(Job):
             else:
                 states[job_id] = (JobState.RUNNING, word)
         return states
+
+    @classmethod
+    def parse_reasons(cls, result, job_ids):
+        reasons = {}
+        for line in result.stdout.splitlines() if result.ok else []:
+            fields = line.split(None, 2)
+            if len(fields) == 3:
+                reasons[fields[0]] = "" if fields[2].strip() == _NO_REASON else fields[2].strip()
+        return reasons
+
+    def error_file(self):
+        if self.job_id is None:
+            return None
+        if not self.log_directory:  # Slurm's own, in sbatch's directory: slurm-%j.out, an element's slurm-%A_%a.out
+            return f"slurm-{self.job_id}.out"
+        # -e names it by %J, the job's own id: an array element's is not the 123_4 jqref knows.
+        return None if "_" in self.job_id else f"{self.log_directory}/{self.job_name}-{self.job_id}.err"
+
+    def site_limit_commands(self):
+        commands = [["scontrol", "show", "config"]]
+        qos = _QOS.findall(" ".join([*self.job_extra_directives, *self.submit_command_extra]))
+        if qos:  # the user's default QOS is not asked for: naming the user would take another command
+            commands.append(
+                ["sacctmgr", "--noheader", "--parsable2", "show", "qos", f"name={qos[-1]}", "format=MaxSubmitPU"]
+            )
+        return commands
+
+    def parse_site_limits(self, result):
+        if not result.ok:
+            return {}
+        if result.argv[0] == "scontrol":
+            found = _MAX_ARRAY_SIZE.search(result.stdout)
+            return {"max_array_size": int(found.group(1))} if found else {}
+        limit = result.stdout.strip()
+        return {"max_jobs": int(limit)} if limit.isdigit() else {}
 
 
 class SLURMCluster(JobQueueCluster):

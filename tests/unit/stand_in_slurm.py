@@ -94,6 +94,7 @@ def sbatch(args: list[str], fault: str) -> str:
                 "name": option(words, "-J", "--job-name"),
                 "comment": option(words, "", "--comment"),
                 "state": "PENDING",
+                "reason": "Priority",
             }
     if fault == "queue-then-hang":
         signal.pause()  # hangs until killed, as the command it stands for would
@@ -108,7 +109,12 @@ def squeue(args: list[str]) -> str:
     if name := option(args, "", "--name"):
         return "".join(f"{job['array']} {job['comment']}\n" for job in jobs.values() if job["name"] == name)
     wanted = (option(args, "-j", "--jobs") or "").split(",")
-    return "".join(f"{job_id} {jobs[job_id]['state']}\n" for job_id in wanted if job_id in jobs)
+    # --format=%i %T %r: the reason last, as squeue prints "None" for a job it has none for.
+    return "".join(
+        f"{job_id} {jobs[job_id]['state']} {jobs[job_id].get('reason', 'None')}\n"
+        for job_id in wanted
+        if job_id in jobs
+    )
 
 
 def scancel(args: list[str]) -> str:

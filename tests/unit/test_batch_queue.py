@@ -61,8 +61,15 @@ def test_failed_submit_raises_with_stderr():
 
 def test_poll_reports_ended_and_vanished_jobs_once():
     ended = []
+    no_file = (1, "", "tail: cannot open 'slurm-2.out' for reading: No such file or directory\n")
     runner = ScriptedRunner(
-        (0, "1\n", ""), (0, "2\n", ""), (0, "3\n", ""), (0, "1 RUNNING\n2 CANCELLED\n", ""), (0, "", "")
+        (0, "1\n", ""),
+        (0, "2\n", ""),
+        (0, "3\n", ""),
+        (0, "1 RUNNING\n2 CANCELLED\n", ""),
+        (0, "", ""),
+        no_file,  # the stderr tails of the two that ended
+        no_file,
     )
     batch = BatchQueue(SLURMJob, runner, on_ended=lambda j, detail: ended.append((j.job_id, detail)))
     jobs = [job(batch, f"w-{i}") for i in range(3)]
@@ -76,7 +83,9 @@ def test_poll_reports_ended_and_vanished_jobs_once():
     assert sorted(ended) == [("2", "CANCELLED"), ("3", "left the queue")]
     assert list(batch.active) == ["1"] and jobs[0].state is JobState.RUNNING
     # One command for all, then one again for the job the answer missed, before it counts as gone.
-    assert runner.calls[-2:] == [SLURMJob.status_command(["1", "2", "3"]), SLURMJob.status_command(["3"])]
+    assert runner.calls[-4:-2] == [SLURMJob.status_command(["1", "2", "3"]), SLURMJob.status_command(["3"])]
+    assert runner.calls[-2:] == [["tail", "-n", "20", "--", "slurm-2.out"], ["tail", "-n", "20", "--", "slurm-3.out"]]
+    assert jobs[1].error_tail == ""  # unreadable: nothing to show
 
 
 def test_failed_poll_changes_nothing():
@@ -259,7 +268,7 @@ def test_running_jobs_are_signalled_first_and_not_cancelled_when_they_leave_with
     run(batch.cancel_all(timeout=10, interval=0.01))
     assert runner.calls[2:] == [
         ["scancel", "--batch", "--signal=TERM", "1", "2"],
-        ["squeue", "--noheader", "--array", "--states=all", "--format=%i %T", "--jobs=1,2"],
+        ["squeue", "--noheader", "--array", "--states=all", "--format=%i %T %r", "--jobs=1,2"],
     ]
     assert batch.cancelled == {} and [j.state for j in jobs] == [JobState.ENDED] * 2
 
@@ -304,7 +313,7 @@ def test_a_job_that_started_since_the_last_poll_is_signalled_not_killed():
 
     run(scenario())
     assert runner.calls[1:] == [
-        ["squeue", "--noheader", "--array", "--states=all", "--format=%i %T", "--jobs=1"],
+        ["squeue", "--noheader", "--array", "--states=all", "--format=%i %T %r", "--jobs=1"],
         ["scancel", "--batch", "--signal=TERM", "1"],
     ]
 

@@ -251,7 +251,7 @@ def test_job_id_and_walltime_parsing():
 
 
 def test_states_from_condor_q():
-    out = "1 0 1\n2 0 2\n3 0 3\n4 0 4\n5 0 5\n6 0 6\n7 0 7\n"
+    out = "".join(f"{n}\t0\t{n}\tundefined\tundefined\n" for n in range(1, 8))
     states = HTCondorJob.parse_states(CommandResult(("condor_q",), 0, out, ""), [])
     assert {k: v[0] for k, v in states.items()} == {
         "1.0": JobState.PENDING,
@@ -267,9 +267,14 @@ def test_states_from_condor_q():
 def test_a_held_job_is_removed_and_tracked_until_it_leaves_the_queue():
     """A held job stays held until someone releases it: condor_rm it, replace
     it at once, and keep polling it until condor_q shows it removed."""
-    held_row = (0, "5 0 5\n", "")
+    held_row = (0, "5\t0\t5\tallowed_job_duration exceeded\tundefined\n", "")
     runner = ScriptedRunner(
-        held_row, (0, "Job 5.0 marked for removal\n", ""), held_row, (0, "", ""), held_row, (0, "5 0 3\n", "")
+        held_row,
+        (0, "Job 5.0 marked for removal\n", ""),
+        held_row,
+        (0, "", ""),
+        held_row,
+        (0, "5\t0\t3\tundefined\tundefined\n", ""),
     )
     replaced = []
     batch = BatchQueue(HTCondorJob, runner, on_ended=lambda j, detail: replaced.append((j.job_id, detail)))

@@ -85,7 +85,7 @@ def test_skip_drops_generated_directives_and_never_the_users_own():
 def test_a_clusters_job_loads_jqrefs_preload_files():
     files = {"worker_versions": "/h/versions.py", "worker_signals": "/h/signals.py"}
     script = make_job(preloads=files).job_script()
-    assert worker_preload_args(True, files) == command_line(script)[-6:-2]
+    assert worker_preload_args(True, files) == command_line(script)[-10:-6]
     other = make_job(preloads=files, worker_command="dask_cuda.cli").job_script()
     assert "--preload" not in other, "another worker command may not know --preload"
 
@@ -130,6 +130,11 @@ def test_worker_command():
         "/tmp/x",
         "--resources",
         "GPU=1",
+        # The default walltime, 30 minutes, less the default lifetime_margin, 5 minutes.
+        "--lifetime",
+        "1500s",
+        "--lifetime-stagger",
+        "150s",
     ]
 
 

@@ -147,7 +147,8 @@ def test_keys_dask_jobqueue_ignores_are_warned_about_and_ignored(quiet):
         with pytest.warns(UnknownConfigKeyWarning, match="worker-extra.*ignored"):
             ours, theirs = both("slurm")
         with ours, theirs:
-            assert worker_params(ours.job_script())["lifetime"] is None
+            # The walltime's, less lifetime_margin: not the ignored key's 1h.
+            assert worker_params(ours.job_script())["lifetime"] == "1500s"
             assert slurm_requests(ours.job_script()) == slurm_requests(theirs.job_script())
 
 
