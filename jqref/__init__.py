@@ -6,6 +6,7 @@ from importlib.metadata import version as _version
 
 from .batch import BatchQueue, JobCancelError
 from .cluster import JobQueueCluster
+from .diagnosis import WorkersDidNotArrive
 from .htcondor import HTCondorCluster, HTCondorJob
 from .job import InlineKeyWarning, Job, JobState
 from .local import LocalCluster, LocalJob
@@ -15,6 +16,7 @@ from .runners import CommandError, CommandResult, ConnectionLost, LocalRunner, R
 from .sge import SGECluster, SGEJob
 from .slurm import SLURMCluster, SLURMJob
 from .ssh import SSHRunner
+from .ssh_prompts import PromptsUnanswered
 from .tls import InsecureSchedulerWarning
 
 try:
@@ -43,6 +45,7 @@ __all__ = [
     "MPIAllocation",
     "PBSCluster",
     "PBSJob",
+    "PromptsUnanswered",
     "Runner",
     "SGECluster",
     "SGEJob",
@@ -50,4 +53,5 @@ __all__ = [
     "SLURMCluster",
     "SLURMJob",
     "SSHRunner",
+    "WorkersDidNotArrive",
 ]
