@@ -8,13 +8,14 @@ from __future__ import annotations
 import re
 
 import pytest
-from distributed import Client, as_completed
+from distributed import Client
 
 from jqref.diagnosis import WorkersDidNotArrive
 
 from .conftest import PATIENCE, wait_for, worker_count
 
-pytestmark = pytest.mark.integration
+# Reasons are read from the batch system's answers wherever the scheduler runs: the SSH mode covers them.
+pytestmark = [pytest.mark.integration, pytest.mark.placement_independent]
 
 #: Per batch system: options that keep a job waiting for an hour, and the reason its status command then gives.
 NEVER_STARTING = {
@@ -22,10 +23,6 @@ NEVER_STARTING = {
     "htcondor": ({"job_extra_directives": {"requirements": "False"}}, "no match found"),
     # Asked with qstat -j once a job has been pending for 30 s.
     "sge": ({"job_extra_directives": ["-h"]}, "Job is in hold state"),
-}
-#: Why the others have none to show.
-NO_REASON = {
-    "pbs": "the compat flavour's qstat -f (Slurm's wrapper) prints no comment; OpenPBS's does",
 }
 
 
@@ -37,14 +34,9 @@ def slurm_config(testbed) -> dict[str, str]:
     return dict(re.findall(r"^(\w+)\s*=\s*(.*)$", testbed.run("scontrol", "show", "config"), re.MULTILINE))
 
 
-def needs_slurm(testbed) -> None:
-    if testbed.name != "slurm":
-        pytest.skip(f"{testbed.name}: this behaviour is Slurm's (its end states, its limits)")
-
-
+# Not PBS: the compat flavour's qstat -f (Slurm's wrapper) prints no comment; OpenPBS's does.
+@pytest.mark.schedulers(*NEVER_STARTING)
 def test_a_job_that_cannot_start_says_why_in_the_log_the_repr_and_the_timeout(make_cluster, testbed):
-    if testbed.name not in NEVER_STARTING:
-        pytest.skip(f"{testbed.name}: no pending reason to read: {NO_REASON[testbed.name]}")
     options, reason = NEVER_STARTING[testbed.name]
     cluster = make_cluster(**options)
     cluster.scale(jobs=1)
@@ -56,8 +48,8 @@ def test_a_job_that_cannot_start_says_why_in_the_log_the_repr_and_the_timeout(ma
         cluster.wait_for_workers(1, timeout=2)
 
 
+@pytest.mark.schedulers("slurm")  # Slurm's end states and limits
 def test_the_sites_array_limit_becomes_max_array_size(make_cluster, testbed, job_name):
-    needs_slurm(testbed)
     limit = int(slurm_config(testbed)["MaxArraySize"])
     cluster = make_cluster(cores=1, memory="256MiB")
     cluster.scale(jobs=1)
@@ -71,8 +63,8 @@ def test_the_sites_array_limit_becomes_max_array_size(make_cluster, testbed, job
     assert len(arrays) == 3, arrays  # the first job, an array of the limit, an array of one
 
 
+@pytest.mark.schedulers("slurm")  # Slurm's end states and limits
 def test_a_worker_over_its_memory_is_reported_and_not_resubmitted_in_a_loop(make_cluster, testbed, job_name):
-    needs_slurm(testbed)
     config = slurm_config(testbed)
     if "cgroup" not in config.get("TaskPlugin", "") and "OverMemoryKill" not in config.get("JobAcctGatherParams", ""):
         pytest.skip("this Slurm testbed does not enforce memory (TaskPlugin without cgroup, no OverMemoryKill)")
@@ -94,8 +86,8 @@ def test_a_worker_over_its_memory_is_reported_and_not_resubmitted_in_a_loop(make
     assert cluster.batch.submitted == cluster.max_failed_starts
 
 
+@pytest.mark.schedulers("slurm")  # Slurm's end states and limits
 def test_the_users_submit_limit_becomes_max_jobs_and_is_reported_once(make_cluster, testbed, job_name):
-    needs_slurm(testbed)
     if not testbed.runner.run_blocking(["sacctmgr", "-nP", "show", "qos", "name=limited"], timeout=60).stdout.strip():
         pytest.skip("this Slurm testbed has no accounting with a QOS 'limited' (slurmdbd)")
     cluster = make_cluster(job_extra_directives=["--qos=limited"])
@@ -108,20 +100,16 @@ def test_the_users_submit_limit_becomes_max_jobs_and_is_reported_once(make_clust
     assert cluster_log(cluster).count(f"the site allows you {limit}") == 1
 
 
-def test_workers_retire_before_their_walltime_and_no_task_is_lost(make_cluster, testbed, job_name):
-    needs_slurm(testbed)
-    # One minute: the workers get --lifetime 48 s +- 6 s, and the work below takes 2 workers 75 s.
+@pytest.mark.schedulers("slurm")  # TIMEOUT: Slurm's name for a job its walltime ended
+def test_with_a_walltime_workers_retire_before_it_by_default(make_cluster, client_for, testbed, job_name):
+    # One minute: lifetime_margin is at most a fifth of the walltime, so the worker gets --lifetime
+    # 48 s (+- 6 s) and its job ends on its own, before Slurm's limit. That a retiring worker's
+    # tasks are not lost is test_faults.py's walltime test (an explicit --lifetime, every scheduler).
     cluster = make_cluster(cores=1, memory="256MiB", walltime="1")
-    client = Client(cluster)
-    try:
-        cluster.scale(jobs=2)
-        wait_for(lambda: worker_count(client) == 2, "2 workers")
-        futures = client.map(lambda i: __import__("time").sleep(5) or i, range(30), pure=False)
-        # Each result fetched as it comes: a task is lost if it never completes, not if its result
-        # is recomputed because the last worker holding it retired.
-        results = [future.result() for future in as_completed(futures)]
-    finally:
-        client.close()
-    assert sorted(results) == list(range(30))
+    assert "--lifetime 48s --lifetime-stagger 6s" in cluster.job_script()
+    client = client_for(cluster)
+    cluster.scale(jobs=1)
+    wait_for(lambda: worker_count(client) == 1, "a worker")
+    wait_for(lambda: cluster.batch.ended, "the worker's job to end", timeout=120)
     ended = [job.ended_as for job in cluster.batch.ended]
-    assert ended and "TIMEOUT" not in ended, ended
+    assert "TIMEOUT" not in ended and "COMPLETED" in ended, ended
