@@ -94,7 +94,7 @@ def test_scheduler_here_fails_with_a_diagnosis_when_compute_nodes_cannot_reach_i
         lambda: (
             cluster.batch.submitted == cluster.max_failed_starts
             and not testbed.active_jobs(job_name)
-            and "the 3. in a row" in caplog.text
+            and f"{cluster.max_failed_starts} failed starts in a row" in caplog.text
         ),
         "jqref to give up replacing jobs whose workers never connected",
     )
