@@ -49,7 +49,7 @@ from distributed.core import Status
 
 from .job import Job, JobState
 from .records import JobRecord
-from .runners import CommandError, CommandTimeout, ConnectionLost, Runner
+from .runners import CommandError, CommandTimeout, ConnectionLost, LocalRunner, Runner
 
 logger = logging.getLogger(__name__)
 
@@ -662,3 +662,7 @@ class BatchQueue:
                 self.cancelled.update({job_id: self.active.pop(job_id) for job_id in chunk})
             else:
                 logger.error("could not cancel jobs at exit: %s", CommandError(result))
+
+
+#: A job started on its own submits here, through a queue of its own.
+Job.lone_job_queue = lambda job_cls: BatchQueue(job_cls, LocalRunner())

@@ -17,7 +17,7 @@ import sys
 import uuid
 import warnings
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from dask.utils import format_bytes, parse_bytes, parse_timedelta
@@ -29,7 +29,7 @@ from . import shell
 from .config import Options
 from .option_checks import SIZE, check
 from .preload import worker_preload_args
-from .runners import CommandResult, LocalRunner
+from .runners import CommandResult
 from .shell import single_line
 from .tls import worker_environment, worker_paths
 
@@ -172,6 +172,10 @@ class Job(ProcessInterface):
     #: for schedulers that do not parse it themselves; a site whose submit
     #: wrapper prints something else sets its own, as in dask-jobqueue.
     job_id_regexp: ClassVar[str] = r"(?P<job_id>\d+)"
+    #: The queue a job started on its own (never a cluster's, as dask-jobqueue's
+    #: can be) submits through, here on this host. The queue's module sets it,
+    #: so that jobs need not import the queue that holds them.
+    lone_job_queue: ClassVar[Callable[[type[Job]], JobQueue]]
 
     def __init__(
         self,
@@ -569,11 +573,7 @@ class Job(ProcessInterface):
 
     async def start(self):
         if self.batch is None:  # a job on its own, as dask-jobqueue's can be: submitted from here
-            # The one import of the queue here, at run time: the queue holds jobs, and a job on its own
-            # (never a cluster's) makes the queue it needs.
-            from .batch import BatchQueue
-
-            self.batch = BatchQueue(type(self), LocalRunner())
+            self.batch = Job.lone_job_queue(type(self))
         self.job_id = await self.batch.submit(self)
         await super().start()
 
