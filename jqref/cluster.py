@@ -101,6 +101,8 @@ def adaptive_bounds(
 
 #: A detached scheduler's idle timeout must span a few heartbeats of its clients.
 MIN_IDLE_TIMEOUT = 15
+#: How long a closing cluster waits for its scheduler to answer before closing without it.
+SCHEDULER_ANSWER_TIMEOUT = 10
 
 
 class JobQueueCluster(SpecCluster):
@@ -741,6 +743,22 @@ class JobQueueCluster(SpecCluster):
             **{**session["options"], **options},
         )
 
+    async def _forget_a_scheduler_that_is_gone(self) -> None:
+        """A scheduler that no longer answers (killed on the login node, its job
+        ended) is marked failed, so that closing does not retire workers through
+        it: SpecCluster would raise, and stay closing for ever."""
+        if self.scheduler_comm is None or self.scheduler.status != Status.running:
+            return
+        try:
+            await asyncio.wait_for(self.scheduler_comm.identity(), SCHEDULER_ANSWER_TIMEOUT)
+        except (OSError, ValueError, TimeoutError) as e:  # ValueError: tornado's, on a refused forward
+            logger.warning(
+                "the Dask scheduler at %s no longer answers (%s): closing the cluster without it",
+                self.scheduler_address,
+                e or type(e).__name__,
+            )
+            self.scheduler.status = Status.failed
+
     async def _close(self):
         for task in (self._watch, self._heartbeat):
             if task is not None:
@@ -755,6 +773,7 @@ class JobQueueCluster(SpecCluster):
                     # with it. What this leaves is reported below.
                     with suppress(JobCancelError):
                         await self.batch.cancel_all()
+                    await self._forget_a_scheduler_that_is_gone()
                 await super()._close()
             finally:
                 # Jobs that could not be cancelled above, and any the spec started since.
