@@ -82,6 +82,18 @@ class _Backoff:
         return True
 
 
+def _refused_hint(error: Exception | None) -> str:
+    """Why sshd may close connections before its banner: the usual causes, for an error that says only that."""
+    if "protocol banner" not in str(error):
+        return ""
+    return (
+        ". sshd accepted the connection and closed it at once: it may be refusing this address for a "
+        "while (OpenSSH 9.8 and later penalise an address after failed, cut or unauthenticated logins: "
+        "PerSourcePenalties; its log says 'drop connection ... penalty'), or have too many logins in "
+        "progress (MaxStartups). Try again in a few minutes, or ask the site"
+    )
+
+
 class _NotStarted(Exception):
     """sshd closed a command's channel before the command started: safe to retry."""
 
@@ -291,7 +303,7 @@ class SSHRunner:
                     error = e
                 except OSError as e:
                     error = e
-            raise ConnectionError(f"cannot reach {self.destination} over SSH: {error}")
+            raise ConnectionError(f"cannot reach {self.destination} over SSH: {error}{_refused_hint(error)}")
 
     # ---- commands ---------------------------------------------------------
 
