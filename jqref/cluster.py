@@ -747,7 +747,8 @@ class JobQueueCluster(SpecCluster):
         """A scheduler that no longer answers (killed on the login node, its job
         ended) is marked failed, so that closing does not retire workers through
         it: SpecCluster would raise, and stay closing for ever."""
-        if self.scheduler_comm is None or self.scheduler.status != Status.running:
+        scheduler = self.scheduler
+        if self.scheduler_comm is None or scheduler is None or scheduler.status != Status.running:
             return
         try:
             await asyncio.wait_for(self.scheduler_comm.identity(), SCHEDULER_ANSWER_TIMEOUT)
@@ -755,9 +756,9 @@ class JobQueueCluster(SpecCluster):
             logger.warning(
                 "the Dask scheduler at %s no longer answers (%s): closing the cluster without it",
                 self.scheduler_address,
-                e or type(e).__name__,
+                str(e) or type(e).__name__,
             )
-            self.scheduler.status = Status.failed
+            scheduler.status = Status.failed
 
     async def _close(self):
         for task in (self._watch, self._heartbeat):

@@ -23,7 +23,6 @@ import os
 import pathlib
 import shlex
 import socket
-import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -31,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .placement.detached import stop_scheduler
+from .private_files import replace_privately
 from .runners import LocalRunner, Runner
 
 #: A record being written is a file named so until it is renamed into place.
@@ -131,27 +131,15 @@ class JobRecord:
         after a crash, which the user must know."""
         self.names = dict(jobs) if isinstance(jobs, Mapping) else {}
         self.jobs = sorted(jobs)
-        directory = records_dir()
-        partial = None
         try:
-            make_private_directory(directory)
-            fd, partial = tempfile.mkstemp(dir=directory, prefix=PARTIAL_PREFIX)  # mode 0600
-            with os.fdopen(fd, "w") as f:
-                json.dump(asdict(self), f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(partial, self.path)
-            partial = None
+            make_private_directory(records_dir())
+            replace_privately(self.path, json.dumps(asdict(self)), PARTIAL_PREFIX)
         except OSError as e:
             by_hand = f": {shlex.join([*self.cancel_command, *self.jobs])}" if self.jobs else ""
             raise RecordError(
                 f"jobs of this cluster could not be recorded at {self.path}: {describe_error(e)}; "
                 f"if this process dies they must be cancelled by hand{by_hand}"
             ) from e
-        finally:
-            if partial is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(partial)
 
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):

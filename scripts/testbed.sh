@@ -204,6 +204,16 @@ interface_aliases() {
     done
 }
 
+# /shared_space on every node, one directory for all (on the shared home), as
+# dask-jobqueue's CI clusters have it: its runner test writes its scheduler file there.
+shared_space() {
+    local service
+    "${compose[@]}" exec -T login install -d -m 1777 /home/.shared_space
+    for service in $("${compose[@]}" ps --services --status running); do
+        [ "$service" = bastion ] || "${compose[@]}" exec -T "$service" ln -sfn /home/.shared_space /shared_space
+    done
+}
+
 run_project() {
     local wheels=${WHEELS:-} tree=${TREE:-} cmd=${CMD:?run: say what to run, CMD='...'} workdir=/home/dask name=run run_env
     if [ -n "$tree" ]; then
@@ -230,6 +240,7 @@ run_project() {
             - "$run_env"
     fi
     if [ "${INTERFACE_ALIASES:-0}" = 1 ]; then interface_aliases; fi
+    shared_space
     # A login session needs utmp, where sshd records it and getlogin() looks.
     "${compose[@]}" exec -T login bash -c '[ -e /run/utmp ] || install -m 0664 -g utmp /dev/null /run/utmp'
     [ -f "$ssh_dir/$project.config" ] || "$0" access "$sched"

@@ -28,7 +28,6 @@ import enum
 import json
 import os
 import pathlib
-import tempfile
 from typing import Any
 
 from distributed import Client, Scheduler, Worker
@@ -38,6 +37,7 @@ from distributed.utils import LoopRunner, SyncMethodMixin, import_term
 
 from .. import ssl_error_queue
 from ..preload import roles_guard, with_preloads
+from ..private_files import replace_privately
 from ..tls import cluster_security, security_contents
 from ..tls_roles import has_roles
 
@@ -283,15 +283,7 @@ class FileAllocation(Allocation):
 def _write_private(path: pathlib.Path, text: str) -> None:
     """Write `text` to `path` whole or not at all, readable by this user alone."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(partial, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
-        raise
+    replace_privately(path, text, f".{path.name}.")
 
 
 def _environment_int(names: tuple[str, ...], what: str, launcher: str) -> int:
