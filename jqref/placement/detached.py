@@ -12,7 +12,6 @@ client, or by itself after its idle timeout while this one was away.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import time
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..runners import CommandError, Runner
 from ..tls import security_contents
-from .login_main import process_start
+from .session_keeper import certificate_fingerprint, process_start
 
 if TYPE_CHECKING:
     from distributed.security import Security
@@ -51,10 +50,6 @@ def detached_session(cluster_cls: type, record_id: str, options: dict[str, Any],
 
 def state_path(directory: str) -> str:
     return f"{directory}/state.json"
-
-
-def certificate_fingerprint(pem: str) -> str:
-    return hashlib.sha256(pem.strip().encode()).hexdigest()
 
 
 def read_state(runner: Runner, session: dict[str, Any]) -> dict[str, Any]:

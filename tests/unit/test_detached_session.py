@@ -1,4 +1,4 @@
-"""A detached scheduler's session (`placement.login_main.Session`) and the
+"""A detached scheduler's session (`placement.session_keeper.Session`) and the
 client side of a reconnect (`placement.reconnect`), with a real scheduler, worker
 and client in this process: the connection drop is a real closed comm."""
 
@@ -19,9 +19,9 @@ import pytest
 from distributed import Client, Scheduler, Worker
 from distributed.core import rpc
 
-from jqref.placement import login_main
 from jqref.placement import reconnect as client_reconnect
-from jqref.placement.login_main import Session
+from jqref.placement.login import MAIN_SOURCE
+from jqref.placement.session_keeper import Session
 
 
 def run(coro):
@@ -81,7 +81,7 @@ def test_a_detached_scheduler_keeps_its_state_private_and_ended_by_a_signal_canc
         },
     }
     start = subprocess.run(
-        [sys.executable, login_main.__file__],
+        [sys.executable, "-c", MAIN_SOURCE],
         input=json.dumps(spec) + "\n",
         cwd=tmp_path,
         capture_output=True,
