@@ -134,11 +134,12 @@ class JobQueueCluster(SpecCluster):
     Wherever the scheduler runs, every Dask connection is encrypted and
     authenticated with TLS by default (``security=None`` or ``True``), with
     certificates made for this cluster alone; ``security=False`` turns TLS
-    off, with a warning. With ``scheduler_on="login"`` and ``detach=True``,
-    the scheduler on the login node outlives the SSH connection: the
-    cluster carries on when the connection comes back, and another process
-    can take it over (`attach`), until nothing has been in touch with it
-    for ``idle_timeout``; then it cancels its jobs and ends.
+    off, with a warning. With ``scheduler_on="login"`` or ``"job"`` and
+    ``detach=True``, the scheduler on the login node or in its batch job
+    outlives the SSH connection and this process: the cluster carries on
+    when the connection comes back, and another process can take it over
+    (`attach`), until nothing has been in touch with it for
+    ``idle_timeout``; then it cancels its jobs and ends.
     """
 
     #: The job class, declared by a scheduler's cluster class (SLURMCluster's

@@ -116,7 +116,7 @@ class JobRecord:
         """Whether a detached session's scheduler runs in a batch job
         (``scheduler_on="job"``), which cancelling `scheduler_job` stops,
         rather than as a process on the login node."""
-        return self.session is not None and self.session["options"].get("scheduler_on") == "job"
+        return self.session is not None and self.session.get("options", {}).get("scheduler_on") == "job"
 
     @property
     def path(self) -> pathlib.Path:

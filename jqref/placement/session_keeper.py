@@ -186,9 +186,9 @@ class Session(SchedulerPlugin):
 # ---- as a preload, in a scheduler's batch job ------------------------------------------
 
 #: The session's directory, for `dask_teardown` to remove once the scheduler has closed.
-_directories = {}
+_directories: dict[int, str] = {}
 #: Sessions' expiry tasks, held until done: the event loop keeps only weak references to tasks.
-_expiring = set()
+_expiring: set[asyncio.Future] = set()
 
 
 def preload_arguments(directory, idle_timeout, cancel_command):
