@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -248,9 +249,12 @@ def test_a_detached_scheduler_job_outlives_its_client_and_is_attached_to_again(
     testbed, job_name, cluster_options, mode, runner
 ):
     options = {**cluster_options, **job_options_for_test(), "detach": True}
-    job_ids, record = start_and_kill_client(testbed.name, mode, options, jobs=1, workers=1, publish=True)
+    with client_process(testbed.name, mode, options, jobs=1, workers=1, publish=True) as (client, job_ids, record):
+        # Ctrl-C: it exits through its atexit handlers, which leave a detached cluster, scheduler's job included.
+        client.send_signal(signal.SIGINT)
+        client.wait(timeout=60)
     (scheduler_job,) = testbed.active_jobs(f"{job_name}-scheduler")
-    assert testbed.active_jobs(job_name) == job_ids, "the workers' jobs stay with the killed client's scheduler"
+    assert testbed.active_jobs(job_name) == job_ids, "the workers' jobs stay with the scheduler of the client gone"
     listing = jqref_command("list").stdout
     assert f"attachable: {testbed.cluster_cls.__name__}.attach('{record}')" in listing, listing
 
