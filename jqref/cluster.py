@@ -626,9 +626,8 @@ class JobQueueCluster(SpecCluster):
         if self.detach and self._heartbeat is None:
             self._heartbeat = asyncio.create_task(
                 detached.keep_alive(
-                    lambda: self._scheduler_rpc.jqref_heartbeat(
-                        jobs={job_id: job.name for job_id, job in self.batch.active.items()}
-                    ),
+                    lambda jobs: self._scheduler_rpc.jqref_heartbeat(jobs=jobs),
+                    lambda: {job_id: job.name for job_id, job in self.batch.active.items()},
                     self.runner,
                     self._record.detached_session,
                     self.idle_timeout,

@@ -259,10 +259,35 @@ def test_a_client_whose_heartbeats_fail_closes_once_the_scheduler_is_gone_whatev
     from jqref import LocalRunner
     from jqref.placement.detached import keep_alive
 
-    async def heartbeat():
+    async def heartbeat(jobs):
         raise failure
 
     closed = []
     session = {"directory": str(tmp_path / "gone")}  # no state.json: the scheduler has ended
-    asyncio.run(asyncio.wait_for(keep_alive(heartbeat, LocalRunner(), session, 3, lambda: closed.append(1)), 30))
+    alive = keep_alive(heartbeat, dict, LocalRunner(), session, 3, lambda: closed.append(1))
+    asyncio.run(asyncio.wait_for(alive, 30))
     assert closed == [1]
+
+
+def test_the_scheduler_is_told_of_new_jobs_at_once_and_of_the_same_ones_every_interval(tmp_path):
+    """A job submitted just before the client goes must be among those the
+    scheduler cancels when left alone: told within a second, not at the next interval."""
+    from jqref import LocalRunner
+    from jqref.placement.detached import keep_alive
+
+    jobs: dict[str, str] = {}
+    told: list[tuple[float, dict]] = []
+
+    async def heartbeat(current):
+        told.append((asyncio.get_running_loop().time(), dict(current)))
+
+    async def main():
+        alive = asyncio.ensure_future(keep_alive(heartbeat, lambda: jobs, LocalRunner(), {}, 15, print))
+        started = asyncio.get_running_loop().time()
+        await asyncio.sleep(0.5)
+        jobs["11"] = "w-0"
+        await asyncio.sleep(1.5)
+        alive.cancel()
+        return [(round(at - started), current) for at, current in told]
+
+    assert asyncio.run(main()) == [(0, {}), (1, {"11": "w-0"})]
