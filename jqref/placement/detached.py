@@ -122,8 +122,8 @@ JOBS_CHECK_INTERVAL = 1.0
 
 
 async def keep_alive(
-    heartbeat: Callable[[dict[str, str]], Awaitable[object]],
-    jobs: Callable[[], dict[str, str]],
+    heartbeat: Callable[[dict[str, Any]], Awaitable[object]],
+    jobs: Callable[[], dict[str, Any]],
     runner: Runner,
     session: dict[str, Any],
     idle_timeout: float,
@@ -136,7 +136,7 @@ async def keep_alive(
     the scheduler has ended meanwhile, `on_ended`: there is nothing left to control."""
     interval = min(idle_timeout / 3, 10)
     loop = asyncio.get_running_loop()
-    told: dict[str, str] | None = None
+    told: dict[str, Any] | None = None
     last = -math.inf
     while True:
         current = jobs()
