@@ -15,6 +15,7 @@ from distributed.core import rpc
 from distributed.security import Security
 
 from jqref import SLURMCluster
+from jqref.__main__ import planned_cleanup
 from jqref.placement import JobPlacement
 from jqref.placement.job import (
     command_arguments,
@@ -251,3 +252,12 @@ def test_cleanup_of_a_detached_session_in_a_job_cancels_its_jobs_and_removes_its
     outcome = record.cancel_jobs()
     assert outcome.errors == [] and outcome.notes == ["its detached scheduler's job 10 was cancelled with the rest"]
     assert cancelled.read_text() == "11 10" and not (tmp_path / "session").exists()
+
+
+def test_cleanup_dry_run_of_a_detached_session_in_a_job_says_its_state_goes_with_the_jobs():
+    record = JobRecord(job_class="jqref.slurm.SLURMJob", cancel_command=["scancel"], runner={"kind": "local"})
+    record.jobs, record.scheduler_job = ["11"], "10"
+    record.session = {"directory": ".jqref/sessions/s1", "options": {"scheduler_on": "job"}}
+    plan = planned_cleanup(record)
+    assert "remove its detached session's state (.jqref/sessions/s1" in plan and "scancel 11 10" in plan
+    assert "stop its detached scheduler" not in plan, "no process on the login node to signal"
