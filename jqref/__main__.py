@@ -207,7 +207,9 @@ def planned_cleanup(record: JobRecord) -> str:
     `JobRecord.cancel_jobs` and the removal of the record, none of them run."""
     where = f"over SSH on {record.runner['destination']}" if record.runner.get("kind") == "ssh" else f"on {record.host}"
     steps = []
-    if record.session is not None:
+    if record.session_in_job:
+        steps.append(f"remove its detached session's state ({session_directory(record)})")
+    elif record.session is not None:
         steps.append(f"stop its detached scheduler (state in {session_directory(record)}) if it still runs")
     if record.all_jobs:
         jobs = record.all_jobs

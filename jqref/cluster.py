@@ -39,6 +39,7 @@ from .job import Job
 from .option_checks import check_keywords
 from .placement import ClientPlacement, JobPlacement, LoginPlacement, Placement, check_scheduler_on, detached, reconnect
 from .placement.forwarded import ForwardedScheduler
+from .placement.job import RECORD_PREFIX, AttachedJob, JobScheduler
 from .records import JobRecord, describe_runner, runner_from, session_record
 from .runners import CommandError, LocalRunner, Runner
 from .ssh import SSHRunner
@@ -103,6 +104,18 @@ def adaptive_bounds(
 MIN_IDLE_TIMEOUT = 15
 #: How long a closing cluster waits for its scheduler to answer before closing without it.
 SCHEDULER_ANSWER_TIMEOUT = 10
+#: Where a scheduler can outlive its client's process: each placement keeps the session the same way.
+DETACHABLE = ("login", "job")
+
+
+def attached_scheduler_job(record: JobRecord, state: dict) -> AttachedJob:
+    """The scheduler's job of detached session `record`, whose keeper wrote `state`."""
+    if record.scheduler_job is None:
+        raise LookupError(
+            f"session {record.id} runs its scheduler in a batch job, but its record names none: "
+            f"`jqref cleanup {record.id}` forgets it"
+        )
+    return AttachedJob(record.scheduler_job, record.worker_files, state)
 
 
 class JobQueueCluster(SpecCluster):
@@ -123,11 +136,12 @@ class JobQueueCluster(SpecCluster):
     Wherever the scheduler runs, every Dask connection is encrypted and
     authenticated with TLS by default (``security=None`` or ``True``), with
     certificates made for this cluster alone; ``security=False`` turns TLS
-    off, with a warning. With ``scheduler_on="login"`` and ``detach=True``,
-    the scheduler on the login node outlives the SSH connection: the
-    cluster carries on when the connection comes back, and another process
-    can take it over (`attach`), until nothing has been in touch with it
-    for ``idle_timeout``; then it cancels its jobs and ends.
+    off, with a warning. With ``scheduler_on="login"`` or ``"job"`` and
+    ``detach=True``, the scheduler on the login node or in its batch job
+    outlives the SSH connection and this process: the cluster carries on
+    when the connection comes back, and another process can take it over
+    (`attach`), until nothing has been in touch with it for
+    ``idle_timeout``; then it cancels its jobs and ends.
     """
 
     #: The job class, declared by a scheduler's cluster class (SLURMCluster's
@@ -223,14 +237,15 @@ class JobQueueCluster(SpecCluster):
                 f"idle_timeout must be at least {MIN_IDLE_TIMEOUT} s (clients are in touch every 5 s), "
                 f"got {idle_timeout!r}"
             )
-        if self.detach and self.scheduler_on != "login":
+        if self.detach and self.scheduler_on not in DETACHABLE:
             raise ValueError(
-                "detach=True keeps the scheduler on the login node running without its SSH "
-                "connection: it needs scheduler_on='login'"
+                f"detach=True with scheduler_on={self.scheduler_on!r}: a scheduler in the client's process "
+                "ends with it; detach the one on the login node (scheduler_on='login') or in a batch job "
+                "of its own (scheduler_on='job')"
             )
         if self.detach and security is False:
             raise ValueError(
-                "a detached scheduler stays on the login node, where others can reach it, so it "
+                "a detached scheduler stays on the site's nodes, where others can reach it, so it "
                 "always uses TLS: security=False cannot go with detach=True"
             )
         if security is True and not placement.get("shared_temp_directory", shared_temp_directory):
@@ -248,7 +263,10 @@ class JobQueueCluster(SpecCluster):
         # by the client that detached.
         directory = placement.get("shared_temp_directory", shared_temp_directory)
         self._worker_files = (
-            recorded_worker_files(_attached[0].worker_files, directory)
+            recorded_worker_files(
+                {key: path for key, path in _attached[0].worker_files.items() if not key.startswith(RECORD_PREFIX)},
+                directory,
+            )
             if _attached is not None
             else WorkerFiles.for_cluster(security, directory)
         )
@@ -300,7 +318,11 @@ class JobQueueCluster(SpecCluster):
                 runner=describe_runner(self.runner),
             )
             if self.detach:
-                record.session = detached.detached_session(type(self), record.id, reusable_options, security)
+                record.session = detached.detached_session(
+                    type(self), record.id, {**reusable_options, "scheduler_on": self.scheduler_on}, security
+                )
+                if self._worker_files.private_directory:  # removed with the session when its scheduler ends
+                    self._worker_files.directory = record.session["directory"]
         #: The record of this cluster's jobs (`records`), which its queue keeps written.
         self._record = record
         self.batch = BatchQueue(self.job_cls, self.runner, on_ended=self._job_ended, record=record, report=self._report)
@@ -308,18 +330,18 @@ class JobQueueCluster(SpecCluster):
         self.max_jobs = opt("max_jobs", max_jobs)
         #: Where the files the jobs read go (`worker_files`), as in dask-jobqueue; None: ~/.jqref/credentials.
         self.shared_temp_directory = self._template.shared_temp_directory
+        session = (
+            {
+                "directory": record.detached_session["directory"],
+                "idle_timeout": self.idle_timeout,
+                "cancel_command": self._template.cancel_argv([]),
+            }
+            if self.detach
+            else None
+        )
         if self.scheduler_on == "login":
             self.placement: Placement = LoginPlacement(
-                self.runner,
-                self._template.python_words,
-                session={
-                    "directory": record.detached_session["directory"],
-                    "idle_timeout": self.idle_timeout,
-                    "cancel_command": self._template.cancel_argv([]),
-                }
-                if self.detach
-                else None,
-                running=running,
+                self.runner, self._template.python_words, session=session, running=running
             )
         elif self.scheduler_on == "job":
             self.placement = JobPlacement(
@@ -331,6 +353,8 @@ class JobQueueCluster(SpecCluster):
                 self.poll_interval,
                 on_recorded=self._record_scheduler_job,
                 on_ended=self._scheduler_job_ended,
+                session=session,
+                attached=attached_scheduler_job(record, running) if running is not None else None,
             )
         else:
             self.placement = ClientPlacement(self.runner)
@@ -604,9 +628,8 @@ class JobQueueCluster(SpecCluster):
         if self.detach and self._heartbeat is None:
             self._heartbeat = asyncio.create_task(
                 detached.keep_alive(
-                    lambda: self._scheduler_rpc.jqref_heartbeat(
-                        jobs={job_id: job.name for job_id, job in self.batch.active.items()}
-                    ),
+                    lambda jobs: self._scheduler_rpc.jqref_heartbeat(jobs=jobs),
+                    lambda: {job_id: job.name for job_id, job in self.batch.active.items()},
                     self.runner,
                     self._record.detached_session,
                     self.idle_timeout,
@@ -664,8 +687,6 @@ class JobQueueCluster(SpecCluster):
         files = self._worker_files
         if files.written:
             return
-        if files.private_directory and self.detach:  # removed with the session when its scheduler ends
-            files.directory = self._record.detached_session["directory"]
         try:
             await files.write(self.runner)
         except OSError as e:
@@ -737,10 +758,9 @@ class JobQueueCluster(SpecCluster):
         return cluster_cls(
             runner=runner,
             security=Security(**session["security"]),
-            scheduler_on="login",
             detach=True,
             _attached=(record, running),
-            **{**session["options"], **options},
+            **{"scheduler_on": "login", **session["options"], **options},  # sessions recorded before "job" were
         )
 
     async def _forget_a_scheduler_that_is_gone(self) -> None:
@@ -807,6 +827,8 @@ def _cancel_jobs_at_exit():
                 cluster.idle_timeout,
             )
             BatchQueue._instances.discard(cluster.batch)
+            if isinstance(cluster.scheduler, JobScheduler) and cluster.scheduler.queue is not None:
+                BatchQueue._instances.discard(cluster.scheduler.queue)  # the scheduler's job stays too
         elif cluster.status not in (Status.closed, Status.failed) and not cluster.asynchronous:
             with suppress(Exception):
                 cluster.close(timeout=30)

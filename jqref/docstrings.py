@@ -145,10 +145,10 @@ scheduler_job : dict
     command. If it ends while the cluster runs, the cluster cancels its
     workers and closes.
 detach : bool
-    With ``scheduler_on="login"``: the scheduler outlives the SSH connection
-    and this process, and another process can take the cluster over
-    (`attach`), until no client has been in touch for ``idle_timeout``
-    (default False).
+    With ``scheduler_on="login"`` or ``"job"``: the scheduler outlives the
+    SSH connection and this process, and another process can take the
+    cluster over (`attach`), until no client has been in touch for
+    ``idle_timeout`` (default False).
 idle_timeout : float or str
     How long a detached scheduler waits without a client, or a cluster
     object in touch with it, before it cancels its jobs and ends (default

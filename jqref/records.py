@@ -112,6 +112,13 @@ class JobRecord:
         return [*self.jobs, *([self.scheduler_job] if self.scheduler_job else [])]
 
     @property
+    def session_in_job(self) -> bool:
+        """Whether a detached session's scheduler runs in a batch job
+        (``scheduler_on="job"``), which cancelling `scheduler_job` stops,
+        rather than as a process on the login node."""
+        return self.session is not None and self.session.get("options", {}).get("scheduler_on") == "job"
+
+    @property
     def path(self) -> pathlib.Path:
         return records_dir() / f"{self.id}.json"
 
@@ -170,7 +177,7 @@ class JobRecord:
         """Cancel the recorded jobs (the scheduler's job too), and stop a session's scheduler."""
         runner = runner_from(self.runner)
         outcome = CancelOutcome()
-        if self.session is not None:
+        if self.session is not None and not self.session_in_job:
             try:
                 outcome.notes.append(stop_scheduler(runner, self.session))
             except (PermissionError, RuntimeError) as e:
@@ -183,6 +190,13 @@ class JobRecord:
                 outcome.errors.append(
                     f"{' '.join(result.argv)} failed (exit {result.returncode}): {result.stderr.strip()}"
                 )
+        if self.session_in_job and self.session is not None:
+            # Its keeper removes it as the scheduler closes, unless the job was killed outright.
+            removed = runner.run_blocking(["rm", "-rf", "--", self.session["directory"]])
+            if not removed.ok:
+                outcome.errors.append(f"could not remove the session's state: {removed.stderr.strip()}")
+            elif self.scheduler_job:
+                outcome.notes.append(f"its detached scheduler's job {self.scheduler_job} was cancelled with the rest")
         if self.worker_files:  # the workers' key among them, of no use to anyone once the jobs are gone
             removed = runner.run_blocking(["rm", "-f", "--", *self.worker_files.values()])
             if not removed.ok:

@@ -11,11 +11,13 @@ cluster is the same wherever the scheduler runs. In this folder:
   there), reached through forwarded local ports; for clients the compute
   nodes cannot reach;
 - ``detach=True`` as well (`detached.py`): that scheduler outlives the SSH
-  connection; clients attach to it and keep it alive, and `reconnect.py`
-  keeps a client's futures across reconnections;
+  connection (or the client's process); clients attach to it and keep it
+  alive, and `reconnect.py` keeps a client's futures across reconnections;
 - ``scheduler_on="job"`` (`JobPlacement`, `job.py`): in a batch job of its
   own, submitted with the cluster's job class, for sites that end long
-  processes on login nodes; reached directly or through a forwarded port.
+  processes on login nodes; reached directly or through a forwarded port;
+- ``detach=True`` with either of the last two: `session_keeper.py` is what
+  the scheduler keeps of its session wherever it runs.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ..ssh import SSHRunner
 from ..tls_roles import has_roles
 from .job import (
     INHERITED_OPTIONS,
+    AttachedJob,
     JobScheduler,
     SchedulerJob,
     command_arguments,
@@ -139,7 +142,10 @@ class JobPlacement(Placement):
     job class: the site's options of every job (account, prologue,
     directives; `job.INHERITED_OPTIONS`), the resources `scheduler_job`
     gives. `on_recorded` is told the job and the files it reads, for the
-    cluster's record; `on_ended` why the job ended while the cluster ran."""
+    cluster's record; `on_ended` why the job ended while the cluster ran.
+    `session` (its directory, idle timeout and cancel command) detaches it,
+    as on the login node; `attached` is the job of a detached one to take
+    over instead of submitting one."""
 
     scheduler_on = "job"
     # On the compute node's network, as the workers' own dashboards are: a
@@ -156,8 +162,12 @@ class JobPlacement(Placement):
         poll_interval: float,
         on_recorded: Callable[[str | None, dict[str, str]], None],
         on_ended: Callable[[str], None],
+        session: dict | None = None,
+        attached: AttachedJob | None = None,
     ):
         super().__init__(runner)
+        self.session = session
+        self.attached = attached
         self.settings = scheduler_job_options(scheduler_job)
         self.template = template
         self.job_cls = scheduler_job_class(type(template))
@@ -179,7 +189,7 @@ class JobPlacement(Placement):
     def make_job(self, options: dict, files: Mapping[str, str], scheduler_file: str, log_file: str) -> SchedulerJob:
         """The scheduler's job: running it with `options`, its TLS material from
         `files` (paths by `Security` field), writing its address to `scheduler_file`."""
-        words = scheduler_words(self.template.python_words, options, files, scheduler_file)
+        words = scheduler_words(self.template.python_words, options, files, scheduler_file, self.session)
         return self.job_cls(None, "scheduler", command=words, log_file=log_file, **self.job_options)
 
     def job_script(self, options: dict) -> str:
@@ -208,6 +218,8 @@ class JobPlacement(Placement):
                 "poll_interval": self.poll_interval,
                 "on_recorded": self.on_recorded,
                 "on_ended": self.on_ended,
+                "session_directory": self.session["directory"] if self.session is not None else None,
+                "attached": self.attached,
             },
         }
 

@@ -12,16 +12,16 @@ client, or by itself after its idle timeout while this one was away.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..runners import CommandError, Runner
 from ..tls import security_contents
-from .login_main import process_start
+from .session_keeper import certificate_fingerprint, process_start
 
 if TYPE_CHECKING:
     from distributed.security import Security
@@ -51,10 +51,6 @@ def detached_session(cluster_cls: type, record_id: str, options: dict[str, Any],
 
 def state_path(directory: str) -> str:
     return f"{directory}/state.json"
-
-
-def certificate_fingerprint(pem: str) -> str:
-    return hashlib.sha256(pem.strip().encode()).hexdigest()
 
 
 def read_state(runner: Runner, session: dict[str, Any]) -> dict[str, Any]:
@@ -121,36 +117,46 @@ async def ended(runner: Runner, session: dict[str, Any]) -> bool:
 
 #: How long one heartbeat may take before it counts as failed.
 HEARTBEAT_TIMEOUT = 30.0
+#: How often the client's jobs are compared with those the scheduler was last told about.
+JOBS_CHECK_INTERVAL = 1.0
 
 
 async def keep_alive(
-    heartbeat: Callable[[], Awaitable[object]],
+    heartbeat: Callable[[dict[str, Any]], Awaitable[object]],
+    jobs: Callable[[], dict[str, Any]],
     runner: Runner,
     session: dict[str, Any],
     idle_timeout: float,
     on_ended: Callable[[], None],
 ) -> None:
-    """Tell the detached scheduler that its client is alive (`heartbeat`
-    does, with the jobs the client has, for the scheduler to cancel if it is
-    ever left alone). If the scheduler has ended meanwhile, `on_ended`:
-    there is nothing left to control."""
+    """Tell the detached scheduler that its client is alive, with the
+    client's `jobs` (ids to worker names) for the scheduler to cancel if it
+    is ever left alone: every few seconds, and as soon as they change, so
+    that a job submitted just before the client went is not forgotten. If
+    the scheduler has ended meanwhile, `on_ended`: there is nothing left to control."""
     interval = min(idle_timeout / 3, 10)
+    loop = asyncio.get_running_loop()
+    told: dict[str, Any] | None = None
+    last = -math.inf
     while True:
-        try:
-            await asyncio.wait_for(heartbeat(), HEARTBEAT_TIMEOUT)
-        except Exception as e:
-            # The connection is down or refused (an OSError, a timeout, or tornado's ValueError on a
-            # forward the login node refused): the next heartbeat counts, unless the scheduler is gone.
-            # Whatever the heartbeat raises, this loop must go on: it is what notices the scheduler's end.
-            logger.debug("heartbeat to the detached scheduler failed: %r", e)
-            if await ended(runner, session):
-                logger.error(
-                    "the detached scheduler on %s (%s) has ended (closed elsewhere, or after %g s without a "
-                    "client): closing the cluster",
-                    getattr(runner, "destination", "this machine"),
-                    session["directory"],
-                    idle_timeout,
-                )
-                on_ended()
-                return
-        await asyncio.sleep(interval)
+        current = jobs()
+        if current != told or loop.time() - last >= interval:
+            told, last = dict(current), loop.time()  # a failed heartbeat is retried at the next interval, not at once
+            try:
+                await asyncio.wait_for(heartbeat(current), HEARTBEAT_TIMEOUT)
+            except Exception as e:
+                # The connection is down or refused (an OSError, a timeout, or tornado's ValueError on a
+                # forward the login node refused): the next heartbeat counts, unless the scheduler is gone.
+                # Whatever the heartbeat raises, this loop must go on: it is what notices the scheduler's end.
+                logger.debug("heartbeat to the detached scheduler failed: %r", e)
+                if await ended(runner, session):
+                    logger.error(
+                        "the detached scheduler on %s (%s) has ended (closed elsewhere, or after %g s without a "
+                        "client): closing the cluster",
+                        getattr(runner, "destination", "this machine"),
+                        session["directory"],
+                        idle_timeout,
+                    )
+                    on_ended()
+                    return
+        await asyncio.sleep(JOBS_CHECK_INTERVAL)

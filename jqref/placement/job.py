@@ -14,6 +14,13 @@ through a port forwarded over the SSH connection from the login node.
 The scheduler's job is watched like the workers' jobs: if it ends (its
 walltime, a cancel from outside, preemption), the cluster is told, and
 closes, cancelling its workers.
+
+Detached (``detach=True``), the scheduler also runs the session keeper
+(`session_keeper`) as a preload: its state goes to the session's directory
+in the shared home, where a client attaches from; the scheduler's files go
+there too (without a shared_temp_directory). Left alone for its idle
+timeout, it cancels the workers' jobs it was told about and closes, which
+ends its job; the keeper then removes the session's directory.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import logging
 import posixpath
 import secrets
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dask.utils import parse_timedelta
@@ -38,7 +46,9 @@ from ..runners import CommandError, Runner
 from ..shell import literal
 from ..tls import role_options
 from ..worker_files import PRELOAD, WorkerFiles, module_name, module_source
+from . import session_keeper
 from .forwarded import ForwardedScheduler
+from .login import KEEPER_SOURCE
 
 if TYPE_CHECKING:
     from distributed.security import Security
@@ -131,16 +141,27 @@ def command_arguments(options: Mapping[str, Any]) -> list[str]:
 
 
 def scheduler_words(
-    python_words: list[str], options: Mapping[str, Any], tls_files: Mapping[str, str], scheduler_file: str
+    python_words: list[str],
+    options: Mapping[str, Any],
+    tls_files: Mapping[str, str],
+    scheduler_file: str,
+    session: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """The scheduler's command line as shell words: `python_words` (already
     shell words) running distributed's scheduler with `options`, its TLS
     material from `tls_files` (paths by `Security` field), writing its
-    address to `scheduler_file`. Any free port unless `options` name one."""
+    address to `scheduler_file`. Any free port unless `options` name one.
+    A detached `session` ({"directory", "idle_timeout", "cancel_command"})
+    configures the session keeper, which `options` preload: its arguments
+    come last, where the command passes them on to preloads."""
     args = ["--scheduler-file", scheduler_file, *command_arguments({"port": 0, **options})]
     for field, flag in TLS_OPTIONS.items():
         if field in tls_files:
             args += [flag, tls_files[field]]
+    if session is not None:
+        args += session_keeper.preload_arguments(
+            session["directory"], session["idle_timeout"], session["cancel_command"]
+        )
     return [*python_words, "-m", SCHEDULER_MODULE, *map(literal, args)]
 
 
@@ -158,18 +179,42 @@ def scheduler_file_address(text: str) -> tuple[str, int | None] | None:
     return identity["address"], dashboard if isinstance(dashboard, int) else None
 
 
-def scheduler_files(security: Security | None, token: str) -> dict[str, tuple[str, str]]:
+def scheduler_files(security: Security | None, token: str, detached: bool = False) -> dict[str, tuple[str, str]]:
     """The files the scheduler's job reads, by key (a `Security` field, or
     PRELOAD + module): a file name of its own and the text. Its TLS material
-    and, with TLS, the preloads a scheduler of this cluster runs."""
-    if security is None:
-        return {}
-    material = role_options(security, "scheduler")
-    files = {field: (f".jqref-scheduler.{field}.{token}", material[field]) for field in TLS_OPTIONS if material[field]}
-    modules = [*([tls_roles] if tls_roles.has_roles(security) else []), ssl_error_queue]
-    for module in modules:
-        files[PRELOAD + module_name(module)] = (f"jqref_{module_name(module)}_{token}.py", module_source(module))
+    and, with TLS, the preloads a scheduler of this cluster runs; `detached`,
+    the session keeper last."""
+    files = {}
+    if security is not None:
+        material = role_options(security, "scheduler")
+        files = {
+            field: (f".jqref-scheduler.{field}.{token}", material[field]) for field in TLS_OPTIONS if material[field]
+        }
+        modules = [*([tls_roles] if tls_roles.has_roles(security) else []), ssl_error_queue]
+        for module in modules:
+            files[PRELOAD + module_name(module)] = (f"jqref_{module_name(module)}_{token}.py", module_source(module))
+    if detached:
+        files[PRELOAD + "session_keeper"] = (f"jqref_session_keeper_{token}.py", KEEPER_SOURCE)
     return files
+
+
+@dataclass
+class AttachedJob:
+    """The scheduler's job of a detached session, as its record and state say."""
+
+    job_id: str
+    #: The record's files of the scheduler (keys with RECORD_PREFIX).
+    recorded: dict[str, str]
+    #: What the session keeper wrote (`session_keeper.started_state`).
+    state: dict[str, Any]
+
+    def files(self) -> dict[str, str]:
+        """The job's files by key, as `JobScheduler.files` holds them."""
+        return {
+            key.removeprefix(RECORD_PREFIX): path
+            for key, path in self.recorded.items()
+            if key.startswith(RECORD_PREFIX) and key != RECORD_PREFIX + "file"
+        }
 
 
 class SchedulerJob(Job):
@@ -208,19 +253,30 @@ class JobScheduler(ForwardedScheduler):
         poll_interval: float,
         on_recorded: Callable[[str | None, dict[str, str]], None],
         on_ended: Callable[[str], None],
+        session_directory: str | None = None,
+        attached: AttachedJob | None = None,
     ):
+        """`session_directory` (a detached session's, relative to the home)
+        is removed with the job's files; `attached` is the job of a detached
+        session to take over instead of submitting one."""
         super().__init__(runner, options, security, start_timeout)
         self.make_job = make_job
         self.poll_interval = poll_interval
         self.on_recorded = on_recorded
         self.on_ended = on_ended
+        self.session_directory = session_directory
+        self.attached = attached
         token = secrets.token_hex(6)
         self.files = WorkerFiles(
             directory,
-            {**scheduler_files(security, token), "log": (f"jqref-scheduler-{token}.log", "")},
+            {
+                **scheduler_files(security, token, session_directory is not None),
+                "log": (f"jqref-scheduler-{token}.log", ""),
+            },
             private_directory=private_directory,
+            written=attached.files() if attached is not None else {},
         )
-        self.scheduler_file = ""
+        self.scheduler_file = attached.recorded[RECORD_PREFIX + "file"] if attached is not None else ""
         self.job: SchedulerJob | None = None
         self.queue: BatchQueue | None = None
         #: How this process reaches the scheduler: "directly" or "through an SSH forward".
@@ -232,11 +288,15 @@ class JobScheduler(ForwardedScheduler):
         self._reporting: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        try:
-            address, dashboard_port = await self._submit_and_wait()
-        except BaseException:
-            await self._cancel_and_remove()
-            raise
+        if self.attached is not None:
+            address, dashboard_port = self.attached.state["address"], self.attached.state["dashboard_port"]
+            self._adopt(self.attached.job_id)
+        else:
+            try:
+                address, dashboard_port = await self._submit_and_wait()
+            except BaseException:
+                await self._cancel_and_remove()
+                raise
         host, port = parse_host_port(parse_address(address)[1])
         directly = await self._reachable(host, port) or not hasattr(self.runner, "forward")
         self.reached = "directly" if directly else "through an SSH forward"
@@ -258,14 +318,10 @@ class JobScheduler(ForwardedScheduler):
         guard = [preloads.pop(module_name(tls_roles))] if module_name(tls_roles) in preloads else []
         options = with_preloads(self.options, guard, list(preloads.values()), here=False)
         self.job = job = self.make_job(options, paths, self.scheduler_file, paths["log"])
-        # Imported here, at run time: the queue's module records jobs, and records know the placements.
-        from ..batch import BatchQueue
-
-        self.queue = BatchQueue(type(job), self.runner, on_ended=self._job_ended)
-        job.batch = self.queue
-        job.job_id = await self.queue.submit(job)
+        self.queue = queue = self._queue_for(job)
+        job.job_id = await queue.submit(job)
         self.on_recorded(job.job_id, recorded)
-        self._watch = asyncio.create_task(self.queue.watch(self.poll_interval))
+        self._watch = asyncio.create_task(queue.watch(self.poll_interval))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.start_timeout
         while not self._ended.is_set():
@@ -284,6 +340,24 @@ class JobScheduler(ForwardedScheduler):
             f"the Dask scheduler's job {job.job_id} ended before the scheduler listened "
             f"({self._end_detail}).{await self._log_tail()}"
         )
+
+    def _queue_for(self, job: SchedulerJob) -> BatchQueue:
+        """A queue of its own for the scheduler's job, which tells `_job_ended`."""
+        # Imported here, at run time: the queue's module records jobs, and records know the placements.
+        from ..batch import BatchQueue
+
+        queue = BatchQueue(type(job), self.runner, on_ended=self._job_ended)
+        job.batch = queue
+        return queue
+
+    def _adopt(self, job_id: str) -> None:
+        """The scheduler's job of the detached session attached to becomes this
+        cluster's, watched as if it had submitted it."""
+        paths = self.files.paths
+        self.job = job = self.make_job(self.options, paths, self.scheduler_file, paths["log"])
+        self.queue = self._queue_for(job)
+        self.queue.adopt(job, job_id)
+        self._watch = asyncio.create_task(self.queue.watch(self.poll_interval))
 
     async def _log_tail(self) -> str:
         """The end of what the scheduler wrote to its stderr, to say why it failed."""
@@ -336,3 +410,5 @@ class JobScheduler(ForwardedScheduler):
                 await self.files.remove(self.runner)
                 if self.scheduler_file:
                     await self.runner.remove_files([self.scheduler_file])
+                if self.session_directory is not None:  # its keeper removes it too, unless it was killed
+                    await self.runner.run(["rm", "-rf", "--", self.session_directory])

@@ -31,7 +31,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAIN_SOURCE = importlib.resources.files(__package__).joinpath("login_main.py").read_text()
+
+def source(module: str) -> str:
+    """The source of one of this folder's modules, for processes without jqref."""
+    return importlib.resources.files(__package__).joinpath(f"{module}.py").read_text()
+
+
+#: Where the session keeper runs as a preload of its own (`job`), its source alone.
+KEEPER_SOURCE = source("session_keeper")
+#: The program the login node runs: `login_main`, after the session keeper it uses.
+MAIN_SOURCE = KEEPER_SOURCE + "\n" + source("login_main")
 
 
 class LoginNodeScheduler(ForwardedScheduler):

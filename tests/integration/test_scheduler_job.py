@@ -10,8 +10,10 @@ port forwarded from the login node.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +24,7 @@ from distributed import Client
 from distributed.client import FutureCancelledError
 from distributed.core import Status
 
-from .conftest import node_containers, start_and_kill_client, wait_for, worker_count
+from .conftest import client_process, node_containers, start_and_kill_client, wait_for, worker_count
 
 pytestmark = [
     pytest.mark.integration,
@@ -220,3 +222,82 @@ def test_where_the_login_node_ends_long_processes_the_scheduler_job_carries_on(
     )
     assert client.submit(lambda x: x + 1, 1).result(timeout=60) == 2
     assert cluster.status.name == "running"
+
+
+# ---- detached (detach=True): the scheduler's job outlives its client ------------
+
+
+def session_is_gone(runner, record: str) -> bool:
+    """Whether the session's directory (its state, the scheduler's files) is gone from the shared home."""
+    return not exists(runner, f".jqref/sessions/{record}")
+
+
+def session_state(runner, record: str) -> dict:
+    """What the session's keeper wrote: its address, the jobs it was told about."""
+    return json.loads(runner.run_blocking(["cat", f".jqref/sessions/{record}/state.json"]).check().stdout)
+
+
+def jqref_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "jqref", *args], capture_output=True, text=True)
+
+
+# The scheduler's keeper cancels jobs from the compute node it runs on: Slurm's commands work there.
+@pytest.mark.schedulers("slurm")
+@pytest.mark.usefixtures("compute_network_out_of_reach")
+def test_a_detached_scheduler_job_outlives_its_client_and_is_attached_to_again(
+    testbed, job_name, cluster_options, mode, runner
+):
+    options = {**cluster_options, **job_options_for_test(), "detach": True}
+    with client_process(testbed.name, mode, options, jobs=1, workers=1, publish=True) as (client, job_ids, record):
+        # Ctrl-C: it exits through its atexit handlers, which leave a detached cluster, scheduler's job included.
+        client.send_signal(signal.SIGINT)
+        client.wait(timeout=60)
+    (scheduler_job,) = testbed.active_jobs(f"{job_name}-scheduler")
+    assert testbed.active_jobs(job_name) == job_ids, "the workers' jobs stay with the scheduler of the client gone"
+    listing = jqref_command("list").stdout
+    assert f"attachable: {testbed.cluster_cls.__name__}.attach('{record}')" in listing, listing
+
+    cluster = testbed.cluster_cls.attach(record)
+    try:
+        assert cluster.scheduler_on == "job" and cluster.scheduler.job_id == scheduler_job
+        assert cluster.scheduler.reached == "through an SSH forward"
+        client = Client(cluster)
+        assert client.get_dataset("answer").result(timeout=60) == 42, "the published result is still there"
+        assert set(cluster.batch.active) == job_ids and worker_count(client) == 1
+        assert sum(client.gather(client.map(lambda x: x * x, range(20)))) == sum(x * x for x in range(20))
+        client.close()
+    finally:
+        cluster.close()
+    assert testbed.active_jobs(job_name) == set(), "the workers' jobs cancelled by close()"
+    assert testbed.active_jobs(f"{job_name}-scheduler") == set(), "and the scheduler's job"
+    assert session_is_gone(runner, record), "the session's state and the scheduler's files removed"
+    assert record not in jqref_command("list").stdout
+
+
+@pytest.mark.schedulers("slurm")
+@pytest.mark.usefixtures("compute_network_out_of_reach")
+def test_a_detached_scheduler_job_left_alone_cancels_its_workers_and_ends(
+    testbed, job_name, cluster_options, mode, runner
+):
+    options = {**cluster_options, **job_options_for_test(), "detach": True, "idle_timeout": 15}
+    with client_process(testbed.name, mode, options, jobs=1, workers=1) as (_, job_ids, record):
+        # Killed once its heartbeat told the scheduler of the worker's job, which the scheduler then cancels.
+        wait_for(lambda: set(session_state(runner, record)["jobs"]) == job_ids, "the scheduler to know the job")
+    (scheduler_job,) = testbed.active_jobs(f"{job_name}-scheduler")
+    assert testbed.active_jobs(job_name) == job_ids
+    wait_for(
+        lambda: not testbed.active_jobs(job_name) and not testbed.active_jobs(f"{job_name}-scheduler"),
+        "the scheduler to cancel its workers' jobs and end its own after 15 s alone",
+        timeout=15 + 90,
+    )
+    # Workers whose scheduler closed would end by themselves: the accounting tells the keeper's cancel apart.
+    wait_for(
+        lambda: [testbed.final_state(job_id) for job_id in [*job_ids, scheduler_job]] == ["CANCELLED", "COMPLETED"],
+        "the accounting to say the worker's job was cancelled and the scheduler's ended by itself",
+        timeout=60,
+    )
+    wait_for(lambda: session_is_gone(runner, record), "the session's directory to be removed", timeout=30)
+    cleanup = jqref_command("cleanup", record)
+    assert cleanup.returncode == 0, cleanup.stderr
+    assert f"cancelled 2 job(s): {' '.join([*job_ids, scheduler_job])}" in cleanup.stdout, "they had ended already"
+    assert record not in jqref_command("list").stdout

@@ -1,4 +1,4 @@
-"""A detached scheduler's session (`placement.login_main.Session`) and the
+"""A detached scheduler's session (`placement.session_keeper.Session`) and the
 client side of a reconnect (`placement.reconnect`), with a real scheduler, worker
 and client in this process: the connection drop is a real closed comm."""
 
@@ -19,9 +19,9 @@ import pytest
 from distributed import Client, Scheduler, Worker
 from distributed.core import rpc
 
-from jqref.placement import login_main
 from jqref.placement import reconnect as client_reconnect
-from jqref.placement.login_main import Session
+from jqref.placement.login import MAIN_SOURCE
+from jqref.placement.session_keeper import Session
 
 
 def run(coro):
@@ -81,7 +81,7 @@ def test_a_detached_scheduler_keeps_its_state_private_and_ended_by_a_signal_canc
         },
     }
     start = subprocess.run(
-        [sys.executable, login_main.__file__],
+        [sys.executable, "-c", MAIN_SOURCE],
         input=json.dumps(spec) + "\n",
         cwd=tmp_path,
         capture_output=True,
@@ -259,10 +259,35 @@ def test_a_client_whose_heartbeats_fail_closes_once_the_scheduler_is_gone_whatev
     from jqref import LocalRunner
     from jqref.placement.detached import keep_alive
 
-    async def heartbeat():
+    async def heartbeat(jobs):
         raise failure
 
     closed = []
     session = {"directory": str(tmp_path / "gone")}  # no state.json: the scheduler has ended
-    asyncio.run(asyncio.wait_for(keep_alive(heartbeat, LocalRunner(), session, 3, lambda: closed.append(1)), 30))
+    alive = keep_alive(heartbeat, dict, LocalRunner(), session, 3, lambda: closed.append(1))
+    asyncio.run(asyncio.wait_for(alive, 30))
     assert closed == [1]
+
+
+def test_the_scheduler_is_told_of_new_jobs_at_once_and_of_the_same_ones_every_interval(tmp_path):
+    """A job submitted just before the client goes must be among those the
+    scheduler cancels when left alone: told within a second, not at the next interval."""
+    from jqref import LocalRunner
+    from jqref.placement.detached import keep_alive
+
+    jobs: dict[str, str] = {}
+    told: list[tuple[float, dict]] = []
+
+    async def heartbeat(current):
+        told.append((asyncio.get_running_loop().time(), dict(current)))
+
+    async def main():
+        alive = asyncio.ensure_future(keep_alive(heartbeat, lambda: jobs, LocalRunner(), {}, 15, print))
+        started = asyncio.get_running_loop().time()
+        await asyncio.sleep(0.5)
+        jobs["11"] = "w-0"
+        await asyncio.sleep(1.5)
+        alive.cancel()
+        return [(round(at - started), current) for at, current in told]
+
+    assert asyncio.run(main()) == [(0, {}), (1, {"11": "w-0"})]

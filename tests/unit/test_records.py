@@ -12,7 +12,7 @@ from distributed.security import Security
 
 from jqref.__main__ import main
 from jqref.placement.detached import certificate_fingerprint
-from jqref.placement.login_main import process_start
+from jqref.placement.session_keeper import process_start
 from jqref.records import JobRecord, RecordError, load_records, runner_from
 
 
