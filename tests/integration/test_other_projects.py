@@ -78,3 +78,21 @@ def test_submitit_reads_job_states_from_the_testbeds_accounting(testbed_up, sche
     out = run_project(testbed_up, scheduler_name, isolated, tree, wheels, "python states.py")
     for line in ("result 1024, state COMPLETED", "array [1, 4, 9], states ['COMPLETED']", "cancelled, state CANCELLED"):
         assert line in out, out
+
+
+@pytest.mark.schedulers("slurm")  # the runner test of dask-jobqueue's own suite runs under srun
+def test_dask_jobqueues_own_runner_test_passes_against_jqref(testbed_up, scheduler_name, isolated, tmp_path):
+    """dask-jobqueue's `test_slurm_runner`, from its wheel, as its CI runs it
+    (`-E slurm`): `srun -n 4` of its script, which imports
+    `dask_jobqueue.slurm.SLURMRunner`, here jqref's through the re-export shim."""
+    wheels, tree = tmp_path / "wheels", tmp_path / "dask-jobqueue-runner"
+    tree.mkdir()
+    version = importlib.metadata.version("dask-jobqueue")
+    subprocess.run([*PIP, "download", "--no-deps", "-d", str(wheels), f"dask-jobqueue=={version}"], check=True)
+    tests = "$(python -c 'import dask_jobqueue.tests as t; print(t.__path__[0])')"
+    cmd = (
+        f"PYTHONPATH=/src:/src/tests/dask_jobqueue_suite python -m pytest -p jqref_suite {tests} "
+        "-E slurm -k test_slurm_runner -v -p no:cacheprovider --color=no"
+    )
+    out = run_project(testbed_up, scheduler_name, isolated, tree, wheels, cmd)
+    assert "test_slurm.py::test_slurm_runner PASSED" in out, out
