@@ -6,15 +6,18 @@ Arguments: scheduler, mode, the cluster options as JSON, the number of jobs
 to ask for, the number of workers to wait for, and optionally "publish": the
 client first publishes a result, ``answer`` (42), made on a worker."""
 
+import faulthandler
 import json
 import signal
 import sys
+import time
 
 from distributed import Client
 
 from tests.integration.conftest import ssh_runner
 from tests.integration.testbeds import TESTBEDS
 
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # a test that finds it hung asks where it is
 scheduler, mode, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 jobs, workers = int(sys.argv[4]), int(sys.argv[5])
 if mode == "ssh":
@@ -28,4 +31,8 @@ if sys.argv[6:] == ["publish"]:
     answer.result()
     client.publish_dataset(answer=answer)
 print(json.dumps({"jobs": sorted(cluster.batch.active), "record": cluster.batch.record.id}), flush=True)
-signal.pause()  # until the test kills us
+# Until the test kills us, or interrupts us (SIGINT) to exit through the atexit handlers. Not
+# signal.pause(): a signal that lands between the print above and pause() would be handled
+# before pause() blocks, which would then wait for ever; the eval loop sees it within a second here.
+while True:
+    time.sleep(1)

@@ -165,10 +165,11 @@ def test_a_crashed_clients_scheduler_job_is_cancelled_by_jqref_cleanup(testbed, 
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def login_limit():
     """A login node that kills user processes older than LOGIN_LIMIT seconds
-    (`docker/login-reaper.sh`, run as root there), for the tests that ask for it."""
+    (`docker/login-reaper.sh`, run as root there), for the tests that ask for
+    it, and for them alone: the tests after them get an ordinary login node."""
     containers = node_containers()
     _, pid, _ = containers.exec(
         "login",
@@ -251,7 +252,13 @@ def test_a_detached_scheduler_job_outlives_its_client_and_is_attached_to_again(
     with client_process(testbed.name, mode, options, jobs=1, workers=1, publish=True) as (client, job_ids, record):
         # Ctrl-C: it exits through its atexit handlers, which leave a detached cluster, scheduler's job included.
         client.send_signal(signal.SIGINT)
-        client.wait(timeout=60)
+        try:
+            client.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            client.send_signal(signal.SIGUSR1)  # its threads' stacks, to stderr
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                client.wait(timeout=5)
+            raise
     (scheduler_job,) = testbed.active_jobs(f"{job_name}-scheduler")
     assert testbed.active_jobs(job_name) == job_ids, "the workers' jobs stay with the scheduler of the client gone"
     listing = jqref_command("list").stdout
