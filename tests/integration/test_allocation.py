@@ -1,9 +1,11 @@
-"""A whole Dask cluster inside one allocation, launched by the testbed's own srun.
+"""A whole Dask cluster inside one allocation, launched by the testbed's own
+srun, or by Open MPI's mpirun inside the Slurm job.
 
 One batch job runs ``srun -n 4`` of a script using `jqref.slurm.SLURMRunner`
-(jqref's `SLURMAllocation`): the ranks meet through a scheduler file in the
-shared home. Judged by what the job wrote (srun's --label prefixes each line
-with the task's rank) and what squeue reports.
+(jqref's `SLURMAllocation`), or ``mpirun -n 4`` of the same script using
+`jqref.MPIAllocation` (ranks from Open MPI's environment): the ranks meet
+through a scheduler file in the shared home. Judged by what the job wrote
+(each line the block prints starts with its rank) and what squeue reports.
 """
 
 from __future__ import annotations
@@ -21,10 +23,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.placement_independent, pytest
 SCRIPT = """
 import os, pathlib, signal, sys, threading, time
 from distributed import Client
-from jqref.slurm import SLURMRunner
 
-here = pathlib.Path(sys.argv[1])
-if sys.argv[2] == "kill-scheduler" and os.environ["SLURM_PROCID"] == "0":
+here, mode, launcher = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+if launcher == "srun":
+    from jqref.slurm import SLURMRunner as Allocation
+    rank, scheduler_file = os.environ["SLURM_PROCID"], here / "scheduler-{job_id}.json"
+else:
+    from jqref import MPIAllocation as Allocation
+    rank, scheduler_file = os.environ["OMPI_COMM_WORLD_RANK"], here / "scheduler.json"
+if mode == "kill-scheduler" and rank == "0":
     def die_when_told():
         while not (here / "kill").exists():
             time.sleep(0.2)
@@ -32,21 +39,36 @@ if sys.argv[2] == "kill-scheduler" and os.environ["SLURM_PROCID"] == "0":
     threading.Thread(target=die_when_told, daemon=True).start()
 
 options = {"worker_options": {"death_timeout": 10}}
-with SLURMRunner(scheduler_file=str(here / "scheduler-{job_id}.json"), **options) as runner:
+with Allocation(scheduler_file=str(scheduler_file), **options) as runner:
     with Client(runner) as client:
         client.wait_for_workers(2)
         hosts = sorted({w["host"] for w in client.scheduler_info()["workers"].values()})
-        print("block", runner.scheduler_address.split(":")[0], client.submit(lambda x: x + 1, 20, workers=[3]).result(),
-              len(hosts), flush=True)
-        if sys.argv[2] == "kill-scheduler":
+        print(f"{rank}: block", runner.scheduler_address.split(":")[0],
+              client.submit(lambda x: x + 1, 20, workers=[3]).result(), len(hosts), flush=True)
+        if mode == "kill-scheduler":
             while True:
                 client.submit(time.sleep, 0.2, pure=False).result()
 """
 
 
-def submit(testbed, mode: str) -> tuple[str, str]:
-    """The script in a directory of its own in the shared home, run by srun in
-    one 4-task job; its id and the directory."""
+#: How each launcher starts the script's 4 processes inside the job. mpirun gets
+#: PYTHONPATH for its ranks alone (-x): it starts its daemons with srun, whose
+#: steps must not carry it (see `submit`); and no binding to cores, which the
+#: testbed's nodes advertise more of than their containers have.
+LAUNCHERS = {
+    "srun": "PYTHONPATH=/src srun --kill-on-bad-exit=0 -n 4",
+    "mpirun": "mpirun -n 4 --bind-to none -x PYTHONPATH=/src",
+}
+
+
+@pytest.fixture(params=sorted(LAUNCHERS))
+def launcher(request) -> str:
+    return request.param
+
+
+def submit(testbed, mode: str, launcher: str) -> tuple[str, str]:
+    """The script in a directory of its own in the shared home, run by
+    `launcher` in one 4-task job; its id and the directory."""
     here = f"{LOGS}/allocation-{uuid.uuid4().hex[:8]}"
     testbed.run("mkdir", "-p", here)
     script = shlex.quote(textwrap.dedent(SCRIPT))
@@ -55,7 +77,7 @@ def submit(testbed, mode: str) -> tuple[str, str]:
     # PYTHONPATH is set for srun, not exported into the batch job (sbatch --export): on this testbed's
     # slurmd 24.11.5 a batch job whose environment holds PYTHONPATH made every srun step in it end
     # the node's slurmd ("fatal: clone: Operation not permitted").
-    step = f"PYTHONPATH=/src srun --label --kill-on-bad-exit=0 -n 4 {python} {here}/script.py {here} {mode}"
+    step = f"{LAUNCHERS[launcher]} {python} {here}/script.py {here} {mode} {launcher}"
     out = testbed.run(
         "sbatch",
         "--parsable",
@@ -78,18 +100,20 @@ def output(testbed, here: str) -> str:
     return testbed.run("sh", "-c", f"cat {shlex.quote(here)}/out.txt 2>/dev/null || true")
 
 
-def test_srun_of_four_tasks_computes_in_the_block_once_over_tls_and_leaves_nothing(testbed):
-    job_id, here = submit(testbed, "once")
+def test_four_tasks_compute_in_the_block_once_over_tls_and_leave_nothing(testbed, launcher):
+    job_id, here = submit(testbed, "once", launcher)
     wait_for(lambda: finished(testbed, job_id), f"job {job_id} to end", timeout=PATIENCE * 2)
     out = output(testbed, here)
     blocks = [line for line in out.splitlines() if "block" in line]
     assert len(blocks) == 1 and blocks[0].startswith("1: block tls 21"), out
-    assert "srun: error" not in out, out  # srun reports each task that failed
+    # Each launcher reports a task that failed.
+    assert "srun: error" not in out and "non-zero exit code" not in out, out
     assert testbed.run("ls", "-A", here).split() == ["out.txt", "script.py"], "the scheduler and TLS files are removed"
 
 
 def test_when_rank_0_is_killed_the_other_tasks_end_and_so_does_the_job(testbed):
-    job_id, here = submit(testbed, "kill-scheduler")
+    # srun's tasks only: mpirun ends every rank itself when one is killed, whatever they run.
+    job_id, here = submit(testbed, "kill-scheduler", "srun")
     wait_for(lambda: "block" in output(testbed, here), "the block to compute", timeout=PATIENCE * 2)
     testbed.run("touch", f"{here}/kill")
     # Workers stop after their death_timeout (10 s), the client on its first failed task.
