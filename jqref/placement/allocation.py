@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import enum
 import json
+import logging
 import os
 import pathlib
 from typing import Any
@@ -40,6 +41,8 @@ from ..preload import roles_guard, with_preloads
 from ..private_files import replace_privately
 from ..tls import cluster_security, security_contents
 from ..tls_roles import has_roles
+
+logger = logging.getLogger(__name__)
 
 #: How long the client and the workers wait for the scheduler to say where it is.
 START_TIMEOUT = 120.0
@@ -105,6 +108,7 @@ class Allocation(SyncMethodMixin):
         self.start_timeout = start_timeout
         self.role: Role | None = None
         self.scheduler_address: str | None = None
+        self.n_workers: int | None = None
         self.status = Status.created
         self._asynchronous = asynchronous
         self._loop_runner = LoopRunner(loop=loop, asynchronous=asynchronous)
@@ -145,6 +149,8 @@ class Allocation(SyncMethodMixin):
         if size is not None:
             check_size(size, self.scheduler, self.client)
         self.role = role_of(await self.rank(), self.scheduler, self.client)
+        #: The launch's worker processes, where the launcher says how many there are (dask-jobqueue's name).
+        self.n_workers = None if size is None else size - self.scheduler - self.client
         if self.security is not False:
             ssl_error_queue.apply()  # every TLS process of a cluster, as jqref's other placements
         if self.role is Role.scheduler:
@@ -154,7 +160,26 @@ class Allocation(SyncMethodMixin):
         else:
             self.scheduler_address, security = await self._discovered()
             self.security = security
+            await self._wait_for_the_workers()
             self.status = Status.running
+
+    async def _wait_for_the_workers(self) -> None:
+        """The block starts once the launch's workers have joined, where their
+        number is known, so that its first tasks may name any of them; a rank
+        that never starts delays it by `start_timeout`, then it runs anyway."""
+        if not self.n_workers:
+            return
+        try:
+            async with Client(
+                self.scheduler_address, security=self.security, asynchronous=True, **self.client_options
+            ) as client:
+                await client.wait_for_workers(self.n_workers, timeout=self.start_timeout)
+        except TimeoutError:
+            logger.warning(
+                "not all %d of the launch's workers joined within %g s: the block runs without the rest",
+                self.n_workers,
+                self.start_timeout,
+            )
 
     async def _discovered(self) -> tuple[str, Security | None]:
         try:

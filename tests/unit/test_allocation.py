@@ -62,6 +62,8 @@ from jqref.slurm import SLURMRunner
 options = {"worker_options": {"death_timeout": 5}, "start_timeout": float(sys.argv[2])}
 with SLURMRunner(scheduler_file=sys.argv[1], **options) as runner:
     with Client(runner, timeout=5) as client:  # a lost scheduler fails its tasks after 5 s, not 30
+        if sys.argv[3] == "at-once":  # as dask-jobqueue's own runner test: no wait for the workers
+            print("workers", len(client.scheduler_info()["workers"]), "of", runner.n_workers, flush=True)
         client.wait_for_workers(2)
         print("block", client.submit(lambda x: x + 1, 20, workers=[3]).result(), flush=True)
         if sys.argv[3] == "keep-computing":
@@ -108,6 +110,17 @@ def test_four_tasks_meet_through_the_scheduler_file_compute_once_and_leave_nothi
     assert {rank: code for rank, (code, _, _) in outcomes.items()} == dict.fromkeys(range(4), 0), outcomes
     assert outcomes[1][1] == "block 21\n" and all(not outcomes[r][1] for r in (0, 2, 3)), "the block ran once"
     assert not list(scheduler_file.parent.iterdir()), "the scheduler file and its TLS file are removed"
+
+
+def test_the_block_starts_once_the_launchs_workers_have_joined(tmp_path):
+    processes, scheduler_file = launch(tmp_path, range(3), mode="at-once")
+    deadline = time.monotonic() + DEADLINE
+    while not scheduler_file.exists():
+        assert time.monotonic() < deadline, "the scheduler never wrote its file"
+        time.sleep(0.1)
+    late, _ = launch(tmp_path, [3], mode="at-once")  # the last worker starts after the client found the scheduler
+    outcomes = ended({**processes, **late}, DEADLINE)
+    assert outcomes[1][1] == "workers 2 of 2\nblock 21\n", outcomes
 
 
 def test_when_the_scheduler_is_killed_every_other_task_ends_within_a_bounded_time(tmp_path):
