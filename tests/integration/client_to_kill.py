@@ -18,6 +18,9 @@ from tests.integration.conftest import ssh_runner
 from tests.integration.testbeds import TESTBEDS
 
 faulthandler.register(signal.SIGUSR1, all_threads=True)  # a test that finds it hung asks where it is
+# SIGINT raises KeyboardInterrupt even where it was ignored when the suite started (a job started
+# in the background by a non-interactive shell ignores it, and so do the processes it starts).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 scheduler, mode, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 jobs, workers = int(sys.argv[4]), int(sys.argv[5])
 if mode == "ssh":
@@ -31,8 +34,6 @@ if sys.argv[6:] == ["publish"]:
     answer.result()
     client.publish_dataset(answer=answer)
 print(json.dumps({"jobs": sorted(cluster.batch.active), "record": cluster.batch.record.id}), flush=True)
-# Until the test kills us, or interrupts us (SIGINT) to exit through the atexit handlers. Not
-# signal.pause(): a signal that lands between the print above and pause() would be handled
-# before pause() blocks, which would then wait for ever; the eval loop sees it within a second here.
+# Until the test kills us, or interrupts us (SIGINT) to exit through the atexit handlers.
 while True:
     time.sleep(1)
